@@ -1,0 +1,194 @@
+"""The ``bench`` command line: argument parsing and dispatch.
+
+Every subcommand names its handler as ``"module:function"``; the module is imported only when that
+subcommand runs, so ``bench --help`` does not import torch or ITK. A handler takes the parsed
+``argparse.Namespace`` and returns an exit status. :class:`~benchmark.errors.BenchError` is printed
+as ``error: ...`` on stderr with exit status 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from benchmark import __version__
+from benchmark.errors import BenchError
+
+PRESETS = ("quick", "paper")
+
+
+def _dataset_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dataset",
+        required=True,
+        metavar="NAME_OR_PATH",
+        help="a manifest name from data_manifests/ (acdc, dce, demo-acdc, demo-dce) or a path to "
+        "a manifest .yaml",
+    )
+    p.add_argument(
+        "--root",
+        metavar="DIR",
+        help="data folder (overrides the manifest's root and its environment variable)",
+    )
+
+
+def _handler(p: argparse.ArgumentParser, target: str) -> None:
+    p.set_defaults(handler=target)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="MIRBench: benchmark unsupervised deep-learning image registration with "
+        "mutual information (de Vos et al., SPIE Medical Imaging 2020).",
+    )
+    parser.add_argument("--version", action="version", version=f"mirbench {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # bench data ...
+    data = sub.add_parser("data", help="check datasets and generate demo data")
+    data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
+    check = data_sub.add_parser(
+        "check", help="validate a dataset and print cases, pairs, folds, spacings, labels"
+    )
+    _dataset_args(check)
+    check.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _handler(check, "benchmark.data.commands:check")
+    demo = data_sub.add_parser("demo", help="generate a deterministic demo dataset")
+    demo.add_argument("name", help="demo-acdc or demo-dce")
+    demo.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    demo.add_argument("--cases", type=int, default=None, help="number of cases (default: manifest)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    _handler(demo, "benchmark.data.commands:demo")
+
+    # bench methods
+    methods = sub.add_parser("methods", help="list registration methods and their availability")
+    _handler(methods, "methods.commands:list_methods")
+
+    # bench train
+    train = sub.add_parser("train", help="train a learning method on one cross-validation fold")
+    train.add_argument("--method", required=True, help="e.g. unet-nmi, poolnet-ncc")
+    _dataset_args(train)
+    train.add_argument("--fold", type=int, default=0, help="fold whose training pairs are used")
+    train.add_argument("--preset", choices=PRESETS, default="quick")
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a training setting, e.g. --set iterations=500 --set patch_size=64,64,8",
+    )
+    train.add_argument("--out", metavar="DIR", default=None, help="model folder")
+    train.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
+    train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    train.add_argument("--seed", type=int, default=0)
+    _handler(train, "methods.commands:train")
+
+    # bench run
+    run = sub.add_parser("run", help="train, register and score methods on a dataset")
+    run.add_argument("--methods", default="all", help="all, or a comma-separated list")
+    _dataset_args(run)
+    run.add_argument("--out", metavar="DIR", default=None, help="run folder (default runs/NAME)")
+    run.add_argument("--preset", choices=PRESETS, default="quick")
+    run.add_argument("--folds", default=None, help="comma-separated folds (default: all)")
+    run.add_argument("--jobs", type=int, default=1, help="parallel registrations")
+    run.add_argument("--force", action="store_true", help="recompute finished results")
+    run.add_argument("--device", default=None, help="cpu, cuda (default: cuda if any)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="training override"
+    )
+    _handler(run, "benchmark.runner.commands:run")
+
+    # bench stats ...
+    stats = sub.add_parser("stats", help="statistics on rankings and results")
+    stats_sub = stats.add_subparsers(dest="stats_command", metavar="SUBCOMMAND")
+    ranking = stats_sub.add_parser(
+        "ranking", help="contingency table, chi-square and pairwise tests of a blinded ranking"
+    )
+    ranking.add_argument("csv", help="rankings in long form: case, method, rank[, reader]")
+    ranking.add_argument("--json", action="store_true", help="print one JSON object")
+    _handler(ranking, "benchmark.stats.commands:ranking")
+    compare = stats_sub.add_parser(
+        "compare", help="paired Wilcoxon tests between methods per structure and metric"
+    )
+    compare.add_argument("run_dir", help="a run folder (or a results.csv)")
+    compare.add_argument("--json", action="store_true")
+    _handler(compare, "benchmark.stats.commands:compare")
+
+    # bench report
+    report = sub.add_parser("report", help="build a PDF report from a run folder")
+    report.add_argument("run_dir")
+    report.add_argument("--out", default=None, help="PDF path (default RUN_DIR/report/report.pdf)")
+    report.add_argument("--rankings", default=None, help="rankings CSV of a reader study")
+    report.add_argument("--cases", type=int, default=2, help="cases shown in figures 1/3")
+    _handler(report, "reports.commands:report")
+
+    # bench reader-study ...
+    rs = sub.add_parser("reader-study", help="blinded reader study web app")
+    rs_sub = rs.add_subparsers(dest="rs_command", metavar="SUBCOMMAND")
+    create = rs_sub.add_parser("create", help="prepare a blinded study from a run folder")
+    create.add_argument("run_dir")
+    create.add_argument("--methods", required=True, help="comma-separated methods to compare")
+    group = create.add_mutually_exclusive_group()
+    group.add_argument("--cases", type=int, default=None, help="number of cases")
+    group.add_argument("--pairs", default=None, help="file listing case/pair keys, one a line")
+    create.add_argument("--seed", type=int, default=0)
+    create.add_argument("--out", required=True, metavar="STUDY_DIR")
+    _handler(create, "benchmark.reader_study.commands:create")
+    serve = rs_sub.add_parser("serve", help="serve the study to readers")
+    serve.add_argument("study_dir")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    _handler(serve, "benchmark.reader_study.commands:serve")
+    add = rs_sub.add_parser("add-reader", help="create a reader and print their login")
+    add.add_argument("study_dir")
+    add.add_argument("name")
+    _handler(add, "benchmark.reader_study.commands:add_reader")
+    export = rs_sub.add_parser("export", help="write the rankings CSV (unblinds)")
+    export.add_argument("study_dir")
+    export.add_argument("--out", default=None, help="CSV path (default STUDY_DIR/rankings.csv)")
+    _handler(export, "benchmark.reader_study.commands:export")
+    analyze = rs_sub.add_parser("analyze", help="print the ranking statistics (unblinds)")
+    analyze.add_argument("study_dir")
+    analyze.add_argument("--json", action="store_true")
+    _handler(analyze, "benchmark.reader_study.commands:analyze")
+
+    return parser
+
+
+def _call(target: str, args: argparse.Namespace) -> int:
+    module_name, func_name = target.split(":")
+    module = importlib.import_module(module_name)
+    return int(getattr(module, func_name)(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        # a group without a subcommand: show that group's help
+        argv = sys.argv[1:] if argv is None else argv
+        parser.parse_args([*[a for a in argv if not a.startswith("-")], "--help"])
+        return 2
+    try:
+        return _call(handler, args)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,18 @@
+"""User-facing errors: raised for bad input, printed by the CLI without a traceback."""
+
+
+class BenchError(Exception):
+    """An error caused by the user's input (a file, an argument, a manifest).
+
+    The message names the file or argument, the value found, and what was expected. The ``bench``
+    command prints it and exits with status 2.
+    """
+
+
+class ValidationError(BenchError):
+    """Several problems found at once while validating data; ``problems`` lists them all."""
+
+    def __init__(self, what: str, problems: list[str]):
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{what}: {len(self.problems)} problem(s)\n{lines}")

@@ -1,0 +1,245 @@
+"""Images on disk and in memory: the :class:`Image` type and reading/writing NIfTI, NRRD and MHA.
+
+Arrays keep nibabel's ``(i, j, k)`` voxel order and the file's affine (see ``docs/conventions.md``).
+NIfTI goes through nibabel; ``.nrrd``/``.mha``/``.mhd`` go through ITK and are converted to the same
+order and a RAS affine on load.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.atomic import atomic_path
+from benchmark.errors import BenchError
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
+
+# RAS <-> LPS flips the signs of the first two world axes.
+_LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+@dataclass(frozen=True, eq=False)
+class Image:
+    """A voxel array with its voxel-to-world affine.
+
+    Parameters
+    ----------
+    array : ndarray, shape (I, J[, K])
+        Voxel values in nibabel's axis order.
+    affine : ndarray, shape (4, 4)
+        Voxel-to-world (RAS, mm) transform of the file. Defaults to the identity.
+    path : Path, optional
+        Where the image was read from, for messages.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray = field(default_factory=lambda: np.eye(4))
+    path: Path | None = None
+
+    def __post_init__(self):
+        affine = np.asarray(self.affine, dtype=np.float64)
+        if affine.shape != (4, 4):
+            raise BenchError(f"{self._where()}: affine must be 4x4, got shape {affine.shape}")
+        object.__setattr__(self, "affine", affine)
+        if self.array.ndim not in (2, 3):
+            raise BenchError(
+                f"{self._where()}: expected a 2D or 3D image, got shape {self.array.shape}"
+            )
+
+    def _where(self) -> str:
+        return str(self.path) if self.path else "image"
+
+    @property
+    def ndim(self) -> int:
+        return self.array.ndim
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.array.shape)
+
+    @property
+    def spacing(self) -> tuple[float, ...]:
+        """Millimetres per voxel along the array axes (column norms of the affine)."""
+        norms = np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
+        return tuple(float(s) for s in norms[: self.ndim])
+
+    def with_array(self, array: np.ndarray) -> Image:
+        """The same grid (affine) with other voxel values."""
+        if array.shape[: self.ndim] != self.shape:
+            raise BenchError(
+                f"{self._where()}: new array shape {array.shape} does not match grid {self.shape}"
+            )
+        return Image(array, self.affine, None)
+
+    def same_grid(self, other: Image, *, atol: float = 1e-4) -> bool:
+        """True when both images have the same shape and affine (within ``atol`` mm)."""
+        return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in NIFTI_SUFFIXES + ITK_SUFFIXES:
+        if name.endswith(s):
+            return s
+    return path.suffix.lower()
+
+
+def read_image(path: str | os.PathLike, *, dtype=None) -> Image:
+    """Read a NIfTI (nibabel) or NRRD/MHA/MHD (ITK) image.
+
+    Parameters
+    ----------
+    path : path-like
+        The file. Its suffix picks the reader.
+    dtype : numpy dtype, optional
+        Cast the voxel values (e.g. ``np.float32`` for intensities, ``np.int16`` for labels).
+
+    Raises
+    ------
+    BenchError
+        If the file is missing, truncated or unreadable, or has an unsupported suffix; the message
+        names the file and the reason.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: file not found")
+    suffix = _suffix(path)
+    try:
+        if suffix in NIFTI_SUFFIXES:
+            array, affine = _read_nifti(path)
+        elif suffix in ITK_SUFFIXES:
+            array, affine = _read_itk(path)
+        else:
+            raise BenchError(
+                f"{path}: unsupported image suffix {suffix!r}; expected one of "
+                f"{', '.join(NIFTI_SUFFIXES + ITK_SUFFIXES)}"
+            )
+    except BenchError:
+        raise
+    except Exception as exc:  # nibabel/ITK/zlib raise many types for damaged files
+        raise BenchError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    if array.ndim == 3 and array.shape[2] == 1 and suffix in ITK_SUFFIXES:
+        array = array[:, :, 0]
+    if dtype is not None:
+        array = array.astype(dtype, copy=False)
+    return Image(array, affine, path)
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import nibabel as nib
+
+    img = nib.load(str(path))
+    array = np.asanyarray(img.dataobj)  # reads (and decompresses) everything: catches truncation
+    if array.ndim == 4 and array.shape[3] == 1:
+        array = array[..., 0]
+    return np.asarray(array), np.asarray(img.affine, dtype=np.float64)
+
+
+def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    import itk
+
+    img = itk.imread(str(path))
+    array = np.asarray(itk.array_view_from_image(img)).T.copy()  # (k, j, i) -> (i, j, k)
+    ndim = img.GetImageDimension()
+    spacing = np.asarray(img.GetSpacing(), dtype=np.float64)
+    origin = np.asarray(img.GetOrigin(), dtype=np.float64)
+    direction = np.asarray(itk.array_from_matrix(img.GetDirection()), dtype=np.float64)
+    affine = np.eye(4)
+    affine[:ndim, :ndim] = direction * spacing[None, :]
+    affine[:ndim, 3] = origin
+    return array, _LPS_TO_RAS @ affine
+
+
+def write_image(path: str | os.PathLike, image: Image | np.ndarray, affine=None) -> Path:
+    """Write an image atomically as NIfTI (``.nii``/``.nii.gz``) or through ITK (other suffixes).
+
+    ``image`` is an :class:`Image`, or an array together with ``affine`` (identity if omitted).
+    """
+    path = Path(path)
+    if isinstance(image, Image):
+        array, affine = image.array, image.affine
+    else:
+        array = np.asarray(image)
+        affine = np.eye(4) if affine is None else np.asarray(affine, dtype=np.float64)
+    suffix = _suffix(path)
+    with atomic_path(path) as tmp:
+        if suffix in NIFTI_SUFFIXES:
+            import nibabel as nib
+
+            if array.dtype == np.bool_:
+                array = array.astype(np.uint8)
+            if array.dtype == np.float64:
+                array = array.astype(np.float32)
+            nii = nib.Nifti1Image(array, affine)
+            nii.header.set_xyzt_units("mm", "sec")
+            nib.save(nii, str(tmp))
+        elif suffix in ITK_SUFFIXES:
+            _write_itk(tmp, array, affine)
+        else:
+            raise BenchError(f"{path}: cannot write suffix {suffix!r}")
+    return path
+
+
+def _write_itk(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
+    import itk
+
+    ndim = array.ndim
+    img = itk.image_from_array(np.ascontiguousarray(array.T))
+    lps = _LPS_TO_RAS @ affine
+    spacing = np.sqrt((lps[:ndim, :ndim] ** 2).sum(axis=0))
+    img.SetSpacing(spacing.tolist())
+    img.SetOrigin(lps[:ndim, 3].tolist())
+    img.SetDirection(itk.matrix_from_array(lps[:ndim, :ndim] / spacing[None, :]))
+    itk.imwrite(img, str(path), compression=True)
+
+
+def write_displacement(path: str | os.PathLike, disp: np.ndarray, affine) -> Path:
+    """Write a displacement field ``(ndim, *spatial)`` (mm along array axes) as a NIfTI vector image.
+
+    On disk it follows the NIfTI vector-field layout read by ITK, ANTs and elastix tools: shape
+    ``(I, J, K, 1, ndim)`` (2D: ``(I, J, 1, 1, 2)``) with intent ``vector``.
+    """
+    import nibabel as nib
+
+    disp = np.asarray(disp, dtype=np.float32)
+    if disp.ndim < 3 or disp.shape[0] != disp.ndim - 1:
+        raise BenchError(f"{path}: displacement must be (ndim, *spatial), got shape {disp.shape}")
+    data = np.moveaxis(disp, 0, -1)
+    if disp.shape[0] == 2:
+        data = data[:, :, None]
+    data = data[:, :, :, None, :]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        nii = nib.Nifti1Image(data, np.asarray(affine, dtype=np.float64))
+        nii.header.set_intent("vector")
+        nii.header.set_xyzt_units("mm", "sec")
+        nib.save(nii, str(tmp))
+    return path
+
+
+def read_displacement(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a field written by :func:`write_displacement`: ``(disp (ndim, *spatial), affine)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"{path}: displacement file not found")
+    import nibabel as nib
+
+    try:
+        nii = nib.load(str(path))
+        data = np.asarray(nii.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise BenchError(f"{path}: cannot read displacement ({type(exc).__name__}: {exc})") from exc
+    if data.ndim != 5 or data.shape[3] != 1 or data.shape[4] not in (2, 3):
+        raise BenchError(
+            f"{path}: expected a NIfTI vector field of shape (I, J, K, 1, ndim), got {data.shape}"
+        )
+    ndim = data.shape[4]
+    data = data[:, :, :, 0, :]
+    if ndim == 2:
+        data = data[:, :, 0, :]
+    return np.moveaxis(data, -1, 0), np.asarray(nii.affine, dtype=np.float64)

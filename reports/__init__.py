@@ -1,0 +1,1 @@
+"""PDF reports, figures and tables built from a run folder (``bench report``)."""
