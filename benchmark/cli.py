@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     train.add_argument("--seed", type=int, default=0)
-    _handler(train, "methods.commands:train")
+    _handler(train, "methods.training.commands:train")
 
     # bench run
     run = sub.add_parser("run", help="train, register and score methods on a dataset")
@@ -169,11 +169,11 @@ def _call(target: str, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose + 1, 2),
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # logs go to stderr: warnings by default, -v info, -vv debug (run logs add a file handler)
+    stream = logging.StreamHandler(sys.stderr)
+    stream.setLevel(logging.WARNING - 10 * min(args.verbose, 2))
+    stream.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=min(logging.INFO, stream.level), handlers=[stream])
     handler = getattr(args, "handler", None)
     if handler is None:
         # a group without a subcommand: show that group's help

@@ -44,11 +44,11 @@ def percentile_normalize(
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != x.shape:
             raise BenchError(f"mask shape {mask.shape} does not match image shape {x.shape}")
-    values = x[mask] if mask is not None and mask.any() else x.ravel()
-    if values.size == 0:
+    if x.size == 0:
         return np.zeros_like(x)
-    if not np.isfinite(values).all():
+    if not np.isfinite(x).all():
         raise BenchError("image has NaN or infinite voxels; cannot normalise")
+    values = x[mask] if mask is not None and mask.any() else x.ravel()
     lo, hi = np.percentile(values.astype(np.float64), [lower, upper])
     if not hi > lo:
         return np.zeros_like(x)

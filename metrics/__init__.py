@@ -3,3 +3,48 @@
 Dice, Hausdorff distance (max and 95th percentile), histogram NMI, folding (% negative Jacobian
 determinant) and displacement error. Each function documents its shapes, units and edge cases.
 """
+
+from metrics._common import (
+    STATUS_ABSENT_BOTH,
+    STATUS_ABSENT_FIXED,
+    STATUS_ABSENT_MOVING,
+    STATUS_CONSTANT_IMAGE,
+    STATUS_EMPTY_MASK,
+    STATUS_NO_GROUND_TRUTH,
+    STATUS_OK,
+    MetricValue,
+)
+from metrics.dice import dice
+from metrics.displacement import DisplacementErrorResult, displacement_error
+from metrics.folding import FoldingResult, folding_percentage, sdlogj
+from metrics.hausdorff import (
+    HausdorffResult,
+    directed_surface_distances,
+    hausdorff_distance,
+    surface,
+)
+from metrics.histogram_nmi import histogram_nmi
+from metrics.label_metrics import label_metrics
+
+__all__ = [
+    "MetricValue",
+    "HausdorffResult",
+    "FoldingResult",
+    "DisplacementErrorResult",
+    "dice",
+    "hausdorff_distance",
+    "directed_surface_distances",
+    "surface",
+    "histogram_nmi",
+    "folding_percentage",
+    "sdlogj",
+    "displacement_error",
+    "label_metrics",
+    "STATUS_OK",
+    "STATUS_ABSENT_FIXED",
+    "STATUS_ABSENT_MOVING",
+    "STATUS_ABSENT_BOTH",
+    "STATUS_CONSTANT_IMAGE",
+    "STATUS_EMPTY_MASK",
+    "STATUS_NO_GROUND_TRUTH",
+]

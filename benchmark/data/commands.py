@@ -1,0 +1,58 @@
+"""Handlers of ``bench data check`` and ``bench data demo`` (named in :mod:`benchmark.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from benchmark.errors import BenchError, ValidationError
+
+log = logging.getLogger(__name__)
+
+
+def check(args: argparse.Namespace) -> int:
+    """``bench data check --dataset NAME_OR_PATH [--root DIR] [--json]``.
+
+    Validates every file of the dataset and prints a summary (text, or JSON with ``--json``) on
+    stdout. When there are problems they are all raised as one :class:`ValidationError`, which
+    the CLI prints on stderr with exit status 2. Returns 0 for a valid dataset.
+    """
+    from benchmark.data.manifest import load_manifest
+    from benchmark.data.validate import validate
+
+    manifest = load_manifest(args.dataset, root=args.root)
+    report = validate(manifest, raise_on_problems=False)
+    if getattr(args, "json", False):
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.format())
+    if report.problems:
+        raise ValidationError(f"dataset {manifest.name} ({manifest.root})", report.problems)
+    print(f"ok: {len(report.cases)} cases, {len(report.pairs)} pairs, no problems", file=sys.stderr)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    """``bench data demo NAME --out DIR [--cases N] [--seed S]``: generate a demo dataset.
+
+    ``NAME`` is a demo generator (``demo-acdc``, ``demo-dce``). Without ``--cases`` the case
+    count of the shipped manifest of the same name is used, so that
+    ``bench data check --dataset NAME --root DIR`` sees the same data as the automatic cache.
+    Prints the data folder to use as ``--root``.
+    """
+    from benchmark.data.demo import generate
+    from benchmark.data.manifest import demo_spec
+
+    cases = args.cases
+    if cases is not None and cases < 1:
+        raise BenchError(f"--cases must be >= 1, got {cases}")
+    if cases is None:
+        spec = demo_spec(args.name)
+        if spec is not None and spec.generator == args.name:
+            cases = spec.cases
+    root = Path(generate(args.name, Path(args.out), cases=cases, seed=args.seed))
+    print(root)
+    return 0

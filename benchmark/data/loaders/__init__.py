@@ -1,0 +1,96 @@
+"""Dataset loaders: turn a data folder into :class:`~benchmark.pairs.PairSpec` lists.
+
+A loader only looks at the folder layout (which files exist, ``Info.cfg``, CSV tables); it never
+reads image voxels. Every layout problem is collected into :attr:`Scan.problems` instead of being
+raised, so one check reports them all. Kinds: ``acdc`` (:mod:`.acdc`), ``dce`` (:mod:`.dce`),
+``explicit`` (:mod:`.explicit`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmark.errors import BenchError
+from benchmark.pairs import PairSpec
+
+if TYPE_CHECKING:
+    from benchmark.data.manifest import Manifest
+
+_MODULES = {
+    "acdc": "benchmark.data.loaders.acdc",
+    "dce": "benchmark.data.loaders.dce",
+    "explicit": "benchmark.data.loaders.explicit",
+}
+
+#: Case and pair ids must be usable as folder names on every file system.
+SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+@dataclass
+class Scan:
+    """What a loader found: pairs (sorted by case, then input order) and layout problems."""
+
+    pairs: list[PairSpec] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    #: cases seen, including ones that yielded no pair because of problems
+    cases: list[str] = field(default_factory=list)
+
+
+def _module(kind: str):
+    if kind not in _MODULES:
+        raise BenchError(f"unknown loader {kind!r}; expected one of {', '.join(_MODULES)}")
+    return importlib.import_module(_MODULES[kind])
+
+
+def pairing_rule(kind: str, raw: dict[str, Any]) -> list[str]:
+    """The normalised pairing rule of a manifest for loader ``kind`` (raises BenchError)."""
+    return _module(kind).pairing_rule(raw)
+
+
+def scan(manifest: Manifest) -> Scan:
+    """Run the manifest's loader on its root; then check ids (safe, unique)."""
+    result: Scan = _module(manifest.loader).load(manifest)
+    result.problems.extend(check_ids(result.pairs))
+    return result
+
+
+def check_ids(pairs: list[PairSpec]) -> list[str]:
+    """Problems with ids: unsafe case/pair names and duplicate ``case/pair`` keys."""
+    problems = []
+    seen: dict[str, PairSpec] = {}
+    for p in pairs:
+        for what, value in (("case", p.case), ("pair", p.pair)):
+            if not SAFE_ID.match(value):
+                problems.append(
+                    f"{p.key}: {what} id {value!r} is not file-system safe (use letters, digits, "
+                    "'.', '_', '+', '-'; start with a letter or digit)"
+                )
+        if p.key in seen:
+            problems.append(
+                f"{p.key}: duplicate pair id (fixed {p.fixed}, moving {p.moving}; first seen with "
+                f"fixed {seen[p.key].fixed}, moving {seen[p.key].moving})"
+            )
+        else:
+            seen[p.key] = p
+    return problems
+
+
+def natural_key(text: str) -> list:
+    """Sort key that orders embedded numbers numerically (``phase_2`` before ``phase_10``)."""
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", text)]
+
+
+def strip_image_suffix(name: str) -> str:
+    """``phase_00.nii.gz`` -> ``phase_00`` (also ``.nii``, ``.nrrd``, ``.mha``, ``.mhd``)."""
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def existing(path: Path) -> Path | None:
+    return path if path.is_file() else None

@@ -1,0 +1,116 @@
+"""Explicit loader: the user's own data as a list of pairs, no code needed.
+
+The manifest lists the pairs inline::
+
+    loader: explicit
+    pairs:
+      - {case: subj01, pair: base-follow, fixed: subj01/base.nii.gz, moving: subj01/follow.nii.gz,
+         fixed_labels: subj01/base_seg.nii.gz, moving_labels: subj01/follow_seg.nii.gz, group: A}
+
+or names a CSV file with the same columns: ``pairs_csv: pairs.csv`` (found beside the manifest
+file, else under the data root). Columns: ``case``, ``pair``, ``fixed``, ``moving`` (required),
+``fixed_labels``, ``moving_labels``, ``displacement``, ``mask``, ``group`` (optional; empty cells
+mean absent). Any other column goes into ``PairSpec.meta``. Image paths are relative to the data
+root (absolute paths are kept).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from benchmark.data.loaders import Scan
+from benchmark.errors import BenchError
+from benchmark.pairs import PairSpec, as_path
+
+if TYPE_CHECKING:
+    from benchmark.data.manifest import Manifest
+
+REQUIRED = ("case", "pair", "fixed", "moving")
+OPTIONAL_FILES = ("fixed_labels", "moving_labels", "displacement", "mask")
+COLUMNS = (*REQUIRED, *OPTIONAL_FILES, "group")
+
+
+def pairing_rule(raw: dict[str, Any]) -> list[str]:
+    """Check that the manifest gives ``pairs`` (a list of mappings) or ``pairs_csv``, not both."""
+    pairs, pairs_csv = raw.get("pairs"), raw.get("pairs_csv")
+    if (pairs is None) == (pairs_csv is None):
+        raise BenchError(
+            "an explicit manifest needs exactly one of pairs (a list of mappings with "
+            f"{', '.join(REQUIRED)}) or pairs_csv (a CSV file with those columns)"
+        )
+    if pairs is not None and (
+        not isinstance(pairs, list) or not pairs or not all(isinstance(p, dict) for p in pairs)
+    ):
+        raise BenchError(f"pairs must be a non-empty list of mappings with {', '.join(REQUIRED)}")
+    if pairs_csv is not None and not (isinstance(pairs_csv, str) and pairs_csv):
+        raise BenchError(f"pairs_csv must be a file name, got {pairs_csv!r}")
+    return ["explicit"]
+
+
+def csv_path(manifest: Manifest) -> Path:
+    """The pairs CSV: beside the manifest file if it is there, else under the data root."""
+    name = Path(manifest.raw["pairs_csv"]).expanduser()
+    if name.is_absolute():
+        return name
+    beside = manifest.path.parent / name
+    return beside if beside.is_file() else manifest.root / name
+
+
+def _rows(manifest: Manifest, result: Scan) -> list[tuple[str, dict[str, Any]]]:
+    """``(where, row)`` for every listed pair; ``where`` names the row in messages."""
+    if manifest.raw.get("pairs") is not None:
+        return [
+            (f"{manifest.path}: pairs[{i}]", row) for i, row in enumerate(manifest.raw["pairs"])
+        ]
+    path = csv_path(manifest)
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
+            if missing:
+                result.problems.append(
+                    f"{path}: missing column(s) {', '.join(missing)} (has {reader.fieldnames})"
+                )
+                return []
+            return [(f"{path}:{line}", row) for line, row in enumerate(reader, start=2)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        result.problems.append(f"{path}: cannot read pairs table ({type(exc).__name__}: {exc})")
+        return []
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def load(manifest: Manifest) -> Scan:
+    """Build the listed pairs; rows with missing values or files are reported and skipped."""
+    result = Scan()
+    for where, row in _rows(manifest, result):
+        values = {k: _text(v) for k, v in row.items() if k is not None}
+        missing = [c for c in REQUIRED if not values.get(c)]
+        if missing:
+            result.problems.append(f"{where}: missing value(s) for {', '.join(missing)}")
+            continue
+        files = {
+            role: as_path(values.get(role) or None, manifest.root)
+            for role in ("fixed", "moving", *OPTIONAL_FILES)
+        }
+        absent = [f"{role} {p}" for role, p in files.items() if p is not None and not p.is_file()]
+        if absent:
+            result.problems.append(f"{where}: file(s) not found: {'; '.join(absent)}")
+            continue
+        if values["case"] not in result.cases:
+            result.cases.append(values["case"])
+        result.pairs.append(
+            PairSpec(
+                dataset=manifest.name,
+                case=values["case"],
+                pair=values["pair"],
+                group=values.get("group") or None,
+                meta={k: v for k, v in values.items() if k not in COLUMNS},
+                **files,
+            )
+        )
+    return result

@@ -1,0 +1,380 @@
+"""Dataset validation: read every file of a manifest's pairs and report all problems at once.
+
+:func:`validate` collects, for the whole dataset, layout problems from the loader (missing
+``Info.cfg`` or frame files), unreadable or truncated files, grids that disagree (fixed vs moving,
+an image vs its labels, mask or ground-truth displacement), label values outside the manifest's
+set, non-integer label values, NaN or infinite voxels, duplicate or unsafe ids, and fold problems.
+Each problem names the file and the reason. The :class:`Report` also summarises the dataset
+(cases, pairs, groups, folds, spacings, shapes, label voxel counts) for ``bench data check``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.data.manifest import Manifest
+from benchmark.errors import BenchError, ValidationError
+from benchmark.images import Image, read_displacement, read_image
+from benchmark.pairs import PairSpec
+
+log = logging.getLogger(__name__)
+
+#: Fixed/moving/labels grids must agree to this many mm (docs/conventions.md).
+AFFINE_ATOL = 1e-4
+
+_ROLE_KIND = {
+    "fixed": "image",
+    "moving": "image",
+    "fixed_labels": "labels",
+    "moving_labels": "labels",
+    "mask": "mask",
+    "displacement": "displacement",
+}
+
+
+@dataclass
+class FileInfo:
+    """What validation learnt about one file (no voxel data is kept)."""
+
+    path: Path
+    kind: str
+    shape: tuple[int, ...] | None = None
+    affine: np.ndarray | None = None
+    spacing: tuple[float, ...] | None = None
+    #: labels only: voxel count per value present
+    counts: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.shape is not None
+
+
+@dataclass
+class Report:
+    """Result of :func:`validate`: the problems and a summary of the dataset.
+
+    ``problems`` is empty for a valid dataset. The other attributes summarise what was read and
+    are JSON-able through :meth:`to_dict`.
+    """
+
+    dataset: str
+    root: str
+    manifest: str
+    problems: list[str] = field(default_factory=list)
+    cases: list[str] = field(default_factory=list)
+    pairs: list[str] = field(default_factory=list)
+    groups: dict[str, int] = field(default_factory=dict)
+    folds: list[dict[str, Any]] = field(default_factory=list)
+    spacing: dict[str, list[float]] = field(default_factory=dict)
+    shapes: dict[str, Any] = field(default_factory=dict)
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    files_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "root": self.root,
+            "manifest": self.manifest,
+            "ok": self.ok,
+            "problems": list(self.problems),
+            "cases": list(self.cases),
+            "pairs": list(self.pairs),
+            "groups": dict(self.groups),
+            "folds": list(self.folds),
+            "spacing": dict(self.spacing),
+            "shapes": dict(self.shapes),
+            "labels": dict(self.labels),
+            "files_read": self.files_read,
+        }
+
+    def format(self) -> str:
+        """A human-readable summary (problems are not included; see :attr:`problems`)."""
+        lines = [
+            f"dataset {self.dataset}: {self.manifest}",
+            f"root     {self.root}",
+            f"cases    {len(self.cases)}",
+            f"pairs    {len(self.pairs)}"
+            + (
+                f" ({', '.join(sorted({k.split('/', 1)[1] for k in self.pairs}))})"
+                if self.pairs
+                else ""
+            ),
+        ]
+        if self.groups:
+            lines.append(
+                "groups   " + ", ".join(f"{g or '(none)'}: {n}" for g, n in self.groups.items())
+            )
+        for f in self.folds:
+            parts = [f"train {f['train_cases']} cases / {f['train_pairs']} pairs"]
+            if f.get("val_cases"):
+                parts.append(f"val {f['val_cases']} cases / {f['val_pairs']} pairs")
+            parts.append(f"test {f['test_cases']} cases / {f['test_pairs']} pairs")
+            groups = ", ".join(f"{g or '(none)'}: {n}" for g, n in f["test_groups"].items())
+            lines.append(f"fold {f['fold']}   {'; '.join(parts)}; test groups {groups}")
+        if self.spacing:
+            axes = "ijk"
+            lines.append("spacing  mm per axis (min / median / max)")
+            for a, (lo, med, hi) in enumerate(
+                zip(self.spacing["min"], self.spacing["median"], self.spacing["max"], strict=True)
+            ):
+                lines.append(f"  {axes[a]}      {lo:.3g} / {med:.3g} / {hi:.3g}")
+        if self.shapes:
+            lines.append(
+                f"shapes   {self.shapes['distinct']} distinct; min {tuple(self.shapes['min'])}, "
+                f"median {_fmt(self.shapes['median'])}, max {tuple(self.shapes['max'])}"
+            )
+        if self.labels:
+            lines.append("labels   voxels summed over label files; cases where absent")
+            for name, info in self.labels.items():
+                absent = info["absent_in"]
+                where = (
+                    "present in every label file"
+                    if not absent
+                    else f"absent in {len(absent)}: {', '.join(absent[:8])}"
+                    + (" ..." if len(absent) > 8 else "")
+                )
+                lines.append(f"  {name} ({info['value']}): {info['voxels']} voxels; {where}")
+        lines.append(f"files    {self.files_read} read")
+        return "\n".join(lines)
+
+
+# -- reading one file ------------------------------------------------------------------------
+def _finite_problem(path: Path, array: np.ndarray) -> str | None:
+    if not np.issubdtype(array.dtype, np.floating) and not np.issubdtype(
+        array.dtype, np.complexfloating
+    ):
+        return None
+    bad = ~np.isfinite(array)
+    n = int(bad.sum())
+    if not n:
+        return None
+    first = tuple(int(i) for i in np.argwhere(bad)[0])
+    return f"{path}: {n} NaN or infinite voxel(s) (first at index {first})"
+
+
+def _value_counts(array: np.ndarray) -> dict[int, int]:
+    """Voxel count per (integer) value present; ``bincount`` for small non-negative labels."""
+    if array.size == 0:
+        return {}
+    lo, hi = array.min(), array.max()
+    if lo >= 0 and hi < 2**16:
+        counts = np.bincount(array.ravel().astype(np.intp), minlength=int(hi) + 1)
+        return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+    values, counts = np.unique(array, return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+
+def _inspect(path: Path, kind: str, labels: dict[str, int], problems: list[str]) -> FileInfo:
+    """Read one file, append its own problems, return what later cross-checks need."""
+    info = FileInfo(path, kind)
+    try:
+        if kind == "displacement":
+            array, affine = read_displacement(path)
+            shape = tuple(array.shape)
+            image = None
+        else:
+            image = read_image(path)
+            array, affine, shape = image.array, image.affine, image.shape
+    except BenchError as exc:
+        problems.append(str(exc))
+        return info
+    info.shape, info.affine = shape, affine
+    info.spacing = Image(np.empty((1,) * 3), affine).spacing if image is None else image.spacing
+    message = _finite_problem(path, array)
+    if message:
+        problems.append(message)
+    if kind == "labels" and message is None:
+        if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
+            problems.append(f"{path}: label map has non-integer values (dtype {array.dtype})")
+            return info
+        info.counts = _value_counts(array)
+        allowed = {0, *labels.values()}
+        outside = sorted(v for v in info.counts if v not in allowed)
+        if outside:
+            declared = ", ".join(f"{n}={v}" for n, v in labels.items())
+            problems.append(
+                f"{path}: label value(s) {outside} not declared in the manifest "
+                f"(0=background, {declared})"
+            )
+    return info
+
+
+# -- cross checks --------------------------------------------------------------------------
+def _grid_problem(a: FileInfo, b: FileInfo, what: str) -> str | None:
+    """A message when ``a`` and ``b`` are not on one grid (shape and affine within AFFINE_ATOL)."""
+    if not (a.ok and b.ok):
+        return None
+    if a.shape != b.shape:
+        return f"{a.path} vs {b.path}: {what}: shapes differ, {a.shape} vs {b.shape}"
+    diff = float(np.abs(a.affine - b.affine).max())
+    if diff > AFFINE_ATOL:
+        return (
+            f"{a.path} vs {b.path}: {what}: affines differ by up to {diff:.3g} mm "
+            f"(spacing {_fmt(a.spacing)} vs {_fmt(b.spacing)}, origin "
+            f"{_fmt(a.affine[:3, 3])} vs {_fmt(b.affine[:3, 3])})"
+        )
+    return None
+
+
+def _fmt(values) -> str:
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
+
+
+def _pair_problems(p: PairSpec, files: dict[tuple[Path, str], FileInfo]) -> list[tuple[Any, str]]:
+    """``(dedup key, message)`` for every grid disagreement inside one pair."""
+    get = {role: files[(path, _ROLE_KIND[role])] for role, path in p.files().items()}
+    out = []
+    checks = [("fixed", "moving", "fixed and moving images must share one grid")]
+    checks += [
+        (img, lab, f"{lab.replace('_', ' ')} must be on the {img} image grid")
+        for img, lab in (("fixed", "fixed_labels"), ("moving", "moving_labels"))
+    ]
+    checks.append(("fixed", "mask", "the mask must be on the fixed image grid"))
+    for a, b, what in checks:
+        if a in get and b in get:
+            message = _grid_problem(get[a], get[b], what)
+            if message:
+                out.append((frozenset((get[a].path, get[b].path)), message))
+    if "displacement" in get and get["displacement"].ok and get["fixed"].ok:
+        disp, fixed = get["displacement"], get["fixed"]
+        expected = (len(fixed.shape), *fixed.shape)
+        if disp.shape != expected:
+            out.append(
+                (
+                    (disp.path, fixed.path),
+                    f"{disp.path}: displacement shape {disp.shape} (ndim, *spatial) does not "
+                    f"match the fixed image {fixed.path} (expected {expected})",
+                )
+            )
+        elif float(np.abs(disp.affine - fixed.affine).max()) > AFFINE_ATOL:
+            out.append(
+                (
+                    (disp.path, fixed.path),
+                    f"{disp.path}: displacement affine differs from the fixed image {fixed.path} "
+                    "(the field must live on the fixed grid)",
+                )
+            )
+    return out
+
+
+# -- summary ---------------------------------------------------------------------------------
+def _axis_stats(rows: list[tuple[float, ...]]) -> dict[str, list[float]]:
+    if not rows:
+        return {}
+    ndim = Counter(len(r) for r in rows).most_common(1)[0][0]
+    a = np.array([r for r in rows if len(r) == ndim], dtype=np.float64)
+    return {
+        "min": a.min(axis=0).tolist(),
+        "median": np.median(a, axis=0).tolist(),
+        "max": a.max(axis=0).tolist(),
+    }
+
+
+def _fold_summary(folds, strata: dict[str, str]) -> list[dict[str, Any]]:
+    out = []
+    for f in folds:
+        entry = {
+            "fold": f.index,
+            "train_cases": len(f.train_cases),
+            "train_pairs": len(f.train),
+            "test_cases": len(f.test_cases),
+            "test_pairs": len(f.test),
+            "test_groups": dict(sorted(Counter(strata[c] for c in f.test_cases).items())),
+        }
+        if f.val:
+            entry.update(val_cases=len(f.val_cases), val_pairs=len(f.val))
+        out.append(entry)
+    return out
+
+
+def validate(manifest: Manifest, *, raise_on_problems: bool = True) -> Report:
+    """Check every file and pair of a dataset; report all problems and summarise the data.
+
+    Every file is read completely once (truncated gzip streams and NaN voxels only show up
+    then), even when several pairs share it.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    raise_on_problems : bool, default True
+        Raise :class:`ValidationError` (listing every problem) when there is any; with False the
+        problems are only returned in :attr:`Report.problems`.
+
+    Returns
+    -------
+    Report
+    """
+    from benchmark.data.folds import case_strata
+
+    scan = manifest.scan()
+    report = Report(dataset=manifest.name, root=str(manifest.root), manifest=str(manifest.path))
+    report.problems.extend(scan.problems)
+    pairs = scan.pairs
+
+    files: dict[tuple[Path, str], FileInfo] = {}
+    for p in pairs:
+        for role, path in p.files().items():
+            key = (path, _ROLE_KIND[role])
+            if key not in files:
+                log.debug("reading %s", path)
+                files[key] = _inspect(path, key[1], manifest.labels, report.problems)
+    report.files_read = len(files)
+
+    seen: set = set()
+    for p in pairs:
+        for key, message in _pair_problems(p, files):
+            if key not in seen:
+                seen.add(key)
+                report.problems.append(f"{p.key}: {message}")
+
+    report.cases = sorted({p.case for p in pairs})
+    report.pairs = [p.key for p in pairs]
+    stratify = manifest.split.stratify if manifest.split else manifest.cv.stratify
+    strata: dict[str, str] = {}
+    try:
+        strata = case_strata(pairs, "group" if stratify is None else stratify)
+        report.groups = dict(sorted(Counter(strata.values()).items()))
+        if pairs:
+            report.folds = _fold_summary(manifest.folds_of(pairs), strata)
+    except BenchError as exc:
+        report.problems.append(f"folds: {exc}")
+
+    images = [i for (_, kind), i in files.items() if kind == "image" and i.ok]
+    report.spacing = _axis_stats([i.spacing for i in images])
+    if images:
+        stats = _axis_stats([i.shape for i in images])
+        report.shapes = {
+            "distinct": len({i.shape for i in images}),
+            "min": [int(x) for x in stats["min"]],
+            "median": stats["median"],
+            "max": [int(x) for x in stats["max"]],
+        }
+    label_files = [
+        (p.case, files[(path, "labels")])
+        for p in pairs
+        for path in (p.fixed_labels, p.moving_labels)
+        if path is not None and files[(path, "labels")].ok
+    ]
+    if label_files:
+        unique = {info.path: info for _, info in label_files}
+        for name, value in manifest.labels.items():
+            absent = sorted({case for case, info in label_files if value not in info.counts})
+            report.labels[name] = {
+                "value": value,
+                "voxels": sum(info.counts.get(value, 0) for info in unique.values()),
+                "files": len(unique),
+                "absent_in": absent,
+            }
+    if report.problems and raise_on_problems:
+        raise ValidationError(f"dataset {manifest.name} ({manifest.root})", report.problems)
+    return report

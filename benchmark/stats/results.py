@@ -1,0 +1,80 @@
+"""The tidy results table (``results.csv``, see ``docs/conventions.md``): column names, metric
+directions, and reading/checking it from a run folder or a CSV/Parquet file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import BenchError
+
+RESULT_COLUMNS = ("method", "fold", "case", "pair", "structure", "metric", "value", "unit", "status")
+METRICS = (
+    "dice", "hd", "hd95", "nmi_before", "nmi", "folding_pct", "sdlogj", "disp_error_mm", "runtime_s"
+)
+HIGHER_IS_BETTER = frozenset({"dice", "nmi"})
+LOWER_IS_BETTER = frozenset({"hd", "hd95", "folding_pct", "sdlogj", "disp_error_mm", "runtime_s"})
+IMAGE = "image"  # the structure of whole-image metrics
+
+
+def check_results(table: pd.DataFrame, *, source: str = "results") -> pd.DataFrame:
+    """Check the columns of a results table and normalise their types.
+
+    Returns a copy with ``fold`` int, ``value`` float (NaN kept) and the id columns str.
+
+    Raises
+    ------
+    BenchError
+        When a required column is missing, ``fold`` is not integer or ``value`` not numeric.
+    """
+    missing = [c for c in RESULT_COLUMNS if c not in table.columns]
+    if missing:
+        raise BenchError(
+            f"{source}: missing column(s) {', '.join(missing)}; expected {', '.join(RESULT_COLUMNS)}"
+        )
+    out = table.copy()
+    for col in ("method", "case", "pair", "structure", "metric", "unit", "status"):
+        out[col] = out[col].fillna("").astype(str)
+    try:
+        out["fold"] = pd.to_numeric(out["fold"], errors="raise").astype(int)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"{source}: column 'fold' must hold integers ({exc})") from exc
+    try:
+        out["value"] = pd.to_numeric(out["value"], errors="raise").astype(np.float64)
+    except (ValueError, TypeError) as exc:
+        raise BenchError(f"{source}: column 'value' must be numeric or empty ({exc})") from exc
+    return out
+
+
+def read_results(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``results.csv`` of a run folder, or a results ``.csv``/``.parquet`` file directly.
+
+    Raises
+    ------
+    BenchError
+        If the folder has no ``results.csv``, the file is missing or unreadable, or a column is
+        missing.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.csv"
+    if not path.is_file():
+        raise BenchError(f"{path}: results table not found (expected a run folder or results.csv)")
+    try:
+        if path.suffix.lower() == ".parquet":
+            table = pd.read_parquet(path)
+        else:
+            table = pd.read_csv(path, keep_default_na=True, dtype={"case": str, "pair": str})
+    except Exception as exc:
+        raise BenchError(f"{path}: cannot read results ({type(exc).__name__}: {exc})") from exc
+    return check_results(table, source=str(path))
+
+
+def ordered(values, preferred=()) -> list[str]:
+    """Distinct ``values`` in the order of ``preferred`` first, then of first appearance."""
+    seen = list(dict.fromkeys(values))
+    return [v for v in preferred if v in seen] + [v for v in seen if v not in preferred]

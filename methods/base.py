@@ -1,0 +1,204 @@
+"""The plug-in interface every registration method implements: :class:`Method` and
+:class:`RegistrationResult`.
+
+A method turns a loaded :class:`~benchmark.pairs.RegistrationPair` into a dense displacement field
+on the fixed grid, fixed -> moving, in millimetres along the array axes (``docs/conventions.md``).
+Methods never compute metrics: the harness warps images and labels with one shared function and
+scores every method the same way. Learning methods train in :meth:`Method.fit`; the others inherit
+its no-op.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchmark.errors import BenchError
+from benchmark.pairs import PairSpec, RegistrationPair
+
+__all__ = ["Method", "RegistrationResult", "RegistrationFailed", "check_result"]
+
+
+class RegistrationFailed(BenchError):
+    """A method could not register one pair (e.g. elastix stopped with an error).
+
+    The runner records the pair as ``failed: <message>`` and goes on with the next pair.
+
+    Attributes
+    ----------
+    log : str or None
+        The method's own log up to the failure (kept as ``method.log`` in the pair folder).
+    """
+
+    def __init__(self, message: str, *, log: str | None = None):
+        super().__init__(message)
+        self.log = log
+
+
+@dataclass(eq=False)
+class RegistrationResult:
+    """What :meth:`Method.register` returns for one pair.
+
+    Attributes
+    ----------
+    displacement : ndarray of float32, shape (ndim, *spatial)
+        The field ``u`` on the fixed grid, fixed -> moving, millimetres along the array axes:
+        ``warped(x) = moving(x + u(x))``. Component ``c`` is along array axis ``c``.
+    warped : ndarray, shape (*spatial), optional
+        The method's own warped moving image (its intensities, e.g. normalised). Informative only:
+        the harness re-warps the original moving image with the shared warp.
+    runtime_s : float
+        Seconds spent on the registration itself (optimisation or network inference, and the
+        computation of the dense field), excluding file I/O and model loading. ``>= 0``.
+    log : str, optional
+        The method's own log text for this pair (e.g. elastix's log); saved, never printed.
+    meta : dict
+        Anything else worth keeping (JSON-able values: iterations, final metric value, ...).
+
+    Raises
+    ------
+    BenchError
+        If ``displacement`` is not a float32 array of shape ``(ndim, *spatial)`` with ``ndim`` 2
+        or 3, or ``runtime_s`` is negative or not finite.
+    """
+
+    displacement: np.ndarray
+    warped: np.ndarray | None = None
+    runtime_s: float = 0.0
+    log: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        d = self.displacement
+        if not isinstance(d, np.ndarray):
+            raise BenchError(f"displacement must be a numpy array, got {type(d).__name__}")
+        if d.dtype != np.float32:
+            raise BenchError(f"displacement must be float32, got {d.dtype}")
+        if d.ndim not in (3, 4) or d.shape[0] != d.ndim - 1:
+            raise BenchError(
+                f"displacement must have shape (ndim, *spatial) with ndim 2 or 3, got {d.shape}"
+            )
+        if self.warped is not None and tuple(self.warped.shape) != tuple(d.shape[1:]):
+            raise BenchError(
+                f"warped image shape {self.warped.shape} != displacement grid {d.shape[1:]}"
+            )
+        runtime = float(self.runtime_s)
+        if not (math.isfinite(runtime) and runtime >= 0.0):
+            raise BenchError(f"runtime_s must be a finite number >= 0, got {self.runtime_s!r}")
+        self.runtime_s = runtime
+
+
+def check_result(result: RegistrationResult, pair: RegistrationPair, *, method: str = "") -> None:
+    """Check that ``result`` fits ``pair``: field shape ``(ndim, *fixed.shape)`` and finite values.
+
+    Raises
+    ------
+    BenchError
+        Naming the method, the pair, the shape found and the shape expected, or the number of
+        non-finite values.
+    """
+    who = f"method {method!r}, pair {pair.key}" if method else f"pair {pair.key}"
+    expected = (pair.ndim, *pair.fixed.shape)
+    if tuple(result.displacement.shape) != expected:
+        raise BenchError(
+            f"{who}: displacement shape {tuple(result.displacement.shape)} != expected {expected}"
+        )
+    bad = int(np.count_nonzero(~np.isfinite(result.displacement)))
+    if bad:
+        raise BenchError(f"{who}: displacement has {bad} NaN or infinite values")
+
+
+class Method(abc.ABC):
+    """Base class of a registration method (built-in or plug-in).
+
+    Subclasses set the class attributes, take their settings as keyword-only arguments of
+    ``__init__`` (and pass them on to ``super().__init__(**settings)`` so that they are recorded
+    in :attr:`params`), and implement :meth:`register`. Learning methods override :meth:`fit`.
+
+    Class attributes
+    ----------------
+    name : str
+        Registry name, lower case, e.g. ``"elastix"``; used on the command line and in results.
+    description : str
+        One line for ``bench methods``.
+    learns : bool
+        True when :meth:`fit` trains something on the training pairs of a fold.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    learns: ClassVar[bool] = False
+
+    def __init__(self, **params: Any):
+        try:
+            json.dumps(params, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise BenchError(
+                f"method {self.name!r}: parameters must be JSON-serialisable, got {params!r} ({exc})"
+            ) from exc
+        self._params = dict(params)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The method's settings (JSON-able), recorded per method in ``run.json``."""
+        return dict(self._params)
+
+    @classmethod
+    def availability(cls) -> tuple[bool, str]:
+        """Whether the method can run here, and why not (empty string when it can).
+
+        Override to check optional dependencies without raising, e.g.
+        ``(False, "itk-elastix is not installed (pip install itk-elastix)")``.
+        """
+        return True, ""
+
+    def fit(
+        self,
+        train_pairs: Sequence[PairSpec],
+        *,
+        workdir: Path,
+        seed: int,
+        device: str | None = None,
+        progress: bool = False,
+    ) -> None:  # noqa: B027 - an intentional no-op default, not an abstract method
+        """Train on the training pairs of one fold. The default does nothing.
+
+        Parameters
+        ----------
+        train_pairs : sequence of PairSpec
+            The fold's training pairs (files, not loaded).
+        workdir : Path
+            A folder owned by this method and fold (``models/METHOD/foldK``): checkpoints, logs.
+        seed : int
+            Seed of every random choice of the training.
+        device : str, optional
+            ``"cpu"``, ``"cuda"``, ``"cuda:1"``; None: CUDA when available, else CPU.
+        progress : bool
+            Show a progress bar.
+        """
+
+    @abc.abstractmethod
+    def register(self, pair: RegistrationPair) -> RegistrationResult:
+        """Register ``pair.moving`` to ``pair.fixed``.
+
+        Returns
+        -------
+        RegistrationResult
+            The field on the fixed grid, fixed -> moving, mm along array axes.
+
+        Raises
+        ------
+        RegistrationFailed
+            When the method fails on this pair (the run records it and goes on).
+        """
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,147 @@
+"""The paper's four learning methods: U-Net and PoolNet, each trained with NMI or NCC.
+
+``unet-nmi``, ``unet-ncc``, ``poolnet-nmi`` and ``poolnet-ncc`` share one adapter,
+:class:`LearnedMethod`: :meth:`~LearnedMethod.fit` trains (or reuses) a network on a fold's
+training pairs, :meth:`~LearnedMethod.register` predicts the field of a whole volume in one pass
+and returns it in millimetres (``docs/conventions.md``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from benchmark.errors import BenchError
+from benchmark.normalize import percentile_normalize
+from benchmark.pairs import PairSpec, RegistrationPair
+from methods.base import Method, RegistrationResult
+from methods.registry import register_method
+
+
+class LearnedMethod(Method):
+    """A registration network trained without supervision on patch pairs.
+
+    Parameters
+    ----------
+    preset : {"quick", "paper"}
+        Built-in training preset (``methods.training.config.PRESETS``).
+    settings : dict, optional
+        Training settings that override the preset: the dataset manifest's preset section merged
+        with ``--set`` overrides (see :class:`~methods.training.config.TrainingConfig`).
+    model_path : str, optional
+        A trained ``model.pt`` to use instead of training (``fit`` then only checks it exists).
+    """
+
+    learns = True
+    network: ClassVar[str] = ""
+    similarity: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        preset: str = "quick",
+        settings: dict[str, Any] | None = None,
+        model_path: str | None = None,
+    ):
+        from methods.training.config import make_config
+
+        # the manifest's presets arrive as {preset: {...}}; plain overrides as a flat dict
+        self.config = make_config(self.network, self.similarity, preset=preset, overrides=settings)
+        super().__init__(preset=preset, settings=settings or {}, model_path=model_path)
+        self.model_path = Path(model_path) if model_path else None
+        self._model = None
+        self._device: str | None = None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {**super().params, "config": self.config.to_dict()}
+
+    def fit(
+        self,
+        train_pairs: Sequence[PairSpec],
+        *,
+        workdir: Path,
+        seed: int,
+        device: str | None = None,
+        progress: bool = False,
+    ) -> None:
+        from methods.training.trainer import train
+
+        self._device = device
+        if self.model_path is not None:
+            if not self.model_path.is_file():
+                raise BenchError(f"{self.name}: model_path {self.model_path} does not exist")
+            return
+        self.model_path = train(
+            self.config,
+            train_pairs,
+            workdir,
+            seed=seed,
+            device=device,
+            resume=True,
+            progress=progress,
+        )
+        self._model = None
+
+    def _network(self):
+        if self._model is None:
+            from methods.training.trainer import load_model
+
+            if self.model_path is None:
+                raise BenchError(f"{self.name}: not trained; call fit() or pass model_path")
+            self._model, _ = load_model(self.model_path, device=self._device)
+        return self._model
+
+    def register(self, pair: RegistrationPair) -> RegistrationResult:
+        import torch
+
+        if pair.ndim != self.config.ndim:
+            raise BenchError(
+                f"{self.name}: trained on {self.config.ndim}D patches, pair {pair.key} is "
+                f"{pair.ndim}D"
+            )
+        model = self._network()
+        device = next(model.parameters()).device
+        lower, upper = self.config.percentiles
+        fixed = percentile_normalize(pair.fixed.array, mask=pair.mask, lower=lower, upper=upper)
+        moving = percentile_normalize(pair.moving.array, mask=pair.mask, lower=lower, upper=upper)
+        start = time.perf_counter()
+        with torch.no_grad():
+            f = torch.from_numpy(fixed)[None, None].to(device)
+            m = torch.from_numpy(moving)[None, None].to(device)
+            disp = model(f, m)[0]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        runtime = time.perf_counter() - start
+        spacing = np.asarray(pair.spacing, dtype=np.float32).reshape(-1, *([1] * pair.ndim))
+        field = (disp.cpu().numpy().astype(np.float32) * spacing).astype(np.float32)
+        return RegistrationResult(displacement=field, runtime_s=runtime)
+
+
+def _make(network: str, similarity: str, description: str) -> type[LearnedMethod]:
+    cls = type(
+        f"{network.capitalize()}{similarity.upper()}",
+        (LearnedMethod,),
+        {
+            "name": f"{network}-{similarity}",
+            "description": description,
+            "network": network,
+            "similarity": similarity,
+            "__module__": __name__,
+        },
+    )
+    return register_method(cls)
+
+
+UNetNMI = _make("unet", "nmi", "U-Net (dense field, VoxelMorph design) trained with Parzen NMI")
+UNetNCC = _make("unet", "ncc", "U-Net (dense field, VoxelMorph design) trained with NCC")
+PoolNetNMI = _make(
+    "poolnet", "nmi", "PoolNet (B-spline control points, DIRNet design) trained with Parzen NMI"
+)
+PoolNetNCC = _make(
+    "poolnet", "ncc", "PoolNet (B-spline control points, DIRNet design) trained with NCC"
+)

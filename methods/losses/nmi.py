@@ -1,0 +1,421 @@
+"""Normalized mutual information with Gaussian Parzen windows (the paper's loss).
+
+``L_NMI(A, B) = -I(A, B) / (H(A) + H(B))`` with ``I(A, B) = H(A) + H(B) - H(A, B)`` (de Vos et al.
+2020, after Wells et al. 1996). Two implementations of the same estimator live here:
+
+- :func:`nmi_loss` (the one to use): a truncated-kernel joint histogram whose memory is linear in the
+  number of voxels. Each voxel puts weight only in the ``K`` bins nearest to its intensity, ``K``
+  chosen per ``(bins, sigma)`` so that the kernel mass left out is below
+  :data:`TRUNCATION_TOL` (relative); a custom autograd function with a hand-written backward
+  recomputes the weights instead of storing them.
+- :func:`nmi_loss_dense`: the plain reference, full ``voxels x bins`` weight matrices and
+  ``joint = Wa^T Wb``; memory ``O(voxels * bins)``. Used by the tests.
+
+Estimator (both implementations)
+--------------------------------
+- Intensities are expected in ``[0, 1)`` (the paper's percentile normalisation). Bin ``k`` of
+  ``bins`` has its centre at ``c_k = (k + 0.5) / bins``.
+- A voxel of intensity ``x`` gives bin ``k`` the weight ``exp(-(x - c_k)^2 / (2 sigma^2))``, divided
+  by the sum over the bins, so every voxel contributes unit mass (a softmax over the bins,
+  computed stably: intensities outside ``[0, 1)`` fall into the nearest edge bins, never NaN).
+- The joint histogram is ``sum_v m_v w_A(v) w_B(v)^T`` (``m_v`` the mask weight, 1 without mask),
+  normalised to a probability table; the marginals are its row and column sums; entropies use the
+  natural logarithm with ``0 log 0 = 0``.
+- ``NMI = I / max(H(A) + H(B), eps)`` with ``eps = 1e-6`` nats. ``NMI`` lies in ``[0, 0.5]``;
+  ``NMI(A, A) = 0.5`` is the maximum (not 1). Degenerate inputs (constant images, a single
+  intensity, one voxel, a fully masked patch) have ``I = 0`` and hence a loss of ``0``, with finite
+  gradients; a fully masked patch has an all-zero histogram, loss ``0`` and zero gradient.
+- The histogram and the entropies are accumulated in float64 (the histogram is tiny); the per-voxel
+  work runs in the input dtype (float32, or float64 for tests; half precision is computed in
+  float32). The returned loss has the input dtype. The mask is a constant: no gradient flows to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchmark.errors import BenchError
+from methods.losses._checks import check_pair, check_reduction, prepare_mask, reduce
+
+__all__ = [
+    "nmi_loss",
+    "nmi_loss_dense",
+    "parzen_joint_histogram",
+    "entropy_terms",
+    "window_size",
+    "NMILoss",
+    "TRUNCATION_TOL",
+    "ENTROPY_EPS",
+]
+
+#: Largest kernel mass (relative to the voxel's largest bin weight) that the truncated kernel may drop.
+TRUNCATION_TOL = 1e-7
+#: Lower bound of ``H(A) + H(B)`` (nats) in the NMI denominator; keeps degenerate cases finite.
+ENTROPY_EPS = 1e-6
+
+
+def _check_settings(bins: object, sigma: object) -> tuple[int, float]:
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or int(bins) < 2:
+        raise BenchError(f"bins={bins!r} must be an integer >= 2")
+    try:
+        sigma_f = float(sigma)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as exc:
+        raise BenchError(f"sigma={sigma!r} must be a positive float (intensity units)") from exc
+    if not (sigma_f > 0 and math.isfinite(sigma_f)):
+        raise BenchError(f"sigma={sigma!r} must be a positive finite float (intensity units)")
+    return int(bins), sigma_f
+
+
+def _window_start(u: torch.Tensor, size: int) -> torch.Tensor:
+    """First bin of the ``size`` bins around continuous bin coordinate ``u`` (centres at integers)."""
+    if size % 2:
+        start = torch.round(u) - (size - 1) // 2
+    else:
+        start = torch.floor(u) - (size // 2 - 1)
+    return start
+
+
+@functools.lru_cache(maxsize=64)
+def window_size(bins: int, sigma: float, tol: float = TRUNCATION_TOL) -> int:
+    """Number ``K`` of bins per voxel kept by the truncated Parzen kernel.
+
+    ``K`` is the smallest window (placed symmetrically around the voxel's continuous bin position,
+    shifted inwards at the edges) such that, for every intensity, the kernel mass outside the window
+    is below ``tol`` times the largest kernel value inside it (so below ``tol`` relative to the
+    voxel's total mass). It is found numerically over a fine grid of sub-bin positions, in float64.
+    ``K = bins`` means the kernel is not truncated.
+
+    Parameters
+    ----------
+    bins : int
+        Number of histogram bins on ``[0, 1)``.
+    sigma : float
+        Gaussian kernel standard deviation in intensity units.
+    tol : float, default 1e-7
+        Relative truncation tolerance.
+
+    Returns
+    -------
+    int
+        ``K`` in ``[1, bins]``; 3 for the paper's 64 bins and ``sigma = 3e-3``.
+    """
+    s = sigma * bins  # kernel width in bin units
+    frac = np.linspace(0.0, 1.0, 401)
+    reach = int(math.ceil(12.0 * s)) + 4
+    for size in range(1, bins):
+        span = np.arange(-size - reach, size + reach + 1, dtype=np.float64)
+        u = frac[:, None]
+        d2 = (span[None, :] - u) ** 2
+        if size % 2:
+            start = np.round(frac) - (size - 1) // 2
+        else:
+            start = np.floor(frac) - (size // 2 - 1)
+        inside = (span[None, :] >= start[:, None]) & (span[None, :] < start[:, None] + size)
+        nearest = np.where(inside, d2, np.inf).min(axis=1, keepdims=True)
+        rel = np.exp(-(d2 - nearest) / (2.0 * s * s))
+        if float(np.where(inside, 0.0, rel).sum(axis=1).max()) < tol:
+            return size
+    return bins
+
+
+#: Windows of at most this many bins use ``K^2`` scatter passes; wider ones a chunked dense product.
+SPARSE_MAX_WINDOW = 6
+#: Voxels per chunk of the wide-kernel path (bounds its transient memory to ~chunk * bins floats).
+CHUNK_VOXELS = 1 << 15
+
+
+def _window_weights(x: torch.Tensor, bins: int, sigma: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised Parzen weights of each voxel in its ``size`` nearest bins.
+
+    Parameters
+    ----------
+    x : torch.Tensor, shape (M,)
+        Intensities (all batch elements flattened), contiguous.
+
+    Returns
+    -------
+    weights : torch.Tensor, shape (size, M)
+        Softmax over the window of ``-(x - c_k)^2 / (2 sigma^2)``, ``c_k`` the centre of bin
+        ``start + k``; sums to 1 per voxel.
+    start : torch.Tensor, shape (M,), int64
+        First bin of each voxel's window, in ``[0, bins - size]``.
+    """
+    u = x * bins - 0.5  # continuous bin coordinate, centres at integers
+    start = _window_start(torch.nan_to_num(u.clamp(-1.0, float(bins)), nan=0.0), size)
+    start.clamp_(0, bins - size)
+    offsets = torch.arange(size, device=x.device, dtype=x.dtype).view(size, 1)
+    width = sigma * bins  # kernel width in bin units
+    logits = (u - start).unsqueeze(0).sub(offsets).square_().mul_(-0.5 / (width * width))
+    return torch.softmax(logits, dim=0), start.long()
+
+
+def _through_softmax(w: torch.Tensor, gw: torch.Tensor, bins: int, sigma: float) -> torch.Tensor:
+    """Chain rule from the window weights to the intensities.
+
+    ``dL/dx = sum_k w_k g_k (c_k - cbar) / sigma^2`` with ``cbar = sum_k w_k c_k``, and
+    ``c_k - cbar = (k - kbar) / bins``.
+    """
+    k = torch.arange(w.shape[0], device=w.device, dtype=w.dtype).view(-1, 1)
+    wg = w * gw
+    kbar = (w * k).sum(0)
+    return ((wg * k).sum(0) - wg.sum(0) * kbar) / (sigma * sigma * bins)
+
+
+def _chunks(n: int, voxels: int):
+    """``(batch index, slice)`` pairs covering each batch element's voxels in chunks."""
+    for i in range(n):
+        for lo in range(0, voxels, CHUNK_VOXELS):
+            yield i, slice(i * voxels + lo, i * voxels + min(lo + CHUNK_VOXELS, voxels))
+
+
+def _dense_rows(w: torch.Tensor, start: torch.Tensor, bins: int) -> torch.Tensor:
+    """Scatter window weights ``(K, C)`` with starts ``(C,)`` into a dense ``(C, bins)`` matrix."""
+    size = w.shape[0]
+    index = start.unsqueeze(1) + torch.arange(size, device=w.device).view(1, size)
+    return torch.zeros(w.shape[1], bins, dtype=w.dtype, device=w.device).scatter_(1, index, w.t())
+
+
+class _TruncatedJointHistogram(torch.autograd.Function):
+    """Unnormalised joint Parzen histogram ``sum_v m_v w_A(v) w_B(v)^T``, shape ``(N, bins, bins)``.
+
+    Inputs are flattened ``(M,) = (N * V,)`` intensities and mask weights. Narrow windows
+    (``K <= SPARSE_MAX_WINDOW``; ``K = 3`` for the paper) accumulate the ``K^2`` window products
+    with ``bincount`` on one shared per-voxel index (the cell of the two window starts) into ``K^2``
+    small tables that are then shifted into place; the backward gathers from shifted copies of the
+    incoming gradient with the same index. Wider windows scatter the window weights into dense
+    ``chunk x bins`` matrices and use matrix products, chunk by chunk. Only the inputs are saved;
+    the backward recomputes the weights, so the extra memory is ``O(K * V)`` at any time.
+    """
+
+    @staticmethod
+    def forward(ctx, a, b, m, n, bins, sigma, size):  # noqa: D102
+        ctx.n, ctx.bins, ctx.sigma, ctx.size = n, bins, sigma, size
+        ctx.save_for_backward(a, b, m)
+        wa, sa = _window_weights(a, bins, sigma, size)
+        wb, sb = _window_weights(b, bins, sigma, size)
+        if m is not None:
+            wb = wb * m
+        voxels = a.shape[0] // n
+        if size > SPARSE_MAX_WINDOW:
+            joint = torch.zeros(n, bins, bins, dtype=torch.float64, device=a.device)
+            for i, sl in _chunks(n, voxels):
+                dense_a = _dense_rows(wa[:, sl], sa[sl], bins)
+                dense_b = _dense_rows(wb[:, sl], sb[sl], bins)
+                joint[i] += (dense_a.t() @ dense_b).double()
+            return joint
+        cells = bins * bins
+        base = (torch.arange(n, device=a.device).repeat_interleave(voxels) * bins + sa) * bins + sb
+        joint = torch.zeros(n, bins + size, bins + size, dtype=torch.float64, device=a.device)
+        span = bins - size + 1
+        for k in range(size):
+            for j in range(size):
+                table = torch.bincount(base, (wa[k] * wb[j]).double(), minlength=n * cells)
+                table = table.view(n, bins, bins)[:, :span, :span]
+                joint[:, k : k + span, j : j + span] += table
+        return joint[:, :bins, :bins].contiguous()
+
+    @staticmethod
+    def backward(ctx, grad_joint):  # noqa: D102
+        a, b, m = ctx.saved_tensors
+        n, bins, sigma, size = ctx.n, ctx.bins, ctx.sigma, ctx.size
+        wa, sa = _window_weights(a, bins, sigma, size)
+        wb, sb = _window_weights(b, bins, sigma, size)
+        wbm = wb * m if m is not None else wb
+        grad = grad_joint.to(a.dtype)
+        voxels = a.shape[0] // n
+        gwa = torch.empty_like(wa)
+        gwb = torch.empty_like(wb)
+        if size > SPARSE_MAX_WINDOW:
+            k = torch.arange(size, device=a.device).view(size, 1)
+            for i, sl in _chunks(n, voxels):
+                # d joint / d wa[k, v] = sum_j G[sa + k, :] wb_dense[v, :]
+                ga_dense = _dense_rows(wbm[:, sl], sb[sl], bins) @ grad[i].t()  # (C, bins)
+                gb_dense = _dense_rows(wa[:, sl], sa[sl], bins) @ grad[i]  # (C, bins)
+                gwa[:, sl] = ga_dense.t().gather(0, sa[sl].unsqueeze(0) + k)
+                gwb[:, sl] = gb_dense.t().gather(0, sb[sl].unsqueeze(0) + k)
+        else:
+            gwa.zero_()
+            gwb.zero_()
+            base = (torch.arange(n, device=a.device).repeat_interleave(voxels) * bins + sa) * bins + sb
+            padded = torch.zeros(n, bins + size, bins + size, dtype=grad.dtype, device=a.device)
+            padded[:, :bins, :bins] = grad
+            for k in range(size):
+                for j in range(size):
+                    g = padded[:, k : k + bins, j : j + bins].reshape(-1)[base]
+                    gwa[k].addcmul_(g, wbm[j])
+                    gwb[j].addcmul_(g, wa[k])
+        if m is not None:
+            gwb.mul_(m)
+        grad_a = _through_softmax(wa, gwa, bins, sigma) if ctx.needs_input_grad[0] else None
+        grad_b = _through_softmax(wb, gwb, bins, sigma) if ctx.needs_input_grad[1] else None
+        return grad_a, grad_b, None, None, None, None, None
+
+
+def _flatten_inputs(
+    a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Flatten to contiguous ``(N * V,)`` vectors in the compute dtype (float32, or float64)."""
+    dtype = torch.float64 if torch.float64 in (a.dtype, b.dtype) else torch.float32
+    m = prepare_mask(mask, a, dtype)
+    flat = lambda x: x.to(dtype).reshape(-1).contiguous()  # noqa: E731
+    return flat(a), flat(b), (flat(m) if m is not None else None)
+
+
+def parzen_joint_histogram(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    bins: int = 64,
+    sigma: float = 3e-3,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Joint Parzen-window probability table of two images (truncated kernel, differentiable).
+
+    Parameters
+    ----------
+    a, b : torch.Tensor, shape (N, 1, *spatial)
+        Images with intensities in ``[0, 1)``; 2D or 3D; float32 or float64.
+    bins : int, default 64
+        Number of bins on ``[0, 1)``, centres at ``(k + 0.5) / bins``.
+    sigma : float, default 3e-3
+        Standard deviation of the Gaussian Parzen window (intensity units).
+    mask : torch.Tensor, optional
+        Bool or non-negative float weights, broadcastable to ``(N, 1, *spatial)``.
+
+    Returns
+    -------
+    torch.Tensor, shape (N, bins, bins), float64
+        ``P[n, i, j]``: probability that ``a`` falls in bin ``i`` and ``b`` in bin ``j``; sums to 1
+        per batch element (all zeros for a fully masked element).
+    """
+    check_pair(a, b)
+    bins, sigma = _check_settings(bins, sigma)
+    a2, b2, m = _flatten_inputs(a, b, mask)
+    joint = _TruncatedJointHistogram.apply(a2, b2, m, a.shape[0], bins, sigma, window_size(bins, sigma))
+    return _normalise(joint)
+
+
+def _normalise(joint: torch.Tensor) -> torch.Tensor:
+    """Divide by the total mass; an all-zero table (fully masked) stays zero with finite gradient."""
+    mass = joint.sum((1, 2), keepdim=True)
+    return joint / torch.where(mass > 0, mass, torch.ones_like(mass))
+
+
+def _xlogx_sum(p: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
+    """``sum p log p`` with ``0 log 0 = 0`` and a finite gradient everywhere."""
+    return (p * torch.log(p.clamp_min(torch.finfo(p.dtype).tiny))).sum(dims)
+
+
+def entropy_terms(joint: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Marginal and joint entropies (nats) of a joint probability table.
+
+    Parameters
+    ----------
+    joint : torch.Tensor, shape (N, bins, bins)
+        Probabilities, e.g. from :func:`parzen_joint_histogram` (rows: image A, columns: image B).
+
+    Returns
+    -------
+    h_a, h_b, h_ab : torch.Tensor, shape (N,)
+        ``H(A)``, ``H(B)`` and ``H(A, B)``; ``I(A, B) = h_a + h_b - h_ab``.
+    """
+    h_ab = -_xlogx_sum(joint, (1, 2))
+    h_a = -_xlogx_sum(joint.sum(2), (1,))
+    h_b = -_xlogx_sum(joint.sum(1), (1,))
+    return h_a, h_b, h_ab
+
+
+def _loss_from_joint(joint: torch.Tensor) -> torch.Tensor:
+    h_a, h_b, h_ab = entropy_terms(joint)
+    return -(h_a + h_b - h_ab) / (h_a + h_b).clamp_min(ENTROPY_EPS)
+
+
+def nmi_loss(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    bins: int = 64,
+    sigma: float = 3e-3,
+    mask: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Negative normalized mutual information ``-I(A, B) / (H(A) + H(B))`` (lower is better).
+
+    Truncated-kernel implementation, memory linear in the number of voxels (see the module
+    docstring for the estimator, bin centres and edge cases).
+
+    Parameters
+    ----------
+    a, b : torch.Tensor, shape (N, 1, *spatial)
+        Images (2D or 3D) with intensities in ``[0, 1)``; float32 (or float64); any device.
+    bins : int, default 64
+        Number of histogram bins on ``[0, 1)``.
+    sigma : float, default 3e-3
+        Gaussian Parzen window standard deviation in intensity units.
+    mask : torch.Tensor, optional
+        Bool or non-negative float weights broadcastable to ``(N, 1, *spatial)``; only voxels with
+        non-zero weight count. No gradient flows to the mask.
+    reduction : {"mean", "sum", "none"}, default "mean"
+        Reduction over the batch; ``"none"`` returns shape ``(N,)``.
+
+    Returns
+    -------
+    torch.Tensor
+        Loss in ``[-0.5, 0]``, dtype of ``a``; ``-0.5`` for identical (non-constant) images.
+    """
+    reduction = check_reduction(reduction)
+    joint = parzen_joint_histogram(a, b, bins=bins, sigma=sigma, mask=mask)
+    return reduce(_loss_from_joint(joint).to(a.dtype), reduction)
+
+
+def nmi_loss_dense(
+    a: torch.Tensor,
+    b: torch.Tensor,
+    *,
+    bins: int = 64,
+    sigma: float = 3e-3,
+    mask: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """Reference implementation of :func:`nmi_loss` with full ``voxels x bins`` weight matrices.
+
+    Same estimator and parameters as :func:`nmi_loss`, but no kernel truncation and plain autograd:
+    ``joint = Wa^T diag(m) Wb`` in the input dtype (use float64 for a reference). Memory is
+    ``O(N * voxels * bins)``: for testing and benchmarking only.
+    """
+    reduction = check_reduction(reduction)
+    check_pair(a, b)
+    bins, sigma = _check_settings(bins, sigma)
+    a2, b2, m = _flatten_inputs(a, b, mask)
+    n = a.shape[0]
+    centres = (torch.arange(bins, device=a2.device, dtype=a2.dtype) + 0.5) / bins
+
+    def weights(x: torch.Tensor) -> torch.Tensor:
+        logits = -((x.view(n, -1, 1) - centres) ** 2) / (2.0 * sigma * sigma)
+        return torch.softmax(logits, dim=-1)  # (N, V, bins)
+
+    wa, wb = weights(a2), weights(b2)
+    if m is not None:
+        wb = wb * m.view(n, -1, 1)
+    joint = _normalise(torch.bmm(wa.transpose(1, 2), wb).double())
+    return reduce(_loss_from_joint(joint).to(a.dtype), reduction)
+
+
+class NMILoss(nn.Module):
+    """Module wrapper of :func:`nmi_loss`; ``forward(a, b, mask=None)``."""
+
+    def __init__(self, *, bins: int = 64, sigma: float = 3e-3, reduction: str = "mean") -> None:
+        super().__init__()
+        self.bins, self.sigma = _check_settings(bins, sigma)
+        self.reduction = check_reduction(reduction)
+
+    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return nmi_loss(a, b, bins=self.bins, sigma=self.sigma, mask=mask, reduction=self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins}, sigma={self.sigma}, reduction={self.reduction!r}"

@@ -1,0 +1,220 @@
+"""The method registry: built-in methods and third-party plug-ins found through entry points.
+
+Built-in methods register themselves with the :func:`register_method` decorator when their module
+(:data:`BUILTIN_MODULES`) is imported; the registry imports those modules lazily, on first use.
+Third-party packages declare an entry point in the group :data:`ENTRY_POINT_GROUP`
+(``mirbench.methods``) whose value is their :class:`~methods.base.Method` subclass
+(``docs/methods.md``). A plug-in that fails to load gives a warning naming it, never a crash.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import logging
+import re
+import warnings
+from importlib import metadata
+from typing import Any
+
+from benchmark.errors import BenchError
+from methods.base import Method
+
+__all__ = [
+    "BUILTIN_MODULES",
+    "BUILTIN_ORDER",
+    "ENTRY_POINT_GROUP",
+    "register_method",
+    "available_methods",
+    "get_method",
+    "resolve_methods",
+]
+
+log = logging.getLogger(__name__)
+
+#: Entry-point group in which third-party packages declare their methods.
+ENTRY_POINT_GROUP = "mirbench.methods"
+
+#: Modules that define the built-in methods; a module that does not exist (yet) is skipped.
+BUILTIN_MODULES = ("methods.identity", "methods.elastix", "methods.learned")
+
+#: Order of the built-ins in listings and in ``all``; other names follow alphabetically.
+BUILTIN_ORDER = ("identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc")
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+
+_REGISTERED: dict[str, type[Method]] = {}
+_builtins_loaded = False
+
+
+def _check_class(cls: Any, where: str) -> str:
+    """Validate a method class; return its name. Raises BenchError describing the problem."""
+    if not (inspect.isclass(cls) and issubclass(cls, Method)):
+        raise BenchError(f"{where}: expected a subclass of methods.base.Method, got {cls!r}")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise BenchError(f"{where}: {cls.__qualname__} does not implement {missing}")
+    name = getattr(cls, "name", "")
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise BenchError(
+            f"{where}: {cls.__qualname__}.name = {name!r} is not a valid method name "
+            "(lower-case letters, digits, '.', '_', '-'; starting with a letter or digit)"
+        )
+    if not isinstance(getattr(cls, "description", None), str) or not cls.description.strip():
+        raise BenchError(f"{where}: {cls.__qualname__}.description must be a non-empty string")
+    if not isinstance(getattr(cls, "learns", None), bool):
+        raise BenchError(f"{where}: {cls.__qualname__}.learns must be True or False")
+    return name
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: add a :class:`~methods.base.Method` subclass to the registry.
+
+    Registering the same class twice (a re-imported module) is harmless; another class under a
+    name that is taken raises :class:`BenchError`.
+    """
+    name = _check_class(cls, "register_method")
+    old = _REGISTERED.get(name)
+    if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+        raise BenchError(
+            f"method name {name!r} is already registered by {old.__module__}.{old.__qualname__}"
+        )
+    _REGISTERED[name] = cls
+    return cls
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    for module in BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # a dependency of an existing module is missing: a real bug
+                raise
+            log.debug("built-in method module %s does not exist; skipped", module)
+    _builtins_loaded = True
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
+
+
+def _load_plugins(taken: dict[str, type[Method]]) -> dict[str, type[Method]]:
+    """Load the entry points of :data:`ENTRY_POINT_GROUP`; warn about and skip broken ones."""
+    found: dict[str, type[Method]] = {}
+    for ep in _entry_points():
+        where = f"method plug-in {ep.name!r} ({ep.value})"
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            where += f" from package {dist.metadata['Name']!r}"
+        try:
+            cls = ep.load()
+            name = _check_class(cls, where)
+        except Exception as exc:  # a plug-in may raise anything on import
+            warnings.warn(
+                f"{where} cannot be loaded and is skipped: {type(exc).__name__}: {exc}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        if name != ep.name:
+            warnings.warn(
+                f"{where} is skipped: the entry-point name must equal the class's name "
+                f"attribute {name!r}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        other = taken.get(name) or found.get(name)
+        if other is not None and other is not cls:
+            warnings.warn(
+                f"{where} is skipped: the name {name!r} is already used by "
+                f"{other.__module__}.{other.__qualname__}",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            continue
+        found[name] = cls
+    return found
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (BUILTIN_ORDER.index(name), "") if name in BUILTIN_ORDER else (len(BUILTIN_ORDER), name)
+
+
+def available_methods() -> dict[str, type[Method]]:
+    """Every registered method class by name: built-ins first (in :data:`BUILTIN_ORDER`), then
+    other registered and plug-in methods alphabetically.
+
+    "Available" means known to the registry; whether a method can run on this machine is
+    ``cls.availability()``.
+    """
+    _load_builtins()
+    known = dict(_REGISTERED)
+    known.update(_load_plugins(known))
+    return {name: known[name] for name in sorted(known, key=_order)}
+
+
+def _unknown(name: str, known: dict[str, type[Method]]) -> BenchError:
+    return BenchError(
+        f"unknown method {name!r}; known methods: {', '.join(known) or '(none)'}"
+    )
+
+
+def get_method(name: str, **params: Any) -> Method:
+    """An instance of the method ``name`` with the given parameters.
+
+    Raises
+    ------
+    BenchError
+        For an unknown name (listing the known ones), or a parameter the method does not take
+        (listing the ones it does).
+    """
+    known = available_methods()
+    if name not in known:
+        raise _unknown(name, known)
+    cls = known[name]
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(**params)
+    except TypeError as exc:
+        accepted = [
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+        ]
+        raise BenchError(
+            f"method {name!r} does not accept parameters {sorted(params)} ({exc}); "
+            f"its parameters are: {', '.join(accepted) or '(none)'}"
+        ) from exc
+    return cls(**params)
+
+
+def resolve_methods(spec: str) -> list[str]:
+    """Method names from a ``--methods`` value: ``"all"`` or a comma-separated list.
+
+    ``"all"`` gives every registered method in registry order (built-ins first); a list keeps its
+    order, drops repeated names and ignores spaces.
+
+    Raises
+    ------
+    BenchError
+        For an empty list or an unknown name (listing the known ones).
+    """
+    known = available_methods()
+    if spec.strip().lower() == "all":
+        return list(known)
+    names: list[str] = []
+    for raw in spec.split(","):
+        name = raw.strip()
+        if not name:
+            continue
+        if name not in known:
+            raise _unknown(name, known)
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise BenchError(f"--methods {spec!r} names no method; use 'all' or e.g. identity,elastix")
+    return names

@@ -1,0 +1,183 @@
+"""Training settings of the learning methods: :class:`TrainingConfig`, the presets and overrides.
+
+Values come, in increasing priority, from the dataclass defaults (the paper's optimiser and loss),
+the built-in preset (``quick`` or ``paper``), the dataset manifest's ``presets`` section, and
+``--set KEY=VALUE`` on the command line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmark.errors import BenchError
+
+NETWORKS = ("unet", "poolnet")
+SIMILARITIES = ("nmi", "ncc")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Everything that determines a trained model (with the training pairs and the seed).
+
+    Spatial tuples are per array axis ``(i, j, k)``; a 2-tuple for 2D data.
+    """
+
+    network: str = "unet"
+    similarity: str = "nmi"
+    iterations: int = 300
+    batch_size: int = 4
+    patch_size: tuple[int, ...] = (64, 64, 8)
+    # the paper: Adam, lr 0.001, betas (0.9, 0.999); bending energy weight 0.05
+    learning_rate: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    bending_weight: float = 0.05
+    # the paper's NMI: 64 bins, Gaussian Parzen window sigma 3e-3 on [0, 1) intensities
+    nmi_bins: int = 64
+    nmi_sigma: float = 3e-3
+    # NCC: None = global NCC over the patch (DIRNet), an int = local window (VoxelMorph)
+    ncc_window: int | None = None
+    # down/upsampling factor per axis, applied at every U-Net level (2x2x1 for ACDC, 2x2x2 breast)
+    unet_factors: tuple[int, ...] = (2, 2, 1)
+    # None: the network's default widths (see methods.networks); else passed on as ``features``
+    unet_features: Any = None
+    # B-spline control-point spacing in voxels (8x8x1 for ACDC, 8x8x8 breast)
+    poolnet_grid: tuple[int, ...] = (8, 8, 1)
+    poolnet_features: Any = None
+    checkpoint_every: int = 100
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self):
+        for name in ("unet_features", "poolnet_features", *_TUPLE_FIELDS):
+            object.__setattr__(self, name, _freeze(getattr(self, name)))
+        if self.network not in NETWORKS:
+            raise BenchError(f"network must be one of {NETWORKS}, got {self.network!r}")
+        if self.similarity not in SIMILARITIES:
+            raise BenchError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
+        for name in ("iterations", "batch_size", "checkpoint_every", "nmi_bins"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise BenchError(f"{name} must be a positive integer, got {value!r}")
+        if len(self.patch_size) not in (2, 3) or min(self.patch_size) < 1:
+            raise BenchError(f"patch_size must be 2 or 3 positive integers, got {self.patch_size}")
+        for name in ("unet_factors", "poolnet_grid"):
+            value = getattr(self, name)
+            if len(value) != len(self.patch_size) or min(value) < 1:
+                raise BenchError(
+                    f"{name} must have one positive integer per axis of patch_size "
+                    f"{self.patch_size}, got {value}"
+                )
+        if not (self.learning_rate > 0 and self.nmi_sigma > 0 and self.bending_weight >= 0):
+            raise BenchError(
+                "learning_rate and nmi_sigma must be > 0 and bending_weight >= 0, got "
+                f"{self.learning_rate}, {self.nmi_sigma}, {self.bending_weight}"
+            )
+
+    @property
+    def ndim(self) -> int:
+        return len(self.patch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _thaw(v) for k, v in dataclasses.asdict(self).items()}
+
+    def digest(self) -> str:
+        """A short hash of every setting that changes the trained model."""
+        d = self.to_dict()
+        d.pop("checkpoint_every")
+        d.pop("extra")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _freeze(value: Any) -> Any:
+    """Lists (from YAML, JSON, the command line) to tuples, recursively: hashable and comparable."""
+    return tuple(_freeze(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def _thaw(value: Any) -> Any:
+    return [_thaw(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+#: Built-in presets, applied before the manifest's own preset values.
+#: ``paper`` follows the ACDC protocol (section 3.2); the breast manifest overrides it with 3.1's.
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "iterations": 300,
+        "batch_size": 4,
+        "patch_size": (64, 64, 8),
+        "checkpoint_every": 100,
+    },
+    "paper": {
+        "iterations": 50_000,
+        "batch_size": 8,
+        "patch_size": (128, 128, 6),
+        "unet_factors": (2, 2, 1),
+        "poolnet_grid": (8, 8, 1),
+        "checkpoint_every": 1000,
+    },
+}
+
+_TUPLE_FIELDS = {"patch_size", "betas", "unet_factors", "poolnet_grid", "percentiles"}
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["iterations=500", "patch_size=64,64,8"]`` -> ``{"iterations": 500, ...}``.
+
+    Values are parsed as JSON where possible (numbers, ``null``), comma lists become lists.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise BenchError(f"--set {item!r}: expected KEY=VALUE")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        if key not in _FIELDS or key == "extra":
+            known = ", ".join(sorted(k for k in _FIELDS if k != "extra"))
+            raise BenchError(f"--set {item!r}: unknown setting {key!r}; known settings: {known}")
+        out[key] = [_parse_scalar(v) for v in raw.split(",")] if "," in raw else _parse_scalar(raw)
+    return out
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def make_config(
+    network: str,
+    similarity: str,
+    *,
+    preset: str = "quick",
+    manifest_presets: dict[str, dict[str, Any]] | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> TrainingConfig:
+    """Merge defaults, the built-in preset, the manifest's preset and overrides into a config."""
+    if preset not in PRESETS:
+        raise BenchError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    values: dict[str, Any] = dict(PRESETS[preset])
+    values.update((manifest_presets or {}).get(preset, {}) or {})
+    values.update(overrides or {})
+    values.update(network=network, similarity=similarity)
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise BenchError(
+            f"unknown training setting(s) {unknown} in preset {preset!r}; known: "
+            f"{', '.join(sorted(_FIELDS))}"
+        )
+    for key in _TUPLE_FIELDS:  # a scalar where a per-axis tuple is expected: one axis
+        if key in values and not isinstance(values[key], (list, tuple)):
+            values[key] = (values[key],)
+    for key in ("iterations", "batch_size", "checkpoint_every", "nmi_bins"):
+        if key in values and isinstance(values[key], float) and values[key].is_integer():
+            values[key] = int(values[key])
+    return TrainingConfig(**values)
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainingConfig:
+    """Inverse of :meth:`TrainingConfig.to_dict`."""
+    return TrainingConfig(**d)

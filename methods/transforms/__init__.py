@@ -1,0 +1,30 @@
+"""Spatial transforms of the registration core (torch, 2D and 3D, batched, CPU and CUDA).
+
+- :mod:`methods.transforms.warp`: :func:`warp` (``out(x) = image(x + u(x))``; linear, cubic B-spline,
+  nearest; border or zero padding), :func:`warp_array` (NumPy, used by the harness), :class:`Warp`;
+- :mod:`methods.transforms.bspline`: the exact cubic B-spline prefilter and spline evaluation;
+- :mod:`methods.transforms.ffd`: cubic B-spline free-form deformation (control grid to dense field);
+- :mod:`methods.transforms.jacobian`: displacement gradient and Jacobian determinant.
+
+Conventions (``docs/conventions.md``): tensors ``(N, C, I, J[, K])``, fields ``(N, ndim, *spatial)`` on
+the fixed grid, fixed -> moving, in mm along the array axes (voxels when ``spacing`` is None).
+"""
+
+from methods.transforms.bspline import bspline_prefilter, bspline_sample
+from methods.transforms.ffd import BSplineFFD, bspline_ffd, control_grid_shape
+from methods.transforms.jacobian import displacement_gradient, jacobian_determinant
+from methods.transforms.warp import Warp, sample_positions, warp, warp_array
+
+__all__ = [
+    "warp",
+    "warp_array",
+    "sample_positions",
+    "Warp",
+    "bspline_prefilter",
+    "bspline_sample",
+    "bspline_ffd",
+    "control_grid_shape",
+    "BSplineFFD",
+    "displacement_gradient",
+    "jacobian_determinant",
+]

@@ -1,0 +1,166 @@
+"""Folding of a displacement field: % of non-positive Jacobian determinants and SD of log |J|."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from benchmark.errors import BenchError
+from metrics._common import (
+    NAN,
+    STATUS_EMPTY_MASK,
+    STATUS_OK,
+    MetricValue,
+    check_field,
+    check_mask,
+    check_spacing,
+)
+
+#: Lower and upper clip of the Jacobian determinant before the logarithm in :func:`sdlogj`
+#: (the bounds of the Learn2Reg evaluation script).
+LOG_JACOBIAN_CLIP = (1e-9, 1e9)
+
+
+class FoldingResult(NamedTuple):
+    """Amount of folding of one displacement field.
+
+    Attributes
+    ----------
+    percent : float
+        ``100 * count / n_voxels`` (the ``folding_pct`` metric, unit ``"%"``); NaN for an empty mask.
+    count : int
+        Number of voxels with a Jacobian determinant ``<= 0``.
+    n_voxels : int
+        Number of voxels evaluated (the mask's size, or all voxels).
+    status : str
+        ``"ok"`` or ``"empty-mask"``.
+    """
+
+    percent: float
+    count: int
+    n_voxels: int
+    status: str = STATUS_OK
+
+    @property
+    def value(self) -> float:
+        """The percentage (same as :attr:`percent`), for uniform access with :class:`MetricValue`."""
+        return self.percent
+
+    @property
+    def unit(self) -> str:
+        """``"%"``."""
+        return "%"
+
+    def as_metric(self) -> MetricValue:
+        """The percentage as a :class:`MetricValue` (value, status, unit ``"%"``)."""
+        return MetricValue(self.percent, self.status, "%")
+
+
+def _determinant(disp: np.ndarray, spacing: Sequence[float] | None) -> np.ndarray:
+    """Jacobian determinant of ``x -> x + u(x)`` from the project's single implementation."""
+    # imported here: importing the methods package imports torch, which the other metrics avoid
+    from methods.transforms import jacobian_determinant
+
+    u = check_field(disp, name="disp")
+    s = check_spacing(spacing, u.ndim - 1)
+    det = np.asarray(jacobian_determinant(u, spacing=tuple(float(v) for v in s)), dtype=np.float64)
+    if det.shape != u.shape[1:]:
+        raise BenchError(
+            f"jacobian_determinant returned shape {det.shape} for a field of shape {u.shape}; "
+            f"expected {u.shape[1:]}"
+        )
+    return det
+
+
+def folding_percentage(
+    disp: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    mask: np.ndarray | None = None,
+) -> FoldingResult:
+    """Percentage (and count) of voxels where the transformation folds.
+
+    The Jacobian determinant of ``phi(x) = x + u(x)`` is computed with the spacing by the
+    project's single implementation :func:`methods.transforms.jacobian_determinant` (determinant
+    written out, central differences inside, one-sided at the borders; not ``np.linalg.det`` per
+    voxel). A voxel folds when ``det <= 0``: negative determinants are foldings, an exact zero is
+    a singularity (the paper's "amount of folding (i.e. singularities)"); for real-valued fields
+    exact zeros are rare and the count equals the count of negative determinants.
+
+    Parameters
+    ----------
+    disp : ndarray, shape (ndim, *spatial), ndim 2 or 3
+        Displacement in mm along the array axes on the fixed grid (project convention).
+    spacing : sequence of float, optional
+        Voxel size in mm along the array axes; ``None`` means 1.
+    mask : ndarray of bool, shape (*spatial), optional
+        Voxels evaluated (e.g. a body mask); all voxels when omitted.
+
+    Returns
+    -------
+    FoldingResult
+        ``percent`` in ``[0, 100]``, ``count``, ``n_voxels``, ``status``. An all-zero field gives
+        0 % and count 0. An empty mask gives NaN, count 0, status ``"empty-mask"``.
+
+    Raises
+    ------
+    BenchError
+        Bad field shape or non-finite values, bad spacing, mask of another shape.
+    """
+    det = _determinant(disp, spacing)
+    if mask is not None:
+        m = check_mask(mask, det.shape)
+        n = int(np.count_nonzero(m))
+        if n == 0:
+            return FoldingResult(NAN, 0, 0, STATUS_EMPTY_MASK)
+        count = int(np.count_nonzero(det[m] <= 0))
+    else:
+        n = det.size
+        count = int(np.count_nonzero(det <= 0))
+    return FoldingResult(100.0 * count / n, count, n, STATUS_OK)
+
+
+def sdlogj(
+    disp: np.ndarray,
+    *,
+    spacing: Sequence[float] | None = None,
+    mask: np.ndarray | None = None,
+) -> MetricValue:
+    """Standard deviation of the log Jacobian determinant (SDlogJ), a smoothness measure.
+
+    ``std(log(clip(det, 1e-9, 1e9)))`` over the (masked) voxels, population SD (``ddof=0``), with
+    ``det`` from :func:`methods.transforms.jacobian_determinant` as in
+    :func:`folding_percentage`. Non-positive determinants (folds) are clipped to ``1e-9`` before
+    the logarithm, so each fold contributes ``log(1e-9) ~ -20.7`` and inflates the SD instead of
+    producing NaN. The clip bounds are those of the Learn2Reg challenge evaluation
+    (github.com/MDL-UzL/L2R, ``evaluation/evaluation.py``:
+    ``(jacobian_determinant(disp) + 3).clip(0.000000001, 1000000000)``, then
+    ``np.log(...).std()``). Unlike that script this function does **not** add 3 to the
+    determinant before clipping (the shift changes the value) and does not crop 2 voxels at the
+    borders, so numbers are not directly comparable with Learn2Reg leaderboards.
+
+    Parameters
+    ----------
+    disp : ndarray, shape (ndim, *spatial), ndim 2 or 3
+        Displacement in mm along the array axes on the fixed grid.
+    spacing : sequence of float, optional
+        Voxel size in mm along the array axes; ``None`` means 1.
+    mask : ndarray of bool, shape (*spatial), optional
+        Voxels evaluated; all when omitted.
+
+    Returns
+    -------
+    MetricValue
+        Unit ``"1"``, ``>= 0``. An all-zero field (det = 1 everywhere) and any affine field give 0.
+        An empty mask gives NaN with status ``"empty-mask"``.
+    """
+    det = _determinant(disp, spacing)
+    if mask is not None:
+        m = check_mask(mask, det.shape)
+        if not m.any():
+            return MetricValue(NAN, STATUS_EMPTY_MASK, "1")
+        det = det[m]
+    log_det = np.log(np.clip(det, *LOG_JACOBIAN_CLIP))
+    return MetricValue(float(log_det.std()), STATUS_OK, "1")

@@ -1,0 +1,196 @@
+"""Reading a run folder (``docs/conventions.md``, "Run folder") for reports: ``run.json``,
+``folds.json``, ``pairs.csv``, ``results.csv`` and the per-pair outputs, and listing what is
+missing (methods without rows or pair folders, pairs without ``result.json``, NaN metrics).
+
+Keys read from ``run.json`` (all optional; absent ones show as "not recorded"): ``dataset`` (a name
+or an object with ``name``, ``manifest``, ``sha256``), ``methods`` (a list of names or an object
+name -> configuration), ``folds`` (list of fold numbers), ``preset``/``presets``, ``seed``/``seeds``,
+``versions`` (object name -> version), ``command``, and the run's date from the first of
+``finished``, ``created``, ``started``, ``date``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import BenchError
+from benchmark.stats.results import check_results, ordered, read_results
+
+DATE_KEYS = ("finished", "created", "started", "date")
+PAIR_COLUMNS = ("fold", "case", "pair", "fixed", "moving", "fixed_labels", "moving_labels",
+                "displacement")
+
+
+@dataclass
+class RunFolder:
+    """A run folder loaded for reporting.
+
+    Attributes
+    ----------
+    path : Path
+        The run folder.
+    run : dict
+        ``run.json`` (empty when absent).
+    folds : dict
+        ``folds.json`` (empty when absent).
+    pairs : DataFrame
+        ``pairs.csv`` (columns :data:`PAIR_COLUMNS`; empty path cells are ``""``).
+    results : DataFrame
+        The tidy results (``results.csv``, or the ``result.json`` rows when it is absent).
+    methods : list of str
+        Methods of ``run.json`` in its order, then any others found in the results.
+    missing : DataFrame
+        Columns ``what, method, detail``: one row per missing item (see :func:`find_missing`).
+    """
+
+    path: Path
+    run: dict[str, Any]
+    folds: dict[str, Any]
+    pairs: pd.DataFrame
+    results: pd.DataFrame
+    methods: list[str]
+    missing: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def pair_dir(self, method: str, fold: int, case: str, pair: str) -> Path:
+        """``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR``."""
+        return self.path / "pairs" / method / f"fold{int(fold)}" / case / pair
+
+    @property
+    def dataset(self) -> str:
+        ds = self.run.get("dataset")
+        if isinstance(ds, dict):
+            return str(ds.get("name") or ds.get("manifest") or "not recorded")
+        return str(ds) if ds else "not recorded"
+
+    @property
+    def date(self) -> str:
+        for key in DATE_KEYS:
+            if self.run.get(key):
+                return str(self.run[key])
+        return "not recorded"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{path}: cannot read JSON ({type(exc).__name__}: {exc})") from exc
+
+
+def _rows_from_result_json(run_dir: Path) -> pd.DataFrame:
+    """Concatenate the metric rows of every ``pairs/*/*/*/*/result.json`` (sorted paths).
+
+    A ``result.json`` holds a list of row objects, or an object with a ``rows`` list.
+    """
+    rows: list[dict] = []
+    for path in sorted((run_dir / "pairs").glob("*/*/*/*/result.json")):
+        data = _read_json(path)
+        if isinstance(data, dict):
+            data = data.get("rows", [])
+        if not isinstance(data, list):
+            raise BenchError(f"{path}: expected a list of metric rows or {{'rows': [...]}}")
+        rows.extend(data)
+    return pd.DataFrame(rows)
+
+
+def _method_names(run: dict) -> list[str]:
+    methods = run.get("methods")
+    if isinstance(methods, dict):
+        return [str(m) for m in methods]
+    if isinstance(methods, (list, tuple)):
+        return [str(m if not isinstance(m, dict) else m.get("name")) for m in methods]
+    if isinstance(methods, str):
+        return [m.strip() for m in methods.split(",") if m.strip()]
+    return []
+
+
+def load_run(path: str | os.PathLike) -> RunFolder:
+    """Load a run folder for reporting.
+
+    Raises
+    ------
+    BenchError
+        If ``path`` is not a folder, a JSON/CSV file in it is damaged, or it holds no results at
+        all (neither ``results.csv`` nor any ``result.json``).
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise BenchError(f"{path}: run folder not found")
+    run = _read_json(path / "run.json") if (path / "run.json").is_file() else {}
+    folds = _read_json(path / "folds.json") if (path / "folds.json").is_file() else {}
+    if (path / "pairs.csv").is_file():
+        try:
+            pairs = pd.read_csv(path / "pairs.csv", dtype=str, keep_default_na=False)
+        except Exception as exc:
+            raise BenchError(f"{path / 'pairs.csv'}: cannot read ({exc})") from exc
+        for col in PAIR_COLUMNS:
+            if col not in pairs.columns:
+                pairs[col] = ""
+        pairs["fold"] = pd.to_numeric(pairs["fold"], errors="coerce").fillna(-1).astype(int)
+    else:
+        pairs = pd.DataFrame({c: pd.Series(dtype=str) for c in PAIR_COLUMNS})
+    notes_source = None
+    if (path / "results.csv").is_file():
+        results = read_results(path)
+    else:
+        rows = _rows_from_result_json(path)
+        if rows.empty:
+            raise BenchError(f"{path}: no results.csv and no pairs/*/*/*/*/result.json: nothing to "
+                             "report")
+        results = check_results(rows, source=f"{path}/pairs/**/result.json")
+        notes_source = "results.csv is absent; results were collected from the result.json files"
+    methods = ordered(results["method"], _method_names(run))
+    folder = RunFolder(path, run, folds, pairs, results, methods)
+    folder.missing = find_missing(folder)
+    if notes_source:
+        folder.missing = pd.concat(
+            [pd.DataFrame([{"what": "results.csv", "method": "", "detail": notes_source}]),
+             folder.missing], ignore_index=True)
+    return folder
+
+
+def find_missing(run: RunFolder) -> pd.DataFrame:
+    """Everything absent or undefined in a run, one row each (columns ``what, method, detail``).
+
+    ``what`` is ``method-no-results`` (a method of ``run.json`` without rows), ``method-no-pairs``
+    (no ``pairs/METHOD`` folder), ``incomplete-pairs`` (test pairs of ``pairs.csv`` without
+    ``result.json``) or ``nan`` (NaN values of one method, structure and metric, with the counts of
+    their ``status`` reasons).
+    """
+    rows = []
+    res = run.results
+    with_rows = set(res["method"])
+    for method in run.methods:
+        if method not in with_rows:
+            rows.append({"what": "method-no-results", "method": method,
+                         "detail": "no rows in the results table"})
+        if not (run.path / "pairs" / method).is_dir():
+            rows.append({"what": "method-no-pairs", "method": method,
+                         "detail": f"no pairs/{method} folder"})
+            continue
+        if len(run.pairs):
+            absent = [
+                f"fold{p.fold}/{p.case}/{p.pair}"
+                for p in run.pairs.itertuples(index=False)
+                if not (run.pair_dir(method, p.fold, p.case, p.pair) / "result.json").is_file()
+            ]
+            if absent:
+                shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
+                rows.append({"what": "incomplete-pairs", "method": method,
+                             "detail": f"{len(absent)} of {len(run.pairs)} test pairs without "
+                                       f"result.json: {shown}"})
+    nan = res[~np.isfinite(res["value"].to_numpy(dtype=np.float64))]
+    for (method, structure, metric), group in nan.groupby(["method", "structure", "metric"],
+                                                          sort=False):
+        reasons = group["status"].replace("", "no status").value_counts()
+        why = ", ".join(f"{r}: {c}" for r, c in reasons.items())
+        rows.append({"what": "nan", "method": method,
+                     "detail": f"{structure} / {metric}: {len(group)} NaN ({why})"})
+    return pd.DataFrame(rows, columns=["what", "method", "detail"])

@@ -1,0 +1,187 @@
+"""``bench report``: a PDF with the expected sections, tables and figures from a synthetic run
+folder, deterministic bytes, and a report that says what is missing."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_run import make_fake_run, paper_table1_rankings
+from pypdf import PdfReader
+
+from benchmark.cli import main
+from benchmark.errors import BenchError
+from benchmark.images import read_displacement
+from reports.build import SECTION_TITLES, build_report
+from reports.cases import select_cases
+from reports.dvf_colour import dvf_rgba
+from reports.runfolder import load_run
+
+METHODS = ["identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc"]
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fake")
+    run = make_fake_run(root)
+    rankings = root / "rankings.csv"
+    paper_table1_rankings().to_csv(rankings, index=False)
+    return run, rankings
+
+
+@pytest.fixture(scope="module")
+def full_report(fake_run):
+    run, rankings = fake_run
+    return build_report(run, rankings=rankings, n_cases=2, progress=False)
+
+
+def _text(pdf) -> list[str]:
+    return [page.extract_text() for page in PdfReader(str(pdf)).pages]
+
+
+# ------------------------------------------------------------------------------ colour coding
+
+
+def test_dvf_rgba_mapping():
+    u = np.zeros((3, 4, 5))
+    u[0, 0, 0], u[1, 1, 1], u[2, 2, 2] = 2.0, -2.0, 1.0
+    rgba = dvf_rgba(u, max_component=2.0, max_length=2.0)
+    assert rgba.shape == (4, 5, 4)
+    np.testing.assert_allclose(rgba[3, 3], [0.5, 0.5, 0.5, 0.0])  # zero vector: mid grey, clear
+    np.testing.assert_allclose(rgba[0, 0], [1.0, 0.5, 0.5, 1.0])  # +max along i: red
+    np.testing.assert_allclose(rgba[1, 1], [0.5, 0.0, 0.5, 1.0])  # -max along j: no green
+    np.testing.assert_allclose(rgba[2, 2], [0.5, 0.5, 0.75, 0.5])  # half length: alpha 0.5
+    clipped = dvf_rgba(10 * u, max_component=2.0, max_length=2.0)
+    assert clipped.min() >= 0 and clipped.max() <= 1
+    flat = dvf_rgba(np.zeros((2, 3, 3)))
+    np.testing.assert_allclose(flat[..., 2], 0.5)
+    np.testing.assert_allclose(flat[..., 3], 0.0)
+    with pytest.raises(BenchError, match="shape"):
+        dvf_rgba(np.zeros((4, 3, 3)))
+
+
+# ------------------------------------------------------------------------------ run folder
+
+
+def test_load_run_and_case_selection(fake_run):
+    run_dir, _ = fake_run
+    run = load_run(run_dir)
+    assert run.methods == METHODS
+    assert run.missing.empty
+    assert run.dataset == "demo-acdc" and run.date.startswith("2026-11-20")
+    top, criterion = select_cases(run, 2, progress=False)
+    assert "displacement" in criterion
+    # independent: mean over methods but identity of the mean vector length
+    scores = {}
+    for p in run.pairs.itertuples(index=False):
+        lengths = [np.linalg.norm(read_displacement(run.pair_dir(m, p.fold, p.case, p.pair)
+                                                    / "displacement.nii.gz")[0], axis=0).mean()
+                   for m in METHODS[1:]]
+        scores[p.case] = np.mean(lengths)
+    expected = sorted(scores, key=scores.get, reverse=True)[:2]
+    assert top["case"].tolist() == expected
+    np.testing.assert_allclose(top["score"], [scores[c] for c in expected], rtol=1e-6)
+
+
+# ------------------------------------------------------------------------------ the report
+
+
+def test_report_sections_tables_and_figures(full_report):
+    pages = _text(full_report.pdf)
+    text = "\n".join(pages)
+    for title in SECTION_TITLES:
+        assert title in text, title
+    for method in METHODS:
+        assert method in text
+    assert "demo-acdc" in pages[0] and "2026-11-20" in pages[0] and "torch: 2.13.0" in pages[0]
+    assert "mean ± SD" in text and "median [IQR]" in text
+    assert "10.56" in text and "32 of 50 (64%)" in text and "0.048" in text
+    assert "Nothing is missing" in text
+    assert full_report.pdf.name == "report.pdf"
+    assert full_report.pdf.parent.name == "report"
+    names = sorted(p.name for p in full_report.figures)
+    assert sum(n.startswith("fig1_case") for n in names) == 2
+    assert {"fig2_nmi_folding.png", "fig4_boxplots.png", "table1_ranks.png"} <= set(names)
+    for png in full_report.figures:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    tables = {p.stem: pd.read_csv(p) for p in full_report.tables}
+    assert {"summary", "comparisons", "nmi_vs_ncc", "ranking_contingency", "ranking_pairwise",
+            "folding_counts", "missing_data", "case_selection"} <= set(tables)
+    summary = tables["summary"]
+    assert set(summary["method"]) == set(METHODS)
+    assert set(summary["structure"]) == {"RV", "LVm", "LVb", "image"}
+    assert tables["ranking_contingency"].set_index("method").loc["U-Net"].tolist() == [13, 12, 25]
+    assert len(tables["nmi_vs_ncc"]) == 2 * (3 * 3 + 4)
+
+
+def test_report_page_images(full_report, tmp_path):
+    reader = PdfReader(str(full_report.pdf))
+    case_pages = [i for i, p in enumerate(reader.pages)
+                  if "fixed, warped, subtraction and displacement field" in p.extract_text()]
+    assert len(case_pages) == 2
+    # the case page embeds images (fixed, warped, subtraction, RGBA field per column)
+    assert len(reader.pages[case_pages[0]].images) >= 4 * 5
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm (poppler-utils) not installed; embedded images checked only")
+    prefix = tmp_path / "page"
+    subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", str(case_pages[0] + 1), "-l",
+                    str(case_pages[0] + 1), str(full_report.pdf), str(prefix)], check=True)
+    from matplotlib.image import imread
+
+    png = imread(next(tmp_path.glob("page*.png")))[..., :3]
+    assert png.std() > 0.1  # not a blank page
+    saturation = png.max(axis=2) - png.min(axis=2)
+    assert (saturation > 0.3).mean() > 0.01  # the colour-coded fields are there
+
+
+def test_same_inputs_same_bytes(fake_run, full_report, tmp_path):
+    run, rankings = fake_run
+    again = build_report(run, out=tmp_path / "again.pdf", rankings=rankings, n_cases=2,
+                         progress=False)
+    assert again.pdf.read_bytes() == full_report.pdf.read_bytes()
+    for a, b in zip(sorted(full_report.figures), sorted(again.figures), strict=True):
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_missing_method_and_nan_metric(tmp_path, capsys):
+    run = make_fake_run(tmp_path, n_cases=3, missing_method="poolnet-ncc",
+                        nan_metric=("elastix", "LVb", "hd"))
+    out = tmp_path / "out" / "r.pdf"
+    assert main(["report", str(run), "--out", str(out), "--cases", "1"]) == 0
+    assert str(out) in capsys.readouterr().out
+    text = "\n".join(_text(out))
+    assert "Missing data" in text
+    assert "poolnet-ncc: no rows in the results table" in text
+    assert "poolnet-ncc: no pairs/poolnet-ncc folder" in text
+    assert "elastix: LVb / hd: 1 NaN (failed: synthetic: 1)" in text
+    assert "missing:" in text  # the case figure marks the absent method's panels
+    summary = pd.read_csv(out.parent / "tables" / "summary.csv")
+    ghost = summary[summary["method"] == "poolnet-ncc"]
+    assert len(ghost) and (ghost["n"] == 0).all()
+    hd = summary[(summary["method"] == "elastix") & (summary["structure"] == "LVb")
+                 & (summary["metric"] == "hd")].iloc[0]
+    assert (hd["n"], hd["n_nan"]) == (2, 1)
+    missing = pd.read_csv(out.parent / "tables" / "missing_data.csv")
+    assert set(missing["what"]) == {"method-no-results", "method-no-pairs", "nan"}
+
+
+def test_results_from_result_json_and_errors(tmp_path):
+    run = make_fake_run(tmp_path, n_cases=2, methods=("identity", "elastix"), shape=(16, 16, 4))
+    expected = pd.read_csv(run / "results.csv")
+    (run / "results.csv").unlink()
+    # an incomplete pair: its result.json is absent
+    next((run / "pairs" / "elastix").glob("fold*/*/*/result.json")).unlink()
+    folder = load_run(run)
+    assert len(folder.results) == len(expected) - len(expected) // 4
+    assert set(folder.missing["what"]) == {"results.csv", "incomplete-pairs"}
+    report = build_report(run, n_cases=0, progress=False)
+    text = "\n".join(_text(report.pdf))
+    assert "1 of 2 test pairs without result.json" in text
+    assert "No example cases" in text
+    with pytest.raises(BenchError, match="run folder not found"):
+        load_run(tmp_path / "absent")
+    with pytest.raises(BenchError, match="nothing to report"):
+        load_run(tmp_path / "data")

@@ -1,0 +1,128 @@
+"""Tests of methods.transforms.jacobian against analytic fields and a NumPy float64 reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from benchmark.errors import BenchError
+from methods.transforms import displacement_gradient, jacobian_determinant
+
+
+def reference_determinant(disp: np.ndarray, spacing) -> np.ndarray:
+    """np.gradient (edge_order=1, physical spacing) + np.linalg.det, float64."""
+    ndim = disp.shape[0]
+    grad = np.stack(
+        [np.stack(np.gradient(disp[c], *spacing, edge_order=1), axis=0) for c in range(ndim)]
+    )
+    jac = np.moveaxis(grad, (0, 1), (-2, -1)) + np.eye(ndim)
+    return np.linalg.det(jac)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_zero_field_gives_one(ndim):
+    shape = (5, 4, 3)[:ndim]
+    out = jacobian_determinant(torch.zeros(2, ndim, *shape, dtype=torch.float32))
+    assert out.shape == (2, *shape) and out.dtype == torch.float32
+    assert torch.all(out == 1.0)
+    np_out = jacobian_determinant(np.zeros((ndim, *shape), dtype=np.float32))
+    assert isinstance(np_out, np.ndarray) and np_out.dtype == np.float64 and np_out.shape == shape
+    assert np.all(np_out == 1.0)
+
+
+@settings(max_examples=25, deadline=None)
+@given(ndim=st.sampled_from([2, 3]), seed=st.integers(0, 2**31 - 1))
+def test_affine_field_gives_analytic_determinant(ndim, seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(rng.integers(2, 7, size=ndim))
+    spacing = tuple(rng.uniform(0.4, 6.0, size=ndim))
+    a = rng.normal(scale=0.4, size=(ndim, ndim))
+    x_mm = np.indices(shape) * np.reshape(spacing, (ndim,) + (1,) * ndim)
+    disp = np.einsum("cd,d...->c...", a, x_mm) + rng.normal(size=(ndim,) + (1,) * ndim)
+    expected = np.linalg.det(np.eye(ndim) + a)
+    out = jacobian_determinant(disp, spacing=spacing)
+    np.testing.assert_allclose(out, np.full(shape, expected), atol=1e-10)
+    torch_out = jacobian_determinant(torch.from_numpy(disp)[None], spacing=spacing)[0].numpy()
+    np.testing.assert_allclose(torch_out, out, atol=1e-12)
+    # The same field read in voxels (spacing=None) has a different, also analytic, determinant.
+    a_vox = a * np.reshape(spacing, (1, ndim))
+    np.testing.assert_allclose(
+        jacobian_determinant(disp), np.linalg.det(np.eye(ndim) + a_vox), atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_random_smooth_field_matches_numpy_reference(ndim, dtype):
+    rng = np.random.default_rng(ndim)
+    shape = (14, 11, 7)[:ndim]
+    spacing = (1.4, 0.9, 5.0)[:ndim]
+    disp = np.stack(
+        [ndimage.gaussian_filter(rng.normal(scale=6.0, size=shape), 2.0) for _ in range(ndim)]
+    )
+    expected = reference_determinant(disp, spacing)
+    np.testing.assert_allclose(jacobian_determinant(disp, spacing=spacing), expected, atol=1e-12)
+    batch = torch.from_numpy(np.stack([disp, 2 * disp])).to(dtype)
+    out = jacobian_determinant(batch, spacing=spacing)
+    assert out.dtype == dtype and out.shape == (2, *shape)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    np.testing.assert_allclose(out[0].double().numpy(), expected, atol=tol)
+    np.testing.assert_allclose(
+        out[1].double().numpy(), reference_determinant(2 * disp, spacing), atol=tol
+    )
+    grad = displacement_gradient(torch.from_numpy(disp)[None], spacing=spacing)[0].numpy()
+    for c in range(ndim):
+        for d, g in enumerate(np.gradient(disp[c], *spacing)):
+            np.testing.assert_allclose(grad[c, d], g, atol=1e-12)
+
+
+def test_detects_hand_built_fold():
+    """u_0 falls with slope -2 on rows 6..12: x + u(x) runs backwards there, det = 1 - 2 = -1."""
+    shape = (20, 8, 4)
+    spacing = (2.0, 1.0, 3.0)
+    i = np.arange(shape[0], dtype=np.float64)
+    u0_mm = np.where(i < 6, 0.0, np.where(i <= 12, -2.0 * (i - 6) * spacing[0], -12.0 * spacing[0]))
+    disp = np.zeros((3, *shape))
+    disp[0] = u0_mm[:, None, None]
+    det = jacobian_determinant(disp, spacing=spacing)
+    expected_rows = np.ones(shape[0])
+    expected_rows[7:12] = -1.0  # central differences inside the ramp
+    expected_rows[[6, 12]] = 0.0  # half-slope at its ends
+    np.testing.assert_allclose(
+        det, np.broadcast_to(expected_rows[:, None, None], shape), atol=1e-12
+    )
+    folded = det <= 0
+    assert folded.any() and not folded[:6].any() and not folded[13:].any()
+    # In 2D, a rotation by more than 90 degrees around the field centre on top of identity folds too.
+    yy, xx = np.indices((9, 9), dtype=np.float64) - 4
+    disp2 = np.stack([-2.0 * yy, -2.0 * xx])  # x + u = -x: a point reflection, det = (+1)
+    np.testing.assert_allclose(jacobian_determinant(disp2), 1.0, atol=1e-12)
+    disp3 = np.stack([-2.0 * yy, 0 * xx])  # mirror one axis: det = -1
+    np.testing.assert_allclose(jacobian_determinant(disp3), -1.0, atol=1e-12)
+
+
+def test_singleton_axis_has_zero_derivative():
+    disp = torch.zeros(1, 3, 6, 5, 1, dtype=torch.float64)
+    disp[:, 0] = torch.arange(6, dtype=torch.float64).view(6, 1, 1) * 0.5
+    torch.testing.assert_close(
+        jacobian_determinant(disp), torch.full((1, 6, 5, 1), 1.5, dtype=torch.float64)
+    )
+
+
+def test_gradient_flows():
+    disp = torch.randn(1, 2, 5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    disp.requires_grad_(True)
+    torch.autograd.gradcheck(lambda u: jacobian_determinant(u, spacing=(1.5, 0.5)), (disp,))
+
+
+def test_bad_input_raises_bench_error():
+    with pytest.raises(BenchError, match=r"\(4, 5, 6\)"):
+        jacobian_determinant(np.zeros((4, 5, 6)))
+    with pytest.raises(BenchError, match=r"\(1, 3, 5, 6\)"):
+        jacobian_determinant(torch.zeros(1, 3, 5, 6))
+    with pytest.raises(BenchError, match="spacing"):
+        jacobian_determinant(np.zeros((2, 5, 6)), spacing=(1.0,))
