@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from benchmark import __version__
@@ -167,6 +168,10 @@ def _call(target: str, args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that spin while waiting make PyTorch ~20x slower as soon as another process
+    # competes for the cores (measured on 2 cores); sleeping waits cost little. Must be set before
+    # torch is imported; an explicit setting of the user wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     parser = build_parser()
     args = parser.parse_args(argv)
     # logs go to stderr: warnings by default, -v info, -vv debug (run logs add a file handler)

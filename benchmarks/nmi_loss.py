@@ -99,7 +99,7 @@ def _worker(variant: str, config: str, device: str, repeats: int, threads: int, 
         if device == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-        call.value = float(value)  # type: ignore[attr-defined]
+        call.value = float(value.detach())  # type: ignore[attr-defined]
         return elapsed
 
     if device == "cuda":
@@ -119,9 +119,22 @@ def _worker(variant: str, config: str, device: str, repeats: int, threads: int, 
         if variant == "monai":
             result["mi"] = -call.value  # type: ignore[attr-defined]
         elif variant == "fast":
-            h_a, h_b, h_ab = entropy_terms(parzen_joint_histogram(a0[:, :1], b0[:, :1], bins=BINS, sigma=SIGMA))
+            h_a, h_b, h_ab = entropy_terms(
+                parzen_joint_histogram(a0[:, :1], b0[:, :1], bins=BINS, sigma=SIGMA)
+            )
             result["mi"] = float((h_a + h_b - h_ab).mean())
     return result
+
+
+def _cpu_name() -> str:
+    """CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
 
 
 def _run_subprocess(args: argparse.Namespace, variant: str, config: str) -> dict:
@@ -129,7 +142,9 @@ def _run_subprocess(args: argparse.Namespace, variant: str, config: str) -> dict
         sys.executable, __file__, "--worker", variant, "--config", config, "--device", args.device,
         "--repeats", str(args.repeats), "--threads", str(args.threads), "--seed", str(args.seed),
     ]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
+    )
     if proc.returncode != 0:
         log.error("%s %s failed:\n%s", variant, config, proc.stderr[-2000:])
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
@@ -142,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--max-gb", type=float, default=8.0, help="skip variants estimated above this")
+    parser.add_argument(
+        "--max-gb", type=float, default=8.0, help="skip variants estimated above this"
+    )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--config", choices=tuple(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -150,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.worker:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        result = _worker(args.worker, args.config, args.device, args.repeats, args.threads, args.seed)
+        result = _worker(
+            args.worker, args.config, args.device, args.repeats, args.threads, args.seed
+        )
         print(json.dumps(result))
         return 0
 
@@ -159,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         log.error("--device cuda: CUDA is not available")
         return 2
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "CPU"
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
     print(
         f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; device: {args.device} ({device_name}); "
         f"torch {torch.__version__}, threads {args.threads}; bins {BINS}, sigma {SIGMA}; "
         f"median of {args.repeats} after one warm-up; seed {args.seed}.\n"
     )
-    print("| shape | implementation | fwd+bwd (s) | time / fast | peak memory (MB) | memory / fast | loss | I(A,B) (nats) |")
+    print(
+        "| shape | implementation | fwd+bwd (s) | time / fast | peak memory (MB) | memory / fast | loss | I(A,B) (nats) |"
+    )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for config in CONFIGS:
         results = {}

@@ -167,7 +167,7 @@ class Method(abc.ABC):
         seed: int,
         device: str | None = None,
         progress: bool = False,
-    ) -> None:  # noqa: B027 - an intentional no-op default, not an abstract method
+    ) -> None:
         """Train on the training pairs of one fold. The default does nothing.
 
         Parameters
@@ -183,6 +183,7 @@ class Method(abc.ABC):
         progress : bool
             Show a progress bar.
         """
+        return None  # methods that do not learn need no training
 
     @abc.abstractmethod
     def register(self, pair: RegistrationPair) -> RegistrationResult:

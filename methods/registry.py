@@ -111,13 +111,17 @@ def _load_plugins(taken: dict[str, type[Method]]) -> dict[str, type[Method]]:
             where += f" from package {dist.metadata['Name']!r}"
         try:
             cls = ep.load()
-            name = _check_class(cls, where)
         except Exception as exc:  # a plug-in may raise anything on import
             warnings.warn(
                 f"{where} cannot be loaded and is skipped: {type(exc).__name__}: {exc}",
                 RuntimeWarning,
                 stacklevel=3,
             )
+            continue
+        try:
+            name = _check_class(cls, where)
+        except BenchError as exc:
+            warnings.warn(f"{exc}; skipped", RuntimeWarning, stacklevel=3)
             continue
         if name != ep.name:
             warnings.warn(
@@ -158,9 +162,7 @@ def available_methods() -> dict[str, type[Method]]:
 
 
 def _unknown(name: str, known: dict[str, type[Method]]) -> BenchError:
-    return BenchError(
-        f"unknown method {name!r}; known methods: {', '.join(known) or '(none)'}"
-    )
+    return BenchError(f"unknown method {name!r}; known methods: {', '.join(known) or '(none)'}")
 
 
 def get_method(name: str, **params: Any) -> Method:

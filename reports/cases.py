@@ -86,8 +86,13 @@ def select_cases(run: RunFolder, n: int, *, progress: bool = True) -> tuple[pd.D
         return pd.DataFrame(columns=["fold", "case", "pair", "score"]), "no pairs shown"
     methods = shown_methods(run)
     scores = []
-    for p in tqdm(list(pairs.itertuples(index=False)), desc="ranking deformations", unit="pair",
-                  disable=not progress, leave=False):
+    for p in tqdm(
+        list(pairs.itertuples(index=False)),
+        desc="ranking deformations",
+        unit="pair",
+        disable=not progress,
+        leave=False,
+    ):
         lengths = []
         for m in methods:
             f = run.pair_dir(m, p.fold, p.case, p.pair) / "displacement.nii.gz"
@@ -97,8 +102,10 @@ def select_cases(run: RunFolder, n: int, *, progress: bool = True) -> tuple[pd.D
         scores.append(float(np.mean(lengths)) if lengths else np.nan)
     table = pairs[["fold", "case", "pair"]].copy()
     table["score"] = scores
-    criterion = ("largest deformation: mean over methods of the mean displacement length (mm) "
-                 "on the fixed grid")
+    criterion = (
+        "largest deformation: mean over methods of the mean displacement length (mm) "
+        "on the fixed grid"
+    )
     if not np.isfinite(table["score"]).any():
         res = run.results[run.results["structure"] == "image"]
         after = res[res["metric"] == "nmi"].groupby(["case", "pair"])["value"].mean()
@@ -106,8 +113,12 @@ def select_cases(run: RunFolder, n: int, *, progress: bool = True) -> tuple[pd.D
         gain = (after - before).rename("score").reset_index()
         table = table.drop(columns="score").merge(gain, on=["case", "pair"], how="left")
         criterion = "largest NMI gain (nmi - nmi_before, mean over methods); no displacement files"
-    table = table.sort_values(["score", "fold", "case", "pair"], ascending=[False, True, True, True],
-                              na_position="last", kind="mergesort")
+    table = table.sort_values(
+        ["score", "fold", "case", "pair"],
+        ascending=[False, True, True, True],
+        na_position="last",
+        kind="mergesort",
+    )
     return table.head(n).reset_index(drop=True), criterion
 
 
@@ -115,11 +126,13 @@ def _slice(array: np.ndarray, k: int | None) -> np.ndarray:
     return array if k is None else array[..., k]
 
 
-def load_case_view(run: RunFolder, fold: int, case: str, pair: str, *,
-                   score: float = float("nan")) -> CaseView:
+def load_case_view(
+    run: RunFolder, fold: int, case: str, pair: str, *, score: float = float("nan")
+) -> CaseView:
     """Read the slice to show of one test pair (see the module docstring for the slice)."""
-    rows = run.pairs[(run.pairs["fold"] == fold) & (run.pairs["case"] == case)
-                     & (run.pairs["pair"] == pair)]
+    rows = run.pairs[
+        (run.pairs["fold"] == fold) & (run.pairs["case"] == case) & (run.pairs["pair"] == pair)
+    ]
     if rows.empty:
         raise BenchError(f"{run.path}/pairs.csv: no row for fold {fold}, {case}/{pair}")
     row = rows.iloc[0]
@@ -133,9 +146,16 @@ def load_case_view(run: RunFolder, fold: int, case: str, pair: str, *,
             per_slice = (labels > 0).reshape(-1, labels.shape[2]).sum(axis=0)
             if per_slice.max() > 0:
                 k = int(np.argmax(per_slice))
-    view = CaseView(fold=int(fold), case=case, pair=pair, slice_index=k,
-                    spacing=tuple(fixed.spacing[:2]), fixed=_slice(fixed.array, k),
-                    moving=_slice(moving.array, k), score=score)
+    view = CaseView(
+        fold=int(fold),
+        case=case,
+        pair=pair,
+        slice_index=k,
+        spacing=tuple(fixed.spacing[:2]),
+        fixed=_slice(fixed.array, k),
+        moving=_slice(moving.array, k),
+        score=score,
+    )
     for m in shown_methods(run):
         folder = run.pair_dir(m, fold, case, pair)
         warped_path = folder / "warped.nii.gz"

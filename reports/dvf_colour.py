@@ -35,7 +35,9 @@ def dvf_rgba(
     """
     disp = np.asarray(disp, dtype=np.float64)
     if disp.ndim < 2 or disp.shape[0] not in (2, 3):
-        raise BenchError(f"dvf_rgba: expected a field of shape (2 or 3, *spatial), got {disp.shape}")
+        raise BenchError(
+            f"dvf_rgba: expected a field of shape (2 or 3, *spatial), got {disp.shape}"
+        )
     if max_component is None:
         m = float(np.abs(disp).max()) if disp.size else 0.0
         max_component = m if m > 0 else 1.0

@@ -34,21 +34,31 @@ def method_colours(methods: list[str]) -> dict[str, tuple]:
 
 
 def _values(results: pd.DataFrame, method: str, structure: str, metric: str) -> np.ndarray:
-    v = results.loc[(results["method"] == method) & (results["structure"] == structure)
-                    & (results["metric"] == metric), "value"].to_numpy(dtype=np.float64)
+    v = results.loc[
+        (results["method"] == method)
+        & (results["structure"] == structure)
+        & (results["metric"] == metric),
+        "value",
+    ].to_numpy(dtype=np.float64)
     return v[np.isfinite(v)]
 
 
-def _boxes(ax, data: list[np.ndarray], positions: list[float], colours: list, *, width=0.7,
-           seed: int = 0) -> None:
+def _boxes(
+    ax, data: list[np.ndarray], positions: list[float], colours: list, *, width=0.7, seed: int = 0
+) -> None:
     """Boxplots with the individual values as jittered points (jitter from a fixed seed)."""
     rng = np.random.default_rng(seed)
     keep = [i for i, d in enumerate(data) if d.size]
     if keep:
-        bp = ax.boxplot([data[i] for i in keep], positions=[positions[i] for i in keep],
-                        widths=width, patch_artist=True, showfliers=False,
-                        medianprops={"color": "black", "linewidth": 1})
-        for patch, i in zip(bp["boxes"], keep):
+        bp = ax.boxplot(
+            [data[i] for i in keep],
+            positions=[positions[i] for i in keep],
+            widths=width,
+            patch_artist=True,
+            showfliers=False,
+            medianprops={"color": "black", "linewidth": 1},
+        )
+        for patch, i in zip(bp["boxes"], keep, strict=True):
             patch.set_facecolor(colours[i])
             patch.set_alpha(0.75)
     for i in keep:
@@ -56,8 +66,17 @@ def _boxes(ax, data: list[np.ndarray], positions: list[float], colours: list, *,
         ax.scatter(x, data[i], s=4, color="black", alpha=0.5, linewidths=0, zorder=3)
     for i, d in enumerate(data):
         if not d.size:
-            ax.text(positions[i], 0.5, "no data", transform=ax.get_xaxis_transform(),
-                    rotation=90, ha="center", va="center", fontsize=6, color="0.4")
+            ax.text(
+                positions[i],
+                0.5,
+                "no data",
+                transform=ax.get_xaxis_transform(),
+                rotation=90,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="red",
+            )
 
 
 def boxplot_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
@@ -66,8 +85,11 @@ def boxplot_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
     NaN values are left out; a method without values shows "no data"."""
     colours = method_colours(methods)
     fig = Figure(figsize=A4_LANDSCAPE)
-    fig.suptitle("Folding, Dice and Hausdorff distance per structure and method (Figure 4 analogue)",
-                 fontsize=11, weight="bold")
+    fig.suptitle(
+        "Folding, Dice and Hausdorff distance per structure and method (Figure 4 analogue)",
+        fontsize=11,
+        weight="bold",
+    )
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2, 2]})
     fig.subplots_adjust(left=0.06, right=0.98, top=0.88, bottom=0.2, wspace=0.25)
     ax = axes[0]
@@ -78,9 +100,16 @@ def boxplot_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
     ax.set_title("Folding")
     structures = [s for s in dict.fromkeys(results["structure"]) if s != "image"]
     hd_metric = "hd" if (results["metric"] == "hd").any() else "hd95"
-    for ax, metric, label in ((axes[1], "dice", "Dice"),
-                              (axes[2], hd_metric, "Hausdorff distance (mm)" if hd_metric == "hd"
-                               else "95th percentile Hausdorff distance (mm)")):
+    for ax, metric, label in (
+        (axes[1], "dice", "Dice"),
+        (
+            axes[2],
+            hd_metric,
+            "Hausdorff distance (mm)"
+            if hd_metric == "hd"
+            else "95th percentile Hausdorff distance (mm)",
+        ),
+    ):
         step = len(methods) + 1
         data, positions, cols = [], [], []
         for g, s in enumerate(structures):
@@ -89,14 +118,19 @@ def boxplot_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
                 positions.append(g * step + i)
                 cols.append(colours[m])
         _boxes(ax, data, positions, cols, seed=1)
-        ax.set_xticks([g * step + (len(methods) - 1) / 2 for g in range(len(structures))],
-                      structures)
+        ax.set_xticks(
+            [g * step + (len(methods) - 1) / 2 for g in range(len(structures))], structures
+        )
         ax.set_ylabel(label)
         ax.set_title(label.split(" (")[0])
         if not structures:
             ax.text(0.5, 0.5, "no label structures", transform=ax.transAxes, ha="center")
-    fig.legend(handles=[Patch(facecolor=colours[m], alpha=0.75, label=m) for m in methods],
-               loc="lower center", ncol=min(len(methods), 6), frameon=False)
+    fig.legend(
+        handles=[Patch(facecolor=colours[m], alpha=0.75, label=m) for m in methods],
+        loc="lower center",
+        ncol=min(len(methods), 6),
+        frameon=False,
+    )
     return fig
 
 
@@ -112,8 +146,11 @@ def nmi_folding_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
     the folding percentage per method with the number of registrations that fold (right)."""
     colours = method_colours(methods)
     fig = Figure(figsize=A4_LANDSCAPE)
-    fig.suptitle("NMI before and after registration, and folding per method (Figure 2 analogue)",
-                 fontsize=11, weight="bold")
+    fig.suptitle(
+        "NMI before and after registration, and folding per method (Figure 2 analogue)",
+        fontsize=11,
+        weight="bold",
+    )
     left, right = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.22, wspace=0.25)
     labels = [BEFORE, *methods]
@@ -129,8 +166,15 @@ def nmi_folding_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
     right.set_title("Folding (registrations with folding / all)", pad=14)
     for i, d in enumerate(data):
         if d.size:
-            right.text(i, 1.0, f"{int((d > 0).sum())}/{d.size}", transform=right.get_xaxis_transform(),
-                       ha="center", va="bottom", fontsize=7)
+            right.text(
+                i,
+                1.0,
+                f"{int((d > 0).sum())}/{d.size}",
+                transform=right.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
     return fig
 
 
@@ -138,11 +182,21 @@ def folding_counts(results: pd.DataFrame, methods: list[str]) -> pd.DataFrame:
     """Per method: registrations with any folding (``folding_pct > 0``), of how many, and NaNs."""
     rows = []
     for m in methods:
-        v = results.loc[(results["method"] == m) & (results["structure"] == "image")
-                        & (results["metric"] == "folding_pct"), "value"].to_numpy(dtype=np.float64)
+        v = results.loc[
+            (results["method"] == m)
+            & (results["structure"] == "image")
+            & (results["metric"] == "folding_pct"),
+            "value",
+        ].to_numpy(dtype=np.float64)
         finite = v[np.isfinite(v)]
-        rows.append({"method": m, "with_folding": int((finite > 0).sum()), "n": int(finite.size),
-                     "n_nan": int(v.size - finite.size)})
+        rows.append(
+            {
+                "method": m,
+                "with_folding": int((finite > 0).sum()),
+                "n": int(finite.size),
+                "n_nan": int(v.size - finite.size),
+            }
+        )
     return pd.DataFrame(rows, columns=["method", "with_folding", "n", "n_nan"])
 
 
@@ -170,8 +224,12 @@ def case_figure(view: CaseView, methods: list[str]) -> Figure:
     columns = [BEFORE, *methods]
     fig = Figure(figsize=A4_LANDSCAPE)
     where = f", slice k = {view.slice_index}" if view.slice_index is not None else ""
-    fig.suptitle(f"{view.case} / {view.pair} (fold {view.fold}{where}): fixed, warped, "
-                 "subtraction and displacement field", fontsize=11, weight="bold")
+    fig.suptitle(
+        f"{view.case} / {view.pair} (fold {view.fold}{where}): fixed, warped, "
+        "subtraction and displacement field",
+        fontsize=11,
+        weight="bold",
+    )
     axes = np.atleast_2d(fig.subplots(4, len(columns), squeeze=False))
     fig.subplots_adjust(left=0.06, right=0.99, top=0.9, bottom=0.1, wspace=0.04, hspace=0.08)
     lo, hi = _window([view.fixed, view.moving])
@@ -180,8 +238,10 @@ def case_figure(view: CaseView, methods: list[str]) -> Figure:
     dmax = dmax if dmax > 0 else max(hi - lo, 1.0)
     comps = [np.percentile(np.abs(u), 99) for u in view.disp.values()]
     max_comp = float(max(comps)) if comps and max(comps) > 0 else 1.0
-    lens = [np.percentile(np.sqrt((u.astype(np.float64) ** 2).sum(axis=0)), 99)
-            for u in view.disp.values()]
+    lens = [
+        np.percentile(np.sqrt((u.astype(np.float64) ** 2).sum(axis=0)), 99)
+        for u in view.disp.values()
+    ]
     max_len = float(max(lens)) if lens and max(lens) > 0 else 1.0
     aspect = view.spacing[1] / view.spacing[0]
 
@@ -196,30 +256,58 @@ def case_figure(view: CaseView, methods: list[str]) -> Figure:
         for r, content in ((1, warped), (2, warped)):
             ax = axes[r, c]
             if content is None:
-                ax.text(0.5, 0.5, "missing:\n" + view.missing.get(name, "no output"),
-                        transform=ax.transAxes, ha="center", va="center", fontsize=7, color="red")
+                ax.text(
+                    0.5,
+                    0.5,
+                    "missing:\n" + view.missing.get(name, "no output"),
+                    transform=ax.transAxes,
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="red",
+                )
             elif r == 1:
                 show(ax, content, cmap="gray", vmin=lo, vmax=hi)
             else:
-                show(ax, content.astype(np.float64) - view.fixed, cmap="gray", vmin=-dmax, vmax=dmax)
+                show(
+                    ax, content.astype(np.float64) - view.fixed, cmap="gray", vmin=-dmax, vmax=dmax
+                )
         ax = axes[3, c]
         ax.set_facecolor("black")
+        if name == BEFORE:  # no registration: the zero field (transparent on black)
+            components = next(iter(view.disp.values())).shape[0] if view.disp else 3
+            disp = np.zeros((components, *view.fixed.shape))
         if disp is not None:
             rgba = dvf_rgba(disp, max_component=max_comp, max_length=max_len)  # (I, J, 4)
             ax.imshow(rgba.transpose(1, 0, 2), origin="lower", aspect=aspect)
         elif name != BEFORE:
-            ax.text(0.5, 0.5, "missing:\n" + view.missing.get(name, "no displacement"),
-                    transform=ax.transAxes, ha="center", va="center", fontsize=7, color="red")
-    for r, label in enumerate(("fixed", "warped\n(moving)", "warped - fixed", "displacement\nRGBA")):
+            ax.text(
+                0.5,
+                0.5,
+                "missing:\n" + view.missing.get(name, "no displacement"),
+                transform=ax.transAxes,
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="red",
+            )
+    for r, label in enumerate(
+        ("fixed", "warped\n(moving)", "warped - fixed", "displacement\nRGBA")
+    ):
         axes[r, 0].set_ylabel(label, fontsize=8)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.text(0.5, 0.03,
-             f"Intensity window [{lo:.4g}, {hi:.4g}] (1st-99th percentile of fixed and moving); "
-             f"subtraction window ±{dmax:.4g}; field colours: i, j, k -> red, green, blue over "
-             f"±{max_comp:.3g} mm, alpha = length / {max_len:.3g} mm. Selection score "
-             f"{view.score:.4g}.", ha="center", fontsize=7)
+    fig.text(
+        0.5,
+        0.03,
+        f"Intensity window [{lo:.4g}, {hi:.4g}] (1st-99th percentile of fixed and moving); "
+        f"subtraction window ±{dmax:.4g}; field colours: i, j, k -> red, green, blue over "
+        f"±{max_comp:.3g} mm, alpha = length / {max_len:.3g} mm. Selection score "
+        f"{view.score:.4g}.",
+        ha="center",
+        fontsize=7,
+    )
     return fig
 
 
@@ -235,9 +323,15 @@ def ranking_figure(contingency: pd.DataFrame) -> Figure:
     left = np.zeros(len(contingency))
     for j, rank in enumerate(contingency.columns):
         counts = contingency[rank].to_numpy(dtype=np.float64)
-        ax.barh(range(len(contingency)), counts, left=left, color=cmap(j / max(k - 1, 1)),
-                label=f"rank {rank}", edgecolor="white")
-        for y, (x0, c) in enumerate(zip(left, counts)):
+        ax.barh(
+            range(len(contingency)),
+            counts,
+            left=left,
+            color=cmap(j / max(k - 1, 1)),
+            label=f"rank {rank}",
+            edgecolor="white",
+        )
+        for y, (x0, c) in enumerate(zip(left, counts, strict=True)):
             if c:
                 ax.text(x0 + c / 2, y, str(int(c)), ha="center", va="center", fontsize=7)
         left += counts

@@ -49,8 +49,9 @@ def new_page(*, landscape: bool = False) -> Figure:
     return Figure(figsize=A4_LANDSCAPE if landscape else A4_PORTRAIT)
 
 
-def write_pdf(path: str | os.PathLike, pages: Iterable[Figure], *, title: str,
-              creator: str) -> Path:
+def write_pdf(
+    path: str | os.PathLike, pages: Iterable[Figure], *, title: str, creator: str
+) -> Path:
     """Write ``pages`` as one PDF atomically, without time stamps.
 
     Parameters

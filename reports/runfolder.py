@@ -3,10 +3,11 @@
 missing (methods without rows or pair folders, pairs without ``result.json``, NaN metrics).
 
 Keys read from ``run.json`` (all optional; absent ones show as "not recorded"): ``dataset`` (a name
-or an object with ``name``, ``manifest``, ``sha256``), ``methods`` (a list of names or an object
+or an object with ``name``, ``path`` or ``manifest``, ``sha256``), ``methods`` (a list of names or an object
 name -> configuration), ``folds`` (list of fold numbers), ``preset``/``presets``, ``seed``/``seeds``,
-``versions`` (object name -> version), ``command``, and the run's date from the first of
-``finished``, ``created``, ``started``, ``date``.
+``versions`` (object name -> version), ``command`` (a list of arguments or a string), and the
+run's date from the first of ``started_first``, ``started``, ``created``, ``finished``, ``date``
+(``bench run`` writes ``started``, and keeps the first start as ``started_first`` when resumed).
 """
 
 from __future__ import annotations
@@ -23,9 +24,17 @@ import pandas as pd
 from benchmark.errors import BenchError
 from benchmark.stats.results import check_results, ordered, read_results
 
-DATE_KEYS = ("finished", "created", "started", "date")
-PAIR_COLUMNS = ("fold", "case", "pair", "fixed", "moving", "fixed_labels", "moving_labels",
-                "displacement")
+DATE_KEYS = ("started_first", "started", "created", "finished", "date")
+PAIR_COLUMNS = (
+    "fold",
+    "case",
+    "pair",
+    "fixed",
+    "moving",
+    "fixed_labels",
+    "moving_labels",
+    "displacement",
+)
 
 
 @dataclass
@@ -43,7 +52,9 @@ class RunFolder:
     pairs : DataFrame
         ``pairs.csv`` (columns :data:`PAIR_COLUMNS`; empty path cells are ``""``).
     results : DataFrame
-        The tidy results (``results.csv``, or the ``result.json`` rows when it is absent).
+        The tidy results: ``results.csv``, plus the rows of every ``result.json`` whose
+        (method, fold, case, pair) it lacks (an interrupted run); all ``result.json`` rows when
+        there is no ``results.csv``.
     methods : list of str
         Methods of ``run.json`` in its order, then any others found in the results.
     missing : DataFrame
@@ -137,22 +148,42 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     else:
         pairs = pd.DataFrame({c: pd.Series(dtype=str) for c in PAIR_COLUMNS})
     notes_source = None
+    pair_rows = _rows_from_result_json(path)
+    if not pair_rows.empty:
+        pair_rows = check_results(pair_rows, source=f"{path}/pairs/**/result.json")
     if (path / "results.csv").is_file():
         results = read_results(path)
+        if not pair_rows.empty:
+            # an interrupted or resumed run: result.json of pairs that results.csv does not hold yet
+            key = ["method", "fold", "case", "pair"]
+            known = pd.MultiIndex.from_frame(results[key].drop_duplicates())
+            extra = pair_rows[~pd.MultiIndex.from_frame(pair_rows[key]).isin(known)]
+            if len(extra):
+                n = len(extra[key].drop_duplicates())
+                results = pd.concat([results, extra], ignore_index=True)
+                notes_source = (
+                    f"results.csv lacks {n} finished (method, pair) result(s); their rows were "
+                    "taken from their result.json (an interrupted or running bench run)"
+                )
     else:
-        rows = _rows_from_result_json(path)
-        if rows.empty:
-            raise BenchError(f"{path}: no results.csv and no pairs/*/*/*/*/result.json: nothing to "
-                             "report")
-        results = check_results(rows, source=f"{path}/pairs/**/result.json")
+        if pair_rows.empty:
+            raise BenchError(
+                f"{path}: no results.csv and no pairs/*/*/*/*/result.json: nothing to report"
+            )
+        results = pair_rows
         notes_source = "results.csv is absent; results were collected from the result.json files"
-    methods = ordered(results["method"], _method_names(run))
+    listed = list(dict.fromkeys(_method_names(run)))
+    methods = listed + [m for m in ordered(results["method"]) if m not in listed]
     folder = RunFolder(path, run, folds, pairs, results, methods)
     folder.missing = find_missing(folder)
     if notes_source:
         folder.missing = pd.concat(
-            [pd.DataFrame([{"what": "results.csv", "method": "", "detail": notes_source}]),
-             folder.missing], ignore_index=True)
+            [
+                pd.DataFrame([{"what": "results.csv", "method": "", "detail": notes_source}]),
+                folder.missing,
+            ],
+            ignore_index=True,
+        )
     return folder
 
 
@@ -161,7 +192,7 @@ def find_missing(run: RunFolder) -> pd.DataFrame:
 
     ``what`` is ``method-no-results`` (a method of ``run.json`` without rows), ``method-no-pairs``
     (no ``pairs/METHOD`` folder), ``incomplete-pairs`` (test pairs of ``pairs.csv`` without
-    ``result.json``) or ``nan`` (NaN values of one method, structure and metric, with the counts of
+    ``result.json``) or ``nan-metric`` (NaN values of one method, structure and metric, with the counts of
     their ``status`` reasons).
     """
     rows = []
@@ -169,11 +200,17 @@ def find_missing(run: RunFolder) -> pd.DataFrame:
     with_rows = set(res["method"])
     for method in run.methods:
         if method not in with_rows:
-            rows.append({"what": "method-no-results", "method": method,
-                         "detail": "no rows in the results table"})
+            rows.append(
+                {
+                    "what": "method-no-results",
+                    "method": method,
+                    "detail": "no rows in the results table",
+                }
+            )
         if not (run.path / "pairs" / method).is_dir():
-            rows.append({"what": "method-no-pairs", "method": method,
-                         "detail": f"no pairs/{method} folder"})
+            rows.append(
+                {"what": "method-no-pairs", "method": method, "detail": f"no pairs/{method} folder"}
+            )
             continue
         if len(run.pairs):
             absent = [
@@ -183,14 +220,25 @@ def find_missing(run: RunFolder) -> pd.DataFrame:
             ]
             if absent:
                 shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
-                rows.append({"what": "incomplete-pairs", "method": method,
-                             "detail": f"{len(absent)} of {len(run.pairs)} test pairs without "
-                                       f"result.json: {shown}"})
+                rows.append(
+                    {
+                        "what": "incomplete-pairs",
+                        "method": method,
+                        "detail": f"{len(absent)} of {len(run.pairs)} test pairs without "
+                        f"result.json: {shown}",
+                    }
+                )
     nan = res[~np.isfinite(res["value"].to_numpy(dtype=np.float64))]
-    for (method, structure, metric), group in nan.groupby(["method", "structure", "metric"],
-                                                          sort=False):
+    for (method, structure, metric), group in nan.groupby(
+        ["method", "structure", "metric"], sort=False
+    ):
         reasons = group["status"].replace("", "no status").value_counts()
         why = ", ".join(f"{r}: {c}" for r, c in reasons.items())
-        rows.append({"what": "nan", "method": method,
-                     "detail": f"{structure} / {metric}: {len(group)} NaN ({why})"})
+        rows.append(
+            {
+                "what": "nan-metric",
+                "method": method,
+                "detail": f"{structure} / {metric}: {len(group)} NaN ({why})",
+            }
+        )
     return pd.DataFrame(rows, columns=["what", "method", "detail"])

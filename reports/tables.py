@@ -37,14 +37,21 @@ def summary_display(summary: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame
     (structure, metric): columns ``method, n, NaN, mean ± SD, median [IQR]``."""
     blocks = {}
     for (structure, metric), g in summary.groupby(["structure", "metric"], sort=False):
-        blocks[(structure, metric)] = pd.DataFrame({
-            "method": g["method"],
-            "n": g["n"].astype(int).astype(str),
-            "NaN": g["n_nan"].astype(int).astype(str),
-            "mean ± SD": [f"{fmt_num(m)} ± {fmt_num(s, 3)}" for m, s in zip(g["mean"], g["sd"])],
-            "median [IQR]": [f"{fmt_num(m)} [{fmt_num(a)}, {fmt_num(b)}]"
-                             for m, a, b in zip(g["median"], g["q1"], g["q3"])],
-        })
+        blocks[(structure, metric)] = pd.DataFrame(
+            {
+                "method": g["method"],
+                "n": g["n"].astype(int).astype(str),
+                "NaN": g["n_nan"].astype(int).astype(str),
+                "mean ± SD": [
+                    f"{fmt_num(m)} ± {fmt_num(s, 3)}"
+                    for m, s in zip(g["mean"], g["sd"], strict=True)
+                ],
+                "median [IQR]": [
+                    f"{fmt_num(m)} [{fmt_num(a)}, {fmt_num(b)}]"
+                    for m, a, b in zip(g["median"], g["q1"], g["q3"], strict=True)
+                ],
+            }
+        )
     return blocks
 
 
@@ -53,17 +60,22 @@ def comparisons_display(comparisons: pd.DataFrame) -> dict[tuple[str, str], pd.D
     (structure, metric): ``a, b, n, NaN, median a-b, W, P, P Holm, favours``."""
     blocks = {}
     for (structure, metric), g in comparisons.groupby(["structure", "metric"], sort=False):
-        blocks[(structure, metric)] = pd.DataFrame({
-            "a": g["a"],
-            "b": [b + ("  (NMI vs NCC)" if x else "") for b, x in zip(g["b"], g["nmi_vs_ncc"])],
-            "n": g["n"].astype(int).astype(str),
-            "NaN": g["n_nan"].astype(int).astype(str),
-            "median a-b": [fmt_num(v) for v in g["median_diff"]],
-            "W": [fmt_num(v) for v in g["statistic"]],
-            "P": [fmt_p(v) for v in g["p"]],
-            "P Holm": [fmt_p(v) for v in g["p_holm"]],
-            "favours": g["favours"],
-        })
+        blocks[(structure, metric)] = pd.DataFrame(
+            {
+                "a": g["a"],
+                "b": [
+                    b + ("  (NMI vs NCC)" if x else "")
+                    for b, x in zip(g["b"], g["nmi_vs_ncc"], strict=True)
+                ],
+                "n": g["n"].astype(int).astype(str),
+                "NaN": g["n_nan"].astype(int).astype(str),
+                "median a-b": [fmt_num(v) for v in g["median_diff"]],
+                "W": [fmt_num(v) for v in g["statistic"]],
+                "P": [fmt_p(v) for v in g["p"]],
+                "P Holm": [fmt_p(v) for v in g["p_holm"]],
+                "favours": g["favours"],
+            }
+        )
     return blocks
 
 
@@ -72,8 +84,9 @@ def _page(title: str, subtitle: str | None) -> Figure:
     w, h = fig.get_size_inches()
     fig.text(LEFT / w, 1 - 0.55 / h, title, fontsize=14, weight="bold", va="baseline")
     if subtitle:
-        fig.text(LEFT / w, 1 - 0.78 / h, subtitle, fontsize=7.5, va="baseline", color="0.3",
-                 wrap=True)
+        fig.text(
+            LEFT / w, 1 - 0.78 / h, subtitle, fontsize=7.5, va="baseline", color="0.3", wrap=True
+        )
     return fig
 
 
@@ -84,7 +97,7 @@ def _format_rows(frame: pd.DataFrame) -> tuple[str, list[str]]:
     widths = [max([len(h)] + [len(r[j]) for r in cells]) for j, h in enumerate(header)]
 
     def line(values: list[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
+        return "  ".join(v.ljust(w) for v, w in zip(values, widths, strict=True)).rstrip()
 
     return line(header), [line(r) for r in cells]
 
@@ -101,14 +114,35 @@ def _draw_table(fig: Figure, top: float, frame: pd.DataFrame) -> float:
     size = min(FONT_SIZE, (w - LEFT - RIGHT) * 72 / (0.6 * max(longest, 1)))
     step = ROW_HEIGHT * size / FONT_SIZE
     x = LEFT / w
-    fig.text(x, 1 - (top + step * 0.8) / h, header, fontsize=size, family="DejaVu Sans Mono",
-             weight="bold", va="baseline")
+    fig.text(
+        x,
+        1 - (top + step * 0.8) / h,
+        header,
+        fontsize=size,
+        family="DejaVu Sans Mono",
+        weight="bold",
+        va="baseline",
+    )
     rule = 1 - (top + step * 1.05) / h
-    fig.add_artist(Line2D([x, x + (0.61 * size * longest / 72) / w], [rule, rule], lw=0.5,
-                          color="0.4", transform=fig.transFigure))
+    fig.add_artist(
+        Line2D(
+            [x, x + (0.61 * size * longest / 72) / w],
+            [rule, rule],
+            lw=0.5,
+            color="0.4",
+            transform=fig.transFigure,
+        )
+    )
     if rows:
-        fig.text(x, 1 - (top + step * 1.3) / h, "\n".join(rows), fontsize=size,
-                 family="DejaVu Sans Mono", va="top", linespacing=step * 72 / size)
+        fig.text(
+            x,
+            1 - (top + step * 1.3) / h,
+            "\n".join(rows),
+            fontsize=size,
+            family="DejaVu Sans Mono",
+            va="top",
+            linespacing=step * 72 / size,
+        )
     return step * (len(rows) + 1.4)
 
 
@@ -171,7 +205,13 @@ def text_page(title: str, lines: list[str], *, mono: bool = False) -> list[Figur
         fig = _page(title if n == 0 else f"{title} (continued)", None)
         w, h = fig.get_size_inches()
         for i, line in enumerate(chunk):
-            fig.text(LEFT / w, 1 - (TOP + 0.25 + 0.16 * i) / h, line, fontsize=8,
-                     family="DejaVu Sans Mono" if mono else None, va="baseline")
+            fig.text(
+                LEFT / w,
+                1 - (TOP + 0.25 + 0.16 * i) / h,
+                line,
+                fontsize=8,
+                family="DejaVu Sans Mono" if mono else None,
+                va="baseline",
+            )
         pages.append(fig)
     return pages

@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# as in benchmark.cli.main: sleeping OpenMP waits keep torch fast when processes share the cores
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import sys
 from pathlib import Path
@@ -21,3 +23,13 @@ def acdc_lookalike_root(tmp_path):
     from acdc_lookalike import make_acdc
 
     return make_acdc(tmp_path / "acdc", 8, displacement=True)
+
+
+@pytest.fixture(scope="session")
+def fake_run_dir(tmp_path_factory):
+    """A small synthetic run folder (``run.json``, ``folds.json``, ``pairs.csv``, ``results.csv``,
+    ``pairs/METHOD/foldK/CASE/PAIR/...`` for six methods, 4 cases of 32x32x6); read-only: copy it
+    before changing anything. See ``tests/fake_run.py``."""
+    from fake_run import make_fake_run
+
+    return make_fake_run(tmp_path_factory.mktemp("fake_run"))

@@ -26,9 +26,14 @@ SPACING = (1.5, 1.5, 5.0)
 RUN_DATE = "2026-11-20T09:30:00+00:00"
 # (fraction of the true motion recovered, amplitude (mm) and in-plane smoothness (voxels) of the
 # method's own noise): the U-Nets are less smooth and fold, as in the paper
-QUALITY = {"identity": (0.0, 0.0, 3.0), "elastix": (0.85, 0.3, 3.0), "unet-nmi": (0.95, 2.0, 1.2),
-           "unet-ncc": (0.95, 3.0, 1.0), "poolnet-nmi": (0.9, 0.5, 3.0),
-           "poolnet-ncc": (0.9, 1.5, 2.0)}
+QUALITY = {
+    "identity": (0.0, 0.0, 3.0),
+    "elastix": (0.85, 0.3, 3.0),
+    "unet-nmi": (0.95, 2.0, 1.2),
+    "unet-ncc": (0.95, 3.0, 1.0),
+    "poolnet-nmi": (0.9, 0.5, 3.0),
+    "poolnet-ncc": (0.9, 1.5, 2.0),
+}
 
 # Orders (best to worst) and counts reproducing Table 1 (elastix 17/18/15, U-Net 13/12/25, PoolNet
 # 20/20/10 for ranks 1/2/3) with elastix above U-Net in 7 + 10 + 15 = 32 of 50 cases.
@@ -55,8 +60,9 @@ def paper_table1_rankings(*, seed: int = 0) -> pd.DataFrame:
     rows = []
     for i, order in enumerate(orders):
         for method in ("elastix", "U-Net", "PoolNet"):
-            rows.append({"case": f"study{i + 1:03d}", "method": method,
-                         "rank": order.index(method) + 1})
+            rows.append(
+                {"case": f"study{i + 1:03d}", "method": method, "rank": order.index(method) + 1}
+            )
     return pd.DataFrame(rows)
 
 
@@ -74,7 +80,7 @@ def _phantom(shape, spacing, *, lv_radius, rv_shift, rng) -> tuple[np.ndarray, n
     rv = np.sqrt((x + rv_shift) ** 2 + (0.7 * y) ** 2)
     labels[(rv < lv + 3.0) & (labels == 0) & (x < -lv)] = LABELS["RV"]
     image = np.choose(labels, [40.0, 160.0, 70.0, 200.0]).astype(np.float64)
-    image += 25.0 * np.exp(-(r / 30.0) ** 2)  # smooth background structure
+    image += 25.0 * np.exp(-((r / 30.0) ** 2))  # smooth background structure
     image = ndimage.gaussian_filter(image, (0.7, 0.7, 0.3))
     image += rng.normal(0.0, 4.0, shape)
     return image.astype(np.float32), labels
@@ -183,14 +189,27 @@ def make_fake_run(
         lv_es = lv_ed * rng.uniform(0.6, 0.8)
         rv_shift = rng.uniform(14.0, 18.0)
         fixed, fixed_lab = _phantom(shape, SPACING, lv_radius=lv_ed, rv_shift=rv_shift, rng=rng)
-        moving, moving_lab = _phantom(shape, SPACING, lv_radius=lv_es, rv_shift=rv_shift - 2, rng=rng)
+        moving, moving_lab = _phantom(
+            shape, SPACING, lv_radius=lv_es, rv_shift=rv_shift - 2, rng=rng
+        )
         paths = {}
-        for role, arr in (("fixed", fixed), ("moving", moving), ("fixed_labels", fixed_lab),
-                          ("moving_labels", moving_lab)):
+        for role, arr in (
+            ("fixed", fixed),
+            ("moving", moving),
+            ("fixed_labels", fixed_lab),
+            ("moving_labels", moving_lab),
+        ):
             paths[role] = write_image(data / case / f"{role}.nii.gz", arr, affine).resolve()
         fold = fold_of[case]
-        pair_rows.append({"fold": fold, "case": case, "pair": "ED-ES", **{k: str(v) for k, v in
-                          paths.items()}, "displacement": ""})
+        pair_rows.append(
+            {
+                "fold": fold,
+                "case": case,
+                "pair": "ED-ES",
+                **{k: str(v) for k, v in paths.items()},
+                "displacement": "",
+            }
+        )
         # true motion: radial contraction towards the LV centre, in-plane, fixed -> moving
         ii, jj = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
         x = (ii - (shape[0] / 2 + 1.0)) * SPACING[0]
@@ -217,51 +236,116 @@ def make_fake_run(
             for name, value in LABELS.items():
                 a, b = fixed_lab == value, warped_lab == value
                 rows += [
-                    {**base, "structure": name, "metric": "dice", "value": _dice(a, b), "unit": "1"},
-                    {**base, "structure": name, "metric": "hd",
-                     "value": _hausdorff(a, b, SPACING), "unit": "mm"},
-                    {**base, "structure": name, "metric": "hd95", "value": _hd95(a, b, SPACING),
-                     "unit": "mm"},
+                    {
+                        **base,
+                        "structure": name,
+                        "metric": "dice",
+                        "value": _dice(a, b),
+                        "unit": "1",
+                    },
+                    {
+                        **base,
+                        "structure": name,
+                        "metric": "hd",
+                        "value": _hausdorff(a, b, SPACING),
+                        "unit": "mm",
+                    },
+                    {
+                        **base,
+                        "structure": name,
+                        "metric": "hd95",
+                        "value": _hd95(a, b, SPACING),
+                        "unit": "mm",
+                    },
                 ]
             fold_pct, sdlogj = _folding_pct(disp, SPACING)
             rows += [
-                {**base, "structure": "image", "metric": "nmi_before", "value": nmi_before,
-                 "unit": "1"},
-                {**base, "structure": "image", "metric": "nmi", "value": _nmi(fixed, warped),
-                 "unit": "1"},
-                {**base, "structure": "image", "metric": "folding_pct", "value": fold_pct,
-                 "unit": "%"},
+                {
+                    **base,
+                    "structure": "image",
+                    "metric": "nmi_before",
+                    "value": nmi_before,
+                    "unit": "1",
+                },
+                {
+                    **base,
+                    "structure": "image",
+                    "metric": "nmi",
+                    "value": _nmi(fixed, warped),
+                    "unit": "1",
+                },
+                {
+                    **base,
+                    "structure": "image",
+                    "metric": "folding_pct",
+                    "value": fold_pct,
+                    "unit": "%",
+                },
                 {**base, "structure": "image", "metric": "sdlogj", "value": sdlogj, "unit": "1"},
-                {**base, "structure": "image", "metric": "runtime_s",
-                 "value": float(rng.uniform(0.05, 0.2) if method != "elastix" else
-                                rng.uniform(20, 40)), "unit": "s"},
+                {
+                    **base,
+                    "structure": "image",
+                    "metric": "runtime_s",
+                    "value": float(
+                        rng.uniform(0.05, 0.2) if method != "elastix" else rng.uniform(20, 40)
+                    ),
+                    "unit": "s",
+                },
             ]
             for r in rows:
                 r["status"] = "ok" if np.isfinite(r["value"]) else "label-absent-moving"
                 if nan_metric == (method, r["structure"], r["metric"]) and case == cases[0]:
                     r["value"], r["status"] = float("nan"), "failed: synthetic"
             (out / "result.json").write_text(
-                json.dumps({"rows": rows}, indent=1, allow_nan=True), encoding="utf-8")
+                json.dumps({"rows": rows}, indent=1, allow_nan=True), encoding="utf-8"
+            )
             result_rows += rows
     run_dir.mkdir(parents=True, exist_ok=True)
     results = pd.DataFrame(result_rows)
     results.to_csv(run_dir / "results.csv", index=False)
     pd.DataFrame(pair_rows).to_csv(run_dir / "pairs.csv", index=False)
-    folds = {str(f): {"train": [f"{c}/ED-ES" for c in cases if fold_of[c] != f],
-                      "test": [f"{c}/ED-ES" for c in cases if fold_of[c] == f]}
-             for f in range(n_folds)}
+    folds = {
+        str(f): {
+            "train": [f"{c}/ED-ES" for c in cases if fold_of[c] != f],
+            "test": [f"{c}/ED-ES" for c in cases if fold_of[c] == f],
+        }
+        for f in range(n_folds)
+    }
     (run_dir / "folds.json").write_text(json.dumps(folds, indent=1), encoding="utf-8")
+    # the keys that benchmark.runner writes
     run = {
-        "command": "bench run --dataset demo-acdc --methods all --preset quick --seed 0",
-        "created": RUN_DATE,
-        "finished": RUN_DATE.replace("09:30", "11:05"),
-        "dataset": {"name": "demo-acdc", "manifest": "data_manifests/demo-acdc.yaml",
-                    "sha256": "0" * 64, "labels": LABELS},
-        "methods": {m: {"preset": "quick"} for m in methods},
-        "folds": list(range(n_folds)),
-        "preset": "quick",
-        "seeds": {"run": seed},
+        "command": [
+            "bench",
+            "run",
+            "--dataset",
+            "demo-acdc",
+            "--methods",
+            "all",
+            "--preset",
+            "quick",
+            "--seed",
+            str(seed),
+        ],
+        "started": RUN_DATE,
         "versions": {"mirbench": "0.1.0", "python": "3.11", "torch": "2.13.0", "elastix": "5.2"},
+        "dataset": {
+            "name": "demo-acdc",
+            "path": "data_manifests/demo-acdc.yaml",
+            "sha256": "0" * 64,
+            "labels": LABELS,
+        },
+        "methods": {
+            m: {
+                "class": f"methods.fake.{m}",
+                "description": f"synthetic {m}",
+                "params": {"iterations": 10, "seed": seed},
+            }
+            for m in methods
+        },
+        "preset": "quick",
+        "folds": list(range(n_folds)),
+        "seed": seed,
+        "jobs": 1,
     }
     (run_dir / "run.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
     return run_dir

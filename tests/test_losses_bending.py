@@ -27,7 +27,9 @@ def test_affine_fields_have_zero_energy(seed, ndim):
     spacing = tuple(rng.uniform(0.5, 3.0, size=ndim))
     x = _coords(shape, spacing)
     mat, shift = rng.normal(size=(ndim, ndim)), rng.normal(size=ndim)
-    disp = torch.stack([sum(mat[c, d] * x[d] for d in range(ndim)) + shift[c] for c in range(ndim)])[None]
+    disp = torch.stack(
+        [sum(mat[c, d] * x[d] for d in range(ndim)) + shift[c] for c in range(ndim)]
+    )[None]
     assert bending_energy(disp, spacing=spacing).item() == pytest.approx(0.0, abs=1e-18 + 1e-12)
 
 
@@ -91,15 +93,17 @@ def test_control_grid_energy():
     x = _coords(shape, phys)
     mat = rng.normal(size=(3, 3))
     linear = torch.stack([sum(mat[c, d] * x[d] for d in range(3)) for c in range(3)])[None]
-    assert bspline_bending_energy(linear, grid_spacing=grid_spacing, spacing=spacing).item() == pytest.approx(
-        0.0, abs=1e-12
-    )
+    assert bspline_bending_energy(
+        linear, grid_spacing=grid_spacing, spacing=spacing
+    ).item() == pytest.approx(0.0, abs=1e-12)
     quad = torch.stack([0.5 * x[0] ** 2, torch.zeros_like(x[0]), x[1] * x[2]])[None]
-    assert bspline_bending_energy(quad, grid_spacing=grid_spacing, spacing=spacing).item() == pytest.approx(
-        1.0 + 2.0, rel=1e-10
-    )
+    assert bspline_bending_energy(
+        quad, grid_spacing=grid_spacing, spacing=spacing
+    ).item() == pytest.approx(1.0 + 2.0, rel=1e-10)
     u = torch.tensor(rng.normal(size=(1, 2, 5, 4)))
-    assert torch.allclose(bspline_bending_energy(u, grid_spacing=4), bending_energy(u, spacing=(4.0, 4.0)))
+    assert torch.allclose(
+        bspline_bending_energy(u, grid_spacing=4), bending_energy(u, spacing=(4.0, 4.0))
+    )
 
 
 def test_gradient_module_and_reduction():

@@ -51,13 +51,21 @@ def _local_ncc_loop(a: np.ndarray, b: np.ndarray, window: tuple[int, ...], eps: 
             if all(0 <= yi < si for yi, si in zip(y, shape, strict=True)):
                 va, vb = a[y], b[y]
                 n += 1
-                sa, sb, saa, sbb, sab = sa + va, sb + vb, saa + va * va, sbb + vb * vb, sab + va * vb
+                sa, sb, saa, sbb, sab = (
+                    sa + va,
+                    sb + vb,
+                    saa + va * va,
+                    sbb + vb * vb,
+                    sab + va * vb,
+                )
         cross = sab - sa * sb / n
         total += cross * cross / ((saa - sa * sa / n) * (sbb - sb * sb / n) + eps)
     return -total / int(np.prod(shape))
 
 
-@pytest.mark.parametrize("shape, window", [((7, 6), 3), ((7, 6), (5, 3)), ((5, 4, 6), 3), ((4, 5, 3), (3, 5, 1))])
+@pytest.mark.parametrize(
+    "shape, window", [((7, 6), 3), ((7, 6), (5, 3)), ((5, 4, 6), 3), ((4, 5, 3), (3, 5, 1))]
+)
 def test_local_ncc_matches_direct_loop(shape, window):
     a, b = _images(2, shape)
     win = window if isinstance(window, tuple) else (window,) * len(shape)
@@ -101,10 +109,14 @@ def test_mse_matches_numpy_with_and_without_mask(seed):
     mask[1] = False  # fully masked element -> 0
     got = mse_loss(torch.tensor(a), torch.tensor(b), reduction="none").numpy()
     assert np.allclose(got, ((a - b) ** 2).reshape(2, -1).mean(1), atol=1e-12)
-    got_m = mse_loss(torch.tensor(a), torch.tensor(b), mask=torch.tensor(mask), reduction="none").numpy()
+    got_m = mse_loss(
+        torch.tensor(a), torch.tensor(b), mask=torch.tensor(mask), reduction="none"
+    ).numpy()
     assert got_m[0] == pytest.approx(((a[0] - b[0]) ** 2)[mask[0]].mean(), abs=1e-12)
     assert got_m[1] == 0.0
-    assert MSELoss()(torch.tensor(a), torch.tensor(b)).item() == pytest.approx(((a - b) ** 2).mean())
+    assert MSELoss()(torch.tensor(a), torch.tensor(b)).item() == pytest.approx(
+        ((a - b) ** 2).mean()
+    )
 
 
 @pytest.mark.parametrize(
@@ -135,5 +147,7 @@ def test_shape_mismatch_names_both_shapes():
 def test_cuda_matches_cpu():
     a, b = (torch.tensor(x, dtype=torch.float32) for x in _images(5, (12, 10, 8)))
     for kw in ({}, {"window": 5}):
-        assert torch.allclose(ncc_loss(a.cuda(), b.cuda(), **kw).cpu(), ncc_loss(a, b, **kw), atol=1e-5)
+        assert torch.allclose(
+            ncc_loss(a.cuda(), b.cuda(), **kw).cpu(), ncc_loss(a, b, **kw), atol=1e-5
+        )
     assert torch.allclose(mse_loss(a.cuda(), b.cuda()).cpu(), mse_loss(a, b), atol=1e-6)

@@ -24,7 +24,9 @@ def _smooth_image(rng: np.random.Generator, shape: tuple[int, ...], blobs: int =
     for _ in range(blobs):
         centre = rng.uniform(0, shape)
         width = rng.uniform(2.0, max(shape) / 2)
-        out += rng.uniform(0.3, 1.0) * np.exp(-sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) / (2 * width**2))
+        out += rng.uniform(0.3, 1.0) * np.exp(
+            -sum((g - c) ** 2 for g, c in zip(grids, centre, strict=True)) / (2 * width**2)
+        )
     out -= out.min()
     return out / (out.max() * (1 + 1e-6) + 1e-12)
 
@@ -103,7 +105,11 @@ def test_gradcheck_float64(fn, sigma):
     b = torch.tensor(rng.uniform(0.05, 0.95, size=(2, 1, 3, 4)), requires_grad=True)
     mask = torch.tensor(rng.uniform(0.5, 1.0, size=(2, 1, 3, 4)))
     assert torch.autograd.gradcheck(
-        lambda x, y: fn(x, y, sigma=sigma, mask=mask, reduction="none"), (a, b), eps=1e-7, atol=1e-6, rtol=1e-3
+        lambda x, y: fn(x, y, sigma=sigma, mask=mask, reduction="none"),
+        (a, b),
+        eps=1e-7,
+        atol=1e-6,
+        rtol=1e-3,
     )
 
 
@@ -122,7 +128,9 @@ def test_joint_histogram_is_a_probability_table_with_parzen_marginals():
 @given(seed=st.integers(0, 2**31 - 1), swap=st.booleans())
 def test_symmetric_in_a_and_b(seed, swap):
     a, b = _pair("random" if swap else "structured", (8, 7), seed=seed)
-    assert torch.allclose(nmi_loss(a, b, reduction="none"), nmi_loss(b, a, reduction="none"), atol=1e-12)
+    assert torch.allclose(
+        nmi_loss(a, b, reduction="none"), nmi_loss(b, a, reduction="none"), atol=1e-12
+    )
 
 
 def _at_centres(labels: np.ndarray, bins: int = 64) -> torch.Tensor:
@@ -181,7 +189,14 @@ def test_mask_selects_voxels():
 
 @pytest.mark.parametrize(
     "case",
-    ["constant", "one-intensity-centre", "single-voxel", "fully-masked", "both-constant", "out-of-range"],
+    [
+        "constant",
+        "one-intensity-centre",
+        "single-voxel",
+        "fully-masked",
+        "both-constant",
+        "out-of-range",
+    ],
 )
 @pytest.mark.parametrize("fn", [nmi_loss, nmi_loss_dense])
 def test_degenerate_inputs_are_finite(case, fn):
@@ -270,3 +285,16 @@ def test_cuda_matches_cpu_dense(sigma):
     assert v.device.type == "cuda"
     assert torch.allclose(v.double().cpu(), rv, atol=1e-5, rtol=0)
     assert _rel_grad_err(ga.cpu(), rga) < 1e-3 and _rel_grad_err(gb.cpu(), rgb) < 1e-3
+
+
+def test_wide_kernel_path_is_chunk_independent(monkeypatch):
+    import methods.losses.nmi as nmi_module
+
+    a, b = _pair("structured", (9, 8), seed=11)
+    mask = torch.ones(2, 1, 9, 8, dtype=torch.float64)
+    mask[:, :, :2] = 0.5
+    ref = _value_and_grads(nmi_loss_dense, a, b, sigma=0.02, mask=mask)
+    monkeypatch.setattr(nmi_module, "CHUNK_VOXELS", 7)  # 72 voxels per element: 11 chunks
+    got = _value_and_grads(nmi_loss, a, b, sigma=0.02, mask=mask)
+    assert torch.allclose(got[0], ref[0], atol=1e-5, rtol=0)
+    assert _rel_grad_err(got[1], ref[1]) < 1e-3 and _rel_grad_err(got[2], ref[2]) < 1e-3

@@ -22,7 +22,9 @@ SIZE = 48
 
 def _blobs(size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    grids = np.meshgrid(np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64), indexing="ij")
+    grids = np.meshgrid(
+        np.arange(size, dtype=np.float64), np.arange(size, dtype=np.float64), indexing="ij"
+    )
     out = np.zeros((size, size))
     for _ in range(12):
         centre = rng.uniform(0, size, size=2)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from fake_run import make_fake_run, paper_table1_rankings
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from benchmark.cli import main
@@ -24,10 +26,9 @@ METHODS = ["identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolne
 
 
 @pytest.fixture(scope="module")
-def fake_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fake")
-    run = make_fake_run(root)
-    rankings = root / "rankings.csv"
+def fake_run(fake_run_dir, tmp_path_factory):
+    run = fake_run_dir  # the session fixture of conftest.py (tests/fake_run.py, default arguments)
+    rankings = tmp_path_factory.mktemp("rankings") / "rankings.csv"
     paper_table1_rankings().to_csv(rankings, index=False)
     return run, rankings
 
@@ -35,7 +36,8 @@ def fake_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def full_report(fake_run):
     run, rankings = fake_run
-    return build_report(run, rankings=rankings, n_cases=2, progress=False)
+    out = rankings.parent / "report" / "report.pdf"
+    return build_report(run, out=out, rankings=rankings, n_cases=2, progress=False)
 
 
 def _text(pdf) -> list[str]:
@@ -63,6 +65,17 @@ def test_dvf_rgba_mapping():
         dvf_rgba(np.zeros((4, 3, 3)))
 
 
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.1, 10.0))
+def test_dvf_rgba_inverts_to_the_field(seed, scale):
+    u = np.random.default_rng(seed).normal(0, scale, (3, 5, 6))
+    top = float(np.abs(u).max())
+    length = np.sqrt((u**2).sum(axis=0))
+    rgba = dvf_rgba(u)  # defaults: the field's own maxima
+    np.testing.assert_allclose((np.moveaxis(rgba[..., :3], -1, 0) - 0.5) * 2 * top, u, atol=1e-9)
+    np.testing.assert_allclose(rgba[..., 3] * length.max(), length, atol=1e-9)
+
+
 # ------------------------------------------------------------------------------ run folder
 
 
@@ -77,9 +90,15 @@ def test_load_run_and_case_selection(fake_run):
     # independent: mean over methods but identity of the mean vector length
     scores = {}
     for p in run.pairs.itertuples(index=False):
-        lengths = [np.linalg.norm(read_displacement(run.pair_dir(m, p.fold, p.case, p.pair)
-                                                    / "displacement.nii.gz")[0], axis=0).mean()
-                   for m in METHODS[1:]]
+        lengths = [
+            np.linalg.norm(
+                read_displacement(run.pair_dir(m, p.fold, p.case, p.pair) / "displacement.nii.gz")[
+                    0
+                ],
+                axis=0,
+            ).mean()
+            for m in METHODS[1:]
+        ]
         scores[p.case] = np.mean(lengths)
     expected = sorted(scores, key=scores.get, reverse=True)[:2]
     assert top["case"].tolist() == expected
@@ -100,16 +119,22 @@ def test_report_sections_tables_and_figures(full_report):
     assert "mean ± SD" in text and "median [IQR]" in text
     assert "10.56" in text and "32 of 50 (64%)" in text and "0.048" in text
     assert "Nothing is missing" in text
-    assert full_report.pdf.name == "report.pdf"
-    assert full_report.pdf.parent.name == "report"
     names = sorted(p.name for p in full_report.figures)
     assert sum(n.startswith("fig1_case") for n in names) == 2
     assert {"fig2_nmi_folding.png", "fig4_boxplots.png", "table1_ranks.png"} <= set(names)
     for png in full_report.figures:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tables = {p.stem: pd.read_csv(p) for p in full_report.tables}
-    assert {"summary", "comparisons", "nmi_vs_ncc", "ranking_contingency", "ranking_pairwise",
-            "folding_counts", "missing_data", "case_selection"} <= set(tables)
+    assert {
+        "summary",
+        "comparisons",
+        "nmi_vs_ncc",
+        "ranking_contingency",
+        "ranking_pairwise",
+        "folding_counts",
+        "missing_data",
+        "case_selection",
+    } <= set(tables)
     summary = tables["summary"]
     assert set(summary["method"]) == set(METHODS)
     assert set(summary["structure"]) == {"RV", "LVm", "LVb", "image"}
@@ -119,16 +144,32 @@ def test_report_sections_tables_and_figures(full_report):
 
 def test_report_page_images(full_report, tmp_path):
     reader = PdfReader(str(full_report.pdf))
-    case_pages = [i for i, p in enumerate(reader.pages)
-                  if "fixed, warped, subtraction and displacement field" in p.extract_text()]
+    case_pages = [
+        i
+        for i, p in enumerate(reader.pages)
+        if "fixed, warped, subtraction and displacement field" in p.extract_text()
+    ]
     assert len(case_pages) == 2
     # the case page embeds images (fixed, warped, subtraction, RGBA field per column)
     assert len(reader.pages[case_pages[0]].images) >= 4 * 5
     if shutil.which("pdftoppm") is None:
         pytest.skip("pdftoppm (poppler-utils) not installed; embedded images checked only")
     prefix = tmp_path / "page"
-    subprocess.run(["pdftoppm", "-r", "40", "-png", "-f", str(case_pages[0] + 1), "-l",
-                    str(case_pages[0] + 1), str(full_report.pdf), str(prefix)], check=True)
+    subprocess.run(
+        [
+            "pdftoppm",
+            "-r",
+            "40",
+            "-png",
+            "-f",
+            str(case_pages[0] + 1),
+            "-l",
+            str(case_pages[0] + 1),
+            str(full_report.pdf),
+            str(prefix),
+        ],
+        check=True,
+    )
     from matplotlib.image import imread
 
     png = imread(next(tmp_path.glob("page*.png")))[..., :3]
@@ -139,16 +180,18 @@ def test_report_page_images(full_report, tmp_path):
 
 def test_same_inputs_same_bytes(fake_run, full_report, tmp_path):
     run, rankings = fake_run
-    again = build_report(run, out=tmp_path / "again.pdf", rankings=rankings, n_cases=2,
-                         progress=False)
+    again = build_report(
+        run, out=tmp_path / "again.pdf", rankings=rankings, n_cases=2, progress=False
+    )
     assert again.pdf.read_bytes() == full_report.pdf.read_bytes()
     for a, b in zip(sorted(full_report.figures), sorted(again.figures), strict=True):
         assert a.read_bytes() == b.read_bytes(), a.name
 
 
 def test_missing_method_and_nan_metric(tmp_path, capsys):
-    run = make_fake_run(tmp_path, n_cases=3, missing_method="poolnet-ncc",
-                        nan_metric=("elastix", "LVb", "hd"))
+    run = make_fake_run(
+        tmp_path, n_cases=3, missing_method="poolnet-ncc", nan_metric=("elastix", "LVb", "hd")
+    )
     out = tmp_path / "out" / "r.pdf"
     assert main(["report", str(run), "--out", str(out), "--cases", "1"]) == 0
     assert str(out) in capsys.readouterr().out
@@ -161,27 +204,55 @@ def test_missing_method_and_nan_metric(tmp_path, capsys):
     summary = pd.read_csv(out.parent / "tables" / "summary.csv")
     ghost = summary[summary["method"] == "poolnet-ncc"]
     assert len(ghost) and (ghost["n"] == 0).all()
-    hd = summary[(summary["method"] == "elastix") & (summary["structure"] == "LVb")
-                 & (summary["metric"] == "hd")].iloc[0]
+    hd = summary[
+        (summary["method"] == "elastix")
+        & (summary["structure"] == "LVb")
+        & (summary["metric"] == "hd")
+    ].iloc[0]
     assert (hd["n"], hd["n_nan"]) == (2, 1)
     missing = pd.read_csv(out.parent / "tables" / "missing_data.csv")
-    assert set(missing["what"]) == {"method-no-results", "method-no-pairs", "nan"}
+    assert set(missing["what"]) == {"method-no-results", "method-no-pairs", "nan-metric"}
 
 
 def test_results_from_result_json_and_errors(tmp_path):
     run = make_fake_run(tmp_path, n_cases=2, methods=("identity", "elastix"), shape=(16, 16, 4))
     expected = pd.read_csv(run / "results.csv")
+    # results.csv older than the pair outputs (interrupted run): the result.json rows fill in
+    expected[expected["method"] == "identity"].to_csv(run / "results.csv", index=False)
+    folder = load_run(run)
+    assert len(folder.results) == len(expected)
+    assert folder.missing["what"].tolist() == ["results.csv"]
+    assert "lacks 2 finished (method, pair) result(s)" in folder.missing["detail"].iloc[0]
     (run / "results.csv").unlink()
     # an incomplete pair: its result.json is absent
     next((run / "pairs" / "elastix").glob("fold*/*/*/result.json")).unlink()
     folder = load_run(run)
     assert len(folder.results) == len(expected) - len(expected) // 4
     assert set(folder.missing["what"]) == {"results.csv", "incomplete-pairs"}
+    build_report(run, n_cases=2, progress=False)
+    assert len(list((run / "report" / "figures").glob("fig1_case*.png"))) == 2
     report = build_report(run, n_cases=0, progress=False)
+    assert not list((run / "report" / "figures").glob("fig1_case*.png"))  # stale ones removed
+    assert report.pdf == run / "report" / "report.pdf"  # the default place
+    assert (run / "report" / "figures" / "fig4_boxplots.png").is_file()
+    assert (run / "report" / "tables" / "summary.csv").is_file()
     text = "\n".join(_text(report.pdf))
     assert "1 of 2 test pairs without result.json" in text
     assert "No example cases" in text
+    # without displacement files the cases are chosen by NMI gain
+    for f in (run / "pairs").glob("*/*/*/*/displacement.nii.gz"):
+        f.unlink()
+    top, criterion = select_cases(load_run(run), 2, progress=False)
+    assert "NMI gain" in criterion
+    res = folder.results[folder.results["structure"] == "image"]
+    gain = (
+        res[res["metric"] == "nmi"].groupby("case")["value"].mean()
+        - res[res["metric"] == "nmi_before"].groupby("case")["value"].mean()
+    )
+    assert top["case"].tolist() == gain.sort_values(ascending=False).index.tolist()
+    np.testing.assert_allclose(top["score"], gain.sort_values(ascending=False).to_numpy())
     with pytest.raises(BenchError, match="run folder not found"):
         load_run(tmp_path / "absent")
+    assert main(["report", str(tmp_path / "absent")]) == 2
     with pytest.raises(BenchError, match="nothing to report"):
         load_run(tmp_path / "data")

@@ -45,7 +45,7 @@ def test_run_writes_the_tidy_table_and_run_folder(demo_root, tmp_path, capsys):
     assert set(results["fold"]) == {0}
     folds = json.loads((out / "folds.json").read_text())
     test_keys = set(folds["0"]["test"])
-    assert {f"{c}/{p}" for c, p in zip(results["case"], results["pair"])} == test_keys
+    assert {f"{c}/{p}" for c, p in zip(results["case"], results["pair"], strict=False)} == test_keys
     # one row per method, pair, structure and metric
     assert not results.duplicated(["method", "fold", "case", "pair", "structure", "metric"]).any()
     for structure in ("RV", "LVm", "LVb"):

@@ -27,9 +27,19 @@ def _table(values: dict[str, np.ndarray], *, structure="LVb", metric="dice", uni
     rows = []
     for method, v in values.items():
         for i, x in enumerate(v):
-            rows.append({"method": method, "fold": i % 2, "case": f"p{i:03d}", "pair": "ED-ES",
-                         "structure": structure, "metric": metric, "value": x, "unit": unit,
-                         "status": "ok" if np.isfinite(x) else "label-absent-moving"})
+            rows.append(
+                {
+                    "method": method,
+                    "fold": i % 2,
+                    "case": f"p{i:03d}",
+                    "pair": "ED-ES",
+                    "structure": structure,
+                    "metric": metric,
+                    "value": x,
+                    "unit": unit,
+                    "status": "ok" if np.isfinite(x) else "label-absent-moving",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -37,18 +47,29 @@ def _table(values: dict[str, np.ndarray], *, structure="LVb", metric="dice", uni
 def synthetic():
     rng = np.random.default_rng(7)
     base = rng.uniform(0.7, 0.9, 15)
-    values = {"elastix": base, "unet-nmi": base + rng.normal(0.03, 0.02, 15),
-              "unet-ncc": base + rng.normal(0.0, 0.02, 15)}
+    values = {
+        "elastix": base,
+        "unet-nmi": base + rng.normal(0.03, 0.02, 15),
+        "unet-ncc": base + rng.normal(0.0, 0.02, 15),
+    }
     values["unet-ncc"][3] = np.nan
     return values
 
 
 def test_summary_matches_numpy(synthetic):
-    table = pd.concat([_table(synthetic), _table({m: v * 10 for m, v in synthetic.items()},
-                                                 structure="image", metric="hd", unit="mm")])
+    table = pd.concat(
+        [
+            _table(synthetic),
+            _table(
+                {m: v * 10 for m, v in synthetic.items()}, structure="image", metric="hd", unit="mm"
+            ),
+        ]
+    )
     summary = summarize_metrics(table)
     assert summary[["structure", "metric"]].drop_duplicates().values.tolist() == [
-        ["LVb", "dice"], ["image", "hd"]]
+        ["LVb", "dice"],
+        ["image", "hd"],
+    ]
     row = summary[(summary["method"] == "unet-ncc") & (summary["metric"] == "dice")].iloc[0]
     v = synthetic["unet-ncc"][np.isfinite(synthetic["unet-ncc"])]
     assert (row["n"], row["n_nan"]) == (14, 1)
@@ -68,8 +89,11 @@ def test_summary_lists_absent_method():
 
 def test_wilcoxon_and_holm_match_scipy_statsmodels(synthetic):
     result = compare_methods(_table(synthetic))
-    assert result[["a", "b"]].values.tolist() == [["elastix", "unet-nmi"], ["elastix", "unet-ncc"],
-                                                  ["unet-nmi", "unet-ncc"]]
+    assert result[["a", "b"]].values.tolist() == [
+        ["elastix", "unet-nmi"],
+        ["elastix", "unet-ncc"],
+        ["unet-nmi", "unet-ncc"],
+    ]
     ps = []
     for r in result.itertuples(index=False):
         x, y = synthetic[r.a], synthetic[r.b]
@@ -87,8 +111,10 @@ def test_wilcoxon_and_holm_match_scipy_statsmodels(synthetic):
 
 
 def test_nmi_vs_ncc_rows(synthetic):
-    values = dict(synthetic, **{"poolnet-nmi": synthetic["elastix"] + 0.01,
-                                "poolnet-ncc": synthetic["elastix"]})
+    values = dict(
+        synthetic,
+        **{"poolnet-nmi": synthetic["elastix"] + 0.01, "poolnet-ncc": synthetic["elastix"]},
+    )
     result = compare_methods(_table(values))
     pairs = nmi_vs_ncc(result)[["a", "b"]].values.tolist()
     assert pairs == [["unet-nmi", "unet-ncc"], ["poolnet-nmi", "poolnet-ncc"]]
@@ -113,8 +139,12 @@ def test_zero_differences_and_all_equal():
 
 def test_missing_method_and_nmi_before_excluded():
     base = np.linspace(1.1, 1.3, 6)
-    table = pd.concat([_table({"a": base, "b": base + 0.01}, structure="image", metric="nmi"),
-                       _table({"a": base, "b": base}, structure="image", metric="nmi_before")])
+    table = pd.concat(
+        [
+            _table({"a": base, "b": base + 0.01}, structure="image", metric="nmi"),
+            _table({"a": base, "b": base}, structure="image", metric="nmi_before"),
+        ]
+    )
     result = compare_methods(table, methods=["a", "b", "ghost"])
     assert set(result["metric"]) == {"nmi"}
     ghost = result[result["b"] == "ghost"]

@@ -31,8 +31,9 @@ def _long(rankings: dict[str, list[int]], methods: list[str], reader: str | None
     rows = []
     for case, ranks in rankings.items():
         for m, r in zip(methods, ranks, strict=True):
-            rows.append({"case": case, "method": m, "rank": r, **({"reader": reader} if reader
-                                                                   else {})})
+            rows.append(
+                {"case": case, "method": m, "rank": r, **({"reader": reader} if reader else {})}
+            )
     return pd.DataFrame(rows)
 
 
@@ -81,8 +82,9 @@ def test_table1_pairwise_elastix_over_unet():
 def test_table1_friedman_and_kendall_w():
     table = paper_table1_rankings()
     res = analyze_rankings(table)
-    wide = table.pivot(index="case", columns="method", values="rank")[["elastix", "U-Net",
-                                                                       "PoolNet"]]
+    wide = table.pivot(index="case", columns="method", values="rank")[
+        ["elastix", "U-Net", "PoolNet"]
+    ]
     ref = stats.friedmanchisquare(*wide.to_numpy().T)
     assert res.friedman_statistic == pytest.approx(ref.statistic, rel=1e-12)
     assert res.friedman_p == pytest.approx(ref.pvalue, rel=1e-12)
@@ -180,13 +182,14 @@ def test_readers_agreement_identical_and_opposite():
     assert res.n_rankings == 8 and res.n_cases == 4
     assert res.contingency.to_numpy().sum() == 8 * 3
     opposite = {c: [4 - r for r in v] for c, v in ranks.items()}
-    res2 = analyze_rankings(pd.concat([_long(ranks, methods, "r1"),
-                                       _long(opposite, methods, "r2")]))
+    res2 = analyze_rankings(
+        pd.concat([_long(ranks, methods, "r1"), _long(opposite, methods, "r2")])
+    )
     assert res2.reader_agreement["kendall_w_per_case"] == pytest.approx(0.0)
     # Fleiss' kappa by its definition: subjects (case, method), categories ranks, 2 raters
     counts = np.zeros((12, 3))
     for i, (case, r1) in enumerate(ranks.items()):
-        for j, (a, b) in enumerate(zip(r1, opposite[case])):
+        for j, (a, b) in enumerate(zip(r1, opposite[case], strict=True)):
             counts[3 * i + j, a - 1] += 1
             counts[3 * i + j, b - 1] += 1
     p_i = ((counts**2).sum(axis=1) - 2) / (2 * 1)
@@ -211,12 +214,24 @@ def _problems(table: pd.DataFrame) -> list[str]:
 
 def test_validation_lists_every_problem_with_its_case():
     rows = [
-        ("good", "A", "1"), ("good", "B", "2"), ("good", "C", "3"),
-        ("tie", "A", "1"), ("tie", "B", "1"), ("tie", "C", "3"),
-        ("missing", "A", "1"), ("missing", "B", "2"),
-        ("range", "A", "1"), ("range", "B", "2"), ("range", "C", "4"),
-        ("nonint", "A", "1.5"), ("nonint", "B", "x"), ("nonint", "C", "3"),
-        ("dup", "A", "1"), ("dup", "A", "2"), ("dup", "B", "2"), ("dup", "C", "3"),
+        ("good", "A", "1"),
+        ("good", "B", "2"),
+        ("good", "C", "3"),
+        ("tie", "A", "1"),
+        ("tie", "B", "1"),
+        ("tie", "C", "3"),
+        ("missing", "A", "1"),
+        ("missing", "B", "2"),
+        ("range", "A", "1"),
+        ("range", "B", "2"),
+        ("range", "C", "4"),
+        ("nonint", "A", "1.5"),
+        ("nonint", "B", "x"),
+        ("nonint", "C", "3"),
+        ("dup", "A", "1"),
+        ("dup", "A", "2"),
+        ("dup", "B", "2"),
+        ("dup", "C", "3"),
     ]
     problems = _problems(pd.DataFrame(rows, columns=["case", "method", "rank"]))
     text = "\n".join(problems)
@@ -230,16 +245,26 @@ def test_validation_lists_every_problem_with_its_case():
 
 
 def test_validation_per_reader_and_columns():
-    table = pd.DataFrame({"reader": ["r1"] * 3 + ["r2"] * 3, "case": ["c"] * 6,
-                          "method": ["A", "B", "C"] * 2, "rank": [1, 2, 3, 1, 1, 2]})
+    table = pd.DataFrame(
+        {
+            "reader": ["r1"] * 3 + ["r2"] * 3,
+            "case": ["c"] * 6,
+            "method": ["A", "B", "C"] * 2,
+            "rank": [1, 2, 3, 1, 1, 2],
+        }
+    )
     problems = _problems(table)
     assert problems == ["case 'c' (reader 'r2'): tie, rank 1 given to 'A', 'B'"]
     assert "missing column(s) rank" in _problems(pd.DataFrame({"case": ["c"], "method": ["A"]}))[0]
     assert "empty" in _problems(pd.DataFrame(columns=["case", "method", "rank"]))[0]
-    assert "need at least 2" in _problems(pd.DataFrame({"case": ["c"], "method": ["A"],
-                                                        "rank": [1]}))[0]
-    assert "empty method" in _problems(pd.DataFrame({"case": ["c", "c"], "method": ["A", " "],
-                                                     "rank": [1, 2]}))[0]
+    assert (
+        "need at least 2"
+        in _problems(pd.DataFrame({"case": ["c"], "method": ["A"], "rank": [1]}))[0]
+    )
+    assert (
+        "empty method"
+        in _problems(pd.DataFrame({"case": ["c", "c"], "method": ["A", " "], "rank": [1, 2]}))[0]
+    )
 
 
 def test_integral_floats_accepted():
@@ -279,8 +304,10 @@ def test_cli_reports_malformed_file(tmp_path, capsys):
 
 def test_read_rankings_with_reader_column(tmp_path):
     path = tmp_path / "r.csv"
-    path.write_text("reader,case,method,rank\nann,c1,A,2\nann,c1,B,1\nbob,c1,A,2\nbob,c1,B,1\n",
-                    encoding="utf-8")
+    path.write_text(
+        "reader,case,method,rank\nann,c1,A,2\nann,c1,B,1\nbob,c1,A,2\nbob,c1,B,1\n",
+        encoding="utf-8",
+    )
     table = read_rankings(path)
     assert table.columns.tolist() == ["reader", "case", "method", "rank"]
     res = analyze_rankings(table, validate=False)

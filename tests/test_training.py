@@ -166,3 +166,17 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path, monkeypatch
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
     log = (tmp_path / "killed" / "loss.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == [str(i) for i in range(1, 7)]
+
+
+def test_per_network_settings_and_command_line_priority():
+    from methods.training.config import merge_settings
+
+    manifest = {"iterations": 200, "poolnet": {"iterations": 500, "batch_size": 3}}
+    assert make_config("poolnet", "nmi", overrides=manifest).iterations == 500
+    assert make_config("poolnet", "nmi", overrides=manifest).batch_size == 3
+    assert make_config("unet", "nmi", overrides=manifest).iterations == 200
+    merged = merge_settings(manifest, {"iterations": 4})
+    assert make_config("poolnet", "nmi", overrides=merged).iterations == 4  # --set wins
+    assert make_config("poolnet", "nmi", overrides=merged).batch_size == 3
+    with pytest.raises(BenchError, match="must be a mapping"):
+        make_config("poolnet", "nmi", overrides={"poolnet": 5})

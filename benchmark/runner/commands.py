@@ -18,9 +18,26 @@ def parse_folds(value: str | None) -> list[int] | None:
         raise BenchError(f"--folds {value!r}: expected comma-separated integers like 0,1") from exc
 
 
+def format_summary(summary) -> str:
+    """Mean ± SD per structure and metric (rows) and method (columns), as plain text."""
+    import pandas as pd
+
+    summary = summary[summary["n"] > 0].copy()
+    summary["cell"] = [
+        f"{m:.3f} ± {sd:.3f}" if pd.notna(sd) else f"{m:.3f}"
+        for m, sd in zip(summary["mean"], summary["sd"], strict=False)
+    ]
+    table = summary.pivot_table(
+        index=["structure", "metric"], columns="method", values="cell", aggfunc="first", sort=False
+    )
+    with pd.option_context("display.max_rows", 500, "display.width", 200):
+        return table.to_string()
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
-    from benchmark.runner.run import run_benchmark, summary_table
+    from benchmark.runner.run import run_benchmark
+    from benchmark.stats.comparisons import summarize_metrics
     from methods.registry import resolve_methods
     from methods.training.config import parse_overrides
 
@@ -40,17 +57,8 @@ def run(args: argparse.Namespace) -> int:
         overrides=parse_overrides(args.set),
         command=["bench", *sys.argv[1:]],
     )
-    table = summary_table(results)
-    with_values = table[table["n"] > 0]
     print(f"\nRun folder: {out}\nResults: {out / 'results.csv'} ({len(results)} rows)\n")
-    import pandas as pd
-
-    with pd.option_context("display.max_rows", 500, "display.width", 120):
-        print(
-            with_values.pivot_table(
-                index=["structure", "metric"], columns="method", values="mean", sort=False
-            ).round(4).to_string()
-        )
+    print(format_summary(summarize_metrics(results, methods=names)))
     failed = results[results["status"].str.startswith("failed")]
     if len(failed):
         print(f"\n{failed[['method', 'case', 'pair']].drop_duplicates().shape[0]} registration(s) failed; see status in results.csv", file=sys.stderr)

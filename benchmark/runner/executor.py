@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -30,13 +31,26 @@ class SerialExecutor(cf.Executor):
         return future
 
 
+def _limit_threads(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 def make_executor(jobs: int) -> cf.Executor:
     """``jobs == 1``: :class:`SerialExecutor`; more: a process pool of ``jobs`` workers.
 
-    Workers are started with ``spawn`` (safe with PyTorch and ITK threads).
+    Workers are started with ``spawn`` (safe with PyTorch and ITK threads) and share the cores:
+    each uses ``cpu_count // jobs`` torch threads.
     """
     if not isinstance(jobs, int) or jobs < 1:
         raise BenchError(f"--jobs must be a positive integer, got {jobs!r}")
     if jobs == 1:
         return SerialExecutor()
-    return cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    return cf.ProcessPoolExecutor(
+        max_workers=jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_limit_threads,
+        initargs=(threads,),
+    )

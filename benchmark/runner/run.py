@@ -101,8 +101,10 @@ def run_benchmark(
     overrides : dict, optional
         Training settings overriding the preset (``--set``).
     """
-    from methods.registry import available_methods
     from tqdm.auto import tqdm
+
+    from methods.registry import available_methods
+    from methods.training.config import merge_settings
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -124,7 +126,7 @@ def run_benchmark(
             if not ok:
                 raise BenchError(f"method {name!r} is not available here: {why}")
 
-        settings = {**manifest.presets.get(preset, {}), **(overrides or {})}
+        settings = merge_settings(manifest.presets.get(preset, {}), overrides or {})
         threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
         params = {
             name: method_params(known[name], preset=preset, settings=settings, seed=seed, threads=threads)
@@ -229,14 +231,6 @@ def write_results(out: Path, results: pd.DataFrame) -> None:
         results.to_csv(tmp, index=False)
     with atomic_path(out / "results.parquet") as tmp:
         results.to_parquet(tmp, index=False)
-
-
-def summary_table(results: pd.DataFrame) -> pd.DataFrame:
-    """Mean and SD per method x structure x metric (NaN values left out, their count kept)."""
-    grouped = results.groupby(["method", "structure", "metric"], sort=False)["value"]
-    table = grouped.agg(mean="mean", sd="std", n="count").reset_index()
-    table["missing"] = grouped.apply(lambda s: int(s.isna().sum())).to_numpy()
-    return table
 
 
 def _write_run_files(

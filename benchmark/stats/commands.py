@@ -27,11 +27,16 @@ def ranking(args: argparse.Namespace) -> int:
 def _records(table: pd.DataFrame) -> list[dict]:
     out = []
     for row in table.to_dict(orient="records"):
-        out.append({
-            k: (None if isinstance(v, float) and not math.isfinite(v) else
-                (v.item() if hasattr(v, "item") else v))
-            for k, v in row.items()
-        })
+        out.append(
+            {
+                k: (
+                    None
+                    if isinstance(v, float) and not math.isfinite(v)
+                    else (v.item() if hasattr(v, "item") else v)
+                )
+                for k, v in row.items()
+            }
+        )
     return out
 
 
@@ -43,19 +48,23 @@ def format_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
         unit = block["unit"].iloc[0]
         lines.append(f"== {structure} / {metric}" + (f" [{unit}]" if unit not in ("", "1") else ""))
         width = max(8, *(len(m) for m in block["method"]))
-        lines.append(f"  {'method':<{width}} {'n':>4} {'NaN':>4} {'median [IQR]':>28} "
-                     f"{'mean ± SD':>22}")
+        lines.append(
+            f"  {'method':<{width}} {'n':>4} {'NaN':>4} {'median [IQR]':>28} {'mean ± SD':>22}"
+        )
         for r in block.itertuples(index=False):
             lines.append(
                 f"  {r.method:<{width}} {r.n:>4d} {r.n_nan:>4d} "
                 f"{f'{r.median:.4g} [{r.q1:.4g}, {r.q3:.4g}]':>28} "
                 f"{f'{r.mean:.4g} ± {r.sd:.3g}':>22}"
             )
-        cmp = comparisons[(comparisons["structure"] == structure)
-                          & (comparisons["metric"] == metric)]
+        cmp = comparisons[
+            (comparisons["structure"] == structure) & (comparisons["metric"] == metric)
+        ]
         if not cmp.empty:
-            lines.append(f"  {'a':<{width}} {'b':<{width}} {'n':>4} {'median a-b':>11} "
-                         f"{'P':>7} {'P Holm':>7}  favours")
+            lines.append(
+                f"  {'a':<{width}} {'b':<{width}} {'n':>4} {'median a-b':>11} "
+                f"{'P':>7} {'P Holm':>7}  favours"
+            )
             for r in cmp.itertuples(index=False):
                 lines.append(
                     f"  {r.a:<{width}} {r.b:<{width}} {r.n:>4d} {r.median_diff:>11.4g} "
@@ -63,8 +72,10 @@ def format_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
                     + ("  (NMI vs NCC)" if r.nmi_vs_ncc else "")
                 )
         lines.append("")
-    lines.append("Paired Wilcoxon signed-rank tests over (case, pair); NaN pairs skipped, zero "
-                 "differences discarded; Holm over the method pairs of each structure x metric.")
+    lines.append(
+        "Paired Wilcoxon signed-rank tests over (case, pair); NaN pairs skipped, zero "
+        "differences discarded; Holm over the method pairs of each structure x metric."
+    )
     return "\n".join(lines)
 
 
@@ -83,8 +94,11 @@ def compare(args: argparse.Namespace) -> int:
     summary = summarize_metrics(results)
     comparisons = compare_methods(results)
     if args.json:
-        print(json.dumps({"summary": _records(summary), "comparisons": _records(comparisons)},
-                         indent=2))
+        print(
+            json.dumps(
+                {"summary": _records(summary), "comparisons": _records(comparisons)}, indent=2
+            )
+        )
     else:
         sys.stdout.write(format_comparisons(summary, comparisons) + "\n")
     return 0

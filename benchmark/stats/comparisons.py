@@ -24,12 +24,37 @@ from benchmark.stats.results import (
 
 ZERO_METHODS = ("wilcox", "pratt", "zsplit")
 SUMMARY_COLUMNS = [
-    "structure", "metric", "method", "unit", "n", "n_nan", "mean", "sd", "median", "q1", "q3",
-    "min", "max",
+    "structure",
+    "metric",
+    "method",
+    "unit",
+    "n",
+    "n_nan",
+    "mean",
+    "sd",
+    "median",
+    "q1",
+    "q3",
+    "min",
+    "max",
 ]
 COMPARISON_COLUMNS = [
-    "structure", "metric", "a", "b", "n_pairs", "n", "n_nan", "n_zero", "median_a", "median_b",
-    "median_diff", "statistic", "p", "p_holm", "favours", "nmi_vs_ncc",
+    "structure",
+    "metric",
+    "a",
+    "b",
+    "n_pairs",
+    "n",
+    "n_nan",
+    "n_zero",
+    "median_a",
+    "median_b",
+    "median_diff",
+    "statistic",
+    "p",
+    "p_holm",
+    "favours",
+    "nmi_vs_ncc",
 ]
 
 
@@ -80,12 +105,22 @@ def summarize_metrics(results: pd.DataFrame, *, methods: list[str] | None = None
                     stats.update(
                         mean=float(finite.mean()),
                         sd=float(finite.std(ddof=1)) if n > 1 else np.nan,
-                        median=float(med), q1=float(q1), q3=float(q3),
-                        min=float(finite.min()), max=float(finite.max()),
+                        median=float(med),
+                        q1=float(q1),
+                        q3=float(q3),
+                        min=float(finite.min()),
+                        max=float(finite.max()),
                     )
                 rows.append(
-                    {"structure": structure, "metric": metric, "method": method, "unit": unit,
-                     "n": n, "n_nan": int(v.size - n), **stats}
+                    {
+                        "structure": structure,
+                        "metric": metric,
+                        "method": method,
+                        "unit": unit,
+                        "n": n,
+                        "n_nan": int(v.size - n),
+                        **stats,
+                    }
                 )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -143,7 +178,8 @@ def compare_methods(
     DataFrame
         One row per structure, metric and method pair, columns ``structure, metric, a, b,
         n_pairs`` (keys with rows for both), ``n`` (keys with finite values for both), ``n_nan``
-        (``n_pairs - n``), ``n_zero`` (zero differences), ``median_a``, ``median_b``,
+        (``n_pairs - n``), ``n_zero`` (zero differences), ``median_a``, ``median_b`` (over the
+        ``n`` keys),
         ``median_diff`` (median of ``a - b`` over the ``n`` keys), ``statistic``, ``p``,
         ``p_holm`` (Holm over the method pairs of one structure x metric; NaN p left out),
         ``favours`` (the method the median difference favours given the metric's direction,
@@ -176,9 +212,11 @@ def compare_methods(
                 continue
             wide = sub.pivot(index=["case", "pair"], columns="method", values="value")
             # a pivot cell is NaN both for a NaN value and for a missing row: track rows apart
-            present = sub.assign(_row=1.0).pivot(
-                index=["case", "pair"], columns="method", values="_row"
-            ).notna()
+            present = (
+                sub.assign(_row=1.0)
+                .pivot(index=["case", "pair"], columns="method", values="_row")
+                .notna()
+            )
             block = []
             for i, a in enumerate(methods):
                 for b in methods[i + 1 :]:
@@ -195,9 +233,21 @@ def _paired_test(
     wide: pd.DataFrame, present: pd.DataFrame, a: str, b: str, metric: str, zero_method: str, stats
 ) -> dict:
     nan = float("nan")
-    out = {"a": a, "b": b, "n_pairs": 0, "n": 0, "n_nan": 0, "n_zero": 0, "median_a": nan,
-           "median_b": nan, "median_diff": nan, "statistic": nan, "p": nan, "favours": "",
-           "nmi_vs_ncc": _is_nmi_ncc_pair(a, b)}
+    out = {
+        "a": a,
+        "b": b,
+        "n_pairs": 0,
+        "n": 0,
+        "n_nan": 0,
+        "n_zero": 0,
+        "median_a": nan,
+        "median_b": nan,
+        "median_diff": nan,
+        "statistic": nan,
+        "p": nan,
+        "favours": "",
+        "nmi_vs_ncc": _is_nmi_ncc_pair(a, b),
+    }
     if a not in wide.columns or b not in wide.columns:
         return out
     n_pairs = int((present[a] & present[b]).sum())

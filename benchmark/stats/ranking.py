@@ -107,8 +107,10 @@ def validate_rankings(table: pd.DataFrame, *, source: str = "rankings") -> pd.Da
     if missing:
         raise ValidationError(
             source,
-            [f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, table.columns))}"
-             f"; expected case, method, rank[, reader]"],
+            [
+                f"missing column(s) {', '.join(missing)}; found {', '.join(map(str, table.columns))}"
+                f"; expected case, method, rank[, reader]"
+            ],
         )
     if len(table) == 0:
         raise ValidationError(source, ["no rankings (the table is empty)"])
@@ -156,8 +158,7 @@ def validate_rankings(table: pd.DataFrame, *, source: str = "rankings") -> pd.Da
         for r in group.itertuples(index=False):
             if not 1 <= r.rank <= k:
                 problems.append(
-                    f"{who}: method {r.method!r} has rank {r.rank} (line {r.line}); "
-                    f"expected 1..{k}"
+                    f"{who}: method {r.method!r} has rank {r.rank} (line {r.line}); expected 1..{k}"
                 )
         in_range = group[(group["rank"] >= 1) & (group["rank"] <= k)]
         for rank, sub in in_range.groupby("rank"):
@@ -239,7 +240,9 @@ def friedman(blocks: np.ndarray) -> tuple[float, float]:
     if n < 1:
         return float("nan"), float("nan")
     r = stats.rankdata(blocks, axis=1)
-    ties = sum(float((t**3 - t).sum()) for t in (np.unique(row, return_counts=True)[1] for row in r))
+    ties = sum(
+        float((t**3 - t).sum()) for t in (np.unique(row, return_counts=True)[1] for row in r)
+    )
     correction = 1.0 - ties / (n * k * (k * k - 1))
     if correction <= 1e-12:
         return float("nan"), float("nan")
@@ -373,8 +376,14 @@ class RankingStats:
             "dof": int(self.dof),
             "p": _num(self.p),
             "pairwise": [
-                {k: (_num(v) if isinstance(v, float) else (int(v) if k in ("a_above_b", "n") else v))
-                 for k, v in row.items()}
+                {
+                    k: (
+                        _num(v)
+                        if isinstance(v, float)
+                        else (int(v) if k in ("a_above_b", "n") else v)
+                    )
+                    for k, v in row.items()
+                }
                 for row in self.pairwise.to_dict(orient="records")
             ],
             "friedman": {"statistic": _num(self.friedman_statistic), "p": _num(self.friedman_p)},
@@ -397,7 +406,8 @@ class RankingStats:
             f"{self.n_rankings} rankings",
             "",
             "Contingency table (rankings per rank; rank 1 = best)",
-            f"{'method':<{width}} " + " ".join(f"{'rank ' + str(r):>7}" for r in range(1, k + 1))
+            f"{'method':<{width}} "
+            + " ".join(f"{'rank ' + str(r):>7}" for r in range(1, k + 1))
             + f" {'mean rank':>9}",
         ]
         means = self.mean_ranks
@@ -510,16 +520,24 @@ def _reader_agreement(wide: pd.DataFrame, readers: list[str], methods: list[str]
 
     k = len(methods)
     cases_by_reader = [set(wide.loc[r].index) for r in readers]
-    common = [c for c in dict.fromkeys(wide.index.get_level_values("case"))
-              if all(c in s for s in cases_by_reader)]
+    common = [
+        c
+        for c in dict.fromkeys(wide.index.get_level_values("case"))
+        if all(c in s for s in cases_by_reader)
+    ]
     out: dict[str, Any] = {"readers": list(readers), "n_cases": len(common)}
     if not common:
-        out.update(kendall_w_mean_ranks=float("nan"), kendall_w_per_case=float("nan"),
-                   fleiss_kappa=float("nan"))
+        out.update(
+            kendall_w_mean_ranks=float("nan"),
+            kendall_w_per_case=float("nan"),
+            fleiss_kappa=float("nan"),
+        )
         return out
     cube = np.stack([wide.loc[r].loc[common, methods].to_numpy() for r in readers])  # (m, n, k)
     out["kendall_w_mean_ranks"] = kendall_w(cube.mean(axis=1))
-    out["kendall_w_per_case"] = float(np.nanmean([kendall_w(cube[:, i]) for i in range(len(common))]))
+    out["kendall_w_per_case"] = float(
+        np.nanmean([kendall_w(cube[:, i]) for i in range(len(common))])
+    )
     # subjects = (case, method); categories = rank 1..k; entries = readers giving that rank
     counts = np.stack([(cube == r).sum(axis=0).ravel() for r in range(1, k + 1)], axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -12,9 +12,27 @@ import pandas as pd
 
 from benchmark.errors import BenchError
 
-RESULT_COLUMNS = ("method", "fold", "case", "pair", "structure", "metric", "value", "unit", "status")
+RESULT_COLUMNS = (
+    "method",
+    "fold",
+    "case",
+    "pair",
+    "structure",
+    "metric",
+    "value",
+    "unit",
+    "status",
+)
 METRICS = (
-    "dice", "hd", "hd95", "nmi_before", "nmi", "folding_pct", "sdlogj", "disp_error_mm", "runtime_s"
+    "dice",
+    "hd",
+    "hd95",
+    "nmi_before",
+    "nmi",
+    "folding_pct",
+    "sdlogj",
+    "disp_error_mm",
+    "runtime_s",
 )
 HIGHER_IS_BETTER = frozenset({"dice", "nmi"})
 LOWER_IS_BETTER = frozenset({"hd", "hd95", "folding_pct", "sdlogj", "disp_error_mm", "runtime_s"})

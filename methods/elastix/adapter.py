@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -72,15 +73,25 @@ def _read_parameter_files(paths: Sequence[str]):
 
 
 def _error_reason(exc: Exception, log_text: str | None) -> str:
-    """elastix's own description of a failure: the ``Description:`` line, else the last error."""
-    text = f"{exc}\n{log_text or ''}"
-    for line in text.splitlines():
+    """elastix's own description of a failure, on one line.
+
+    elastix logs ``Description: ITK ERROR: Component(0x...): message`` followed by indented
+    continuation lines; without it, the last log or exception line that mentions an error.
+    """
+    lines = f"{log_text or ''}\n{exc}".splitlines()
+    for n, line in enumerate(lines):
         if line.strip().startswith("Description:"):
-            return line.split("Description:", 1)[1].strip()
-    for line in reversed(text.splitlines()):
+            parts = [line.split("Description:", 1)[1].strip()]
+            for cont in lines[n + 1 :]:
+                if not cont.strip():
+                    break
+                parts.append(cont.strip())
+            text = " ".join(parts)
+            return re.sub(r"^(ITK ERROR: )?\w+\(0x[0-9a-fA-F]+\): (ERROR: )?", "", text)
+    for line in reversed(lines):
         if "error" in line.lower() and line.strip():
             return line.strip()
-    return f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}"
+    return f"{type(exc).__name__}: {exc}".strip()
 
 
 @register_method
@@ -91,7 +102,7 @@ class Elastix(Method):
     ----------
     preset : {"paper", "quick"}
         ``paper``: the paper's map (3 resolutions, 1,000 iterations each, 4,096 random samples per
-        iteration in a random region, 64-bin NMI); ``quick``: 2 resolutions of 250 iterations,
+        iteration in a random region, 64-bin NMI); ``quick``: 2 resolutions of 500 iterations,
         2,048 samples (demo data). See :mod:`methods.elastix.parameters`.
     parameter_file : str or list of str, optional
         The user's own elastix parameter file(s) (several: applied in sequence, e.g. affine then
@@ -138,7 +149,11 @@ class Elastix(Method):
             raise BenchError(f"elastix preset must be one of {', '.join(PRESETS)}, got {preset!r}")
         files: list[str] | None = None
         if parameter_file is not None:
-            files = [parameter_file] if isinstance(parameter_file, (str, os.PathLike)) else list(parameter_file)
+            files = (
+                [parameter_file]
+                if isinstance(parameter_file, (str, os.PathLike))
+                else list(parameter_file)
+            )
             files = [str(Path(f).expanduser().resolve()) for f in files]
             if not files:
                 raise BenchError("elastix parameter_file: an empty list was given")
@@ -147,11 +162,15 @@ class Elastix(Method):
             try:
                 gs = [float(g) for g in gs]
             except (TypeError, ValueError) as exc:
-                raise BenchError(f"elastix grid_spacing must be numbers in mm, got {grid_spacing!r}") from exc
+                raise BenchError(
+                    f"elastix grid_spacing must be numbers in mm, got {grid_spacing!r}"
+                ) from exc
             if not gs or not all(np.isfinite(g) and g > 0 for g in gs):
                 raise BenchError(f"elastix grid_spacing must be positive mm, got {grid_spacing!r}")
             grid_spacing = gs[0] if len(gs) == 1 else gs
-        if iterations is not None and (not isinstance(iterations, (int, np.integer)) or iterations < 1):
+        if iterations is not None and (
+            not isinstance(iterations, (int, np.integer)) or iterations < 1
+        ):
             raise BenchError(f"elastix iterations must be an integer >= 1, got {iterations!r}")
         if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
             raise BenchError(f"elastix threads must be an integer >= 1, got {threads!r}")

@@ -34,7 +34,9 @@ def check_tensor(name: str, value: object) -> torch.Tensor:
     if not isinstance(value, torch.Tensor):
         raise BenchError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
     if not value.is_floating_point():
-        raise BenchError(f"{name} must have a floating dtype (float32 or float64), got {value.dtype}")
+        raise BenchError(
+            f"{name} must have a floating dtype (float32 or float64), got {value.dtype}"
+        )
     return value
 
 
@@ -48,7 +50,9 @@ def check_pair(a: object, b: object, *, single_channel: bool = True) -> int:
     if a.dim() not in (4, 5):
         raise BenchError(f"a must have shape (N, C, I, J) or (N, C, I, J, K), got {tuple(a.shape)}")
     if a.shape != b.shape:
-        raise BenchError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise BenchError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if single_channel and a.shape[1] != 1:
         raise BenchError(f"a and b must have one channel (N, 1, *spatial), got {tuple(a.shape)}")
     if a.device != b.device:

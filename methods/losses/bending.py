@@ -34,7 +34,9 @@ def _check_spacing(name: str, spacing: Sequence[float] | None, ndim: int) -> tup
     try:
         values = tuple(float(s) for s in spacing)
     except (TypeError, ValueError) as exc:
-        raise BenchError(f"{name}={spacing!r} must be a sequence of {ndim} positive floats") from exc
+        raise BenchError(
+            f"{name}={spacing!r} must be a sequence of {ndim} positive floats"
+        ) from exc
     if len(values) != ndim or not all(0 < v < float("inf") for v in values):
         raise BenchError(f"{name}={spacing!r} must be {ndim} positive finite floats")
     return values
@@ -155,7 +157,9 @@ def bspline_bending_energy(
         grid_spacing = (grid_spacing,) * ndim
     grid = _check_spacing("grid_spacing", grid_spacing, ndim)
     voxel = _check_spacing("spacing", spacing, ndim)
-    return bending_energy(control, spacing=tuple(g * v for g, v in zip(grid, voxel, strict=True)), reduction=reduction)
+    return bending_energy(
+        control, spacing=tuple(g * v for g, v in zip(grid, voxel, strict=True)), reduction=reduction
+    )
 
 
 class BendingEnergy(nn.Module):

@@ -50,5 +50,7 @@ class MSELoss(nn.Module):
         super().__init__()
         self.reduction = check_reduction(reduction)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return mse_loss(a, b, mask=mask, reduction=self.reduction)

@@ -44,7 +44,9 @@ def _check_window(window: int | Sequence[int], ndim: int) -> tuple[int, ...]:
     return items
 
 
-def _global_ncc(a: torch.Tensor, b: torch.Tensor, m: torch.Tensor | None, eps: float) -> torch.Tensor:
+def _global_ncc(
+    a: torch.Tensor, b: torch.Tensor, m: torch.Tensor | None, eps: float
+) -> torch.Tensor:
     a2, b2 = a.flatten(1), b.flatten(1)
     w = torch.ones_like(a2) if m is None else m.flatten(1)
     total = w.sum(1, keepdim=True).clamp_min(torch.finfo(a2.dtype).tiny)
@@ -69,7 +71,9 @@ def _local_ncc(
     stack = torch.cat([a, b, a * a, b * b, a * b], dim=1)
     means = pool(stack, window, stride=1, padding=pad, count_include_pad=False)
     ones = torch.ones_like(a[:1, :1])
-    n_in = pool(ones, window, stride=1, padding=pad, count_include_pad=True) * count  # voxels inside
+    n_in = (
+        pool(ones, window, stride=1, padding=pad, count_include_pad=True) * count
+    )  # voxels inside
     m_a, m_b, m_aa, m_bb, m_ab = means.split(c, dim=1)
     cross = n_in * (m_ab - m_a * m_b)
     var_a = n_in * (m_aa - m_a * m_a)
@@ -140,7 +144,9 @@ class NCCLoss(nn.Module):
         self.reduction = check_reduction(reduction)
         self.eps = eps
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return ncc_loss(a, b, window=self.window, mask=mask, reduction=self.reduction, eps=self.eps)
 
     def extra_repr(self) -> str:

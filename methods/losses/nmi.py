@@ -7,7 +7,7 @@
   number of voxels. Each voxel puts weight only in the ``K`` bins nearest to its intensity, ``K``
   chosen per ``(bins, sigma)`` so that the kernel mass left out is below
   :data:`TRUNCATION_TOL` (relative); a custom autograd function with a hand-written backward
-  recomputes the weights instead of storing them.
+  keeps only ``K`` weights per voxel and image.
 - :func:`nmi_loss_dense`: the plain reference, full ``voxels x bins`` weight matrices and
   ``joint = Wa^T Wb``; memory ``O(voxels * bins)``. Used by the tests.
 
@@ -38,6 +38,7 @@ import math
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from benchmark.errors import BenchError
 from methods.losses._checks import check_pair, check_reduction, prepare_mask, reduce
@@ -129,7 +130,9 @@ SPARSE_MAX_WINDOW = 6
 CHUNK_VOXELS = 1 << 15
 
 
-def _window_weights(x: torch.Tensor, bins: int, sigma: float, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _window_weights(
+    x: torch.Tensor, bins: int, sigma: float, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised Parzen weights of each voxel in its ``size`` nearest bins.
 
     Parameters
@@ -146,12 +149,19 @@ def _window_weights(x: torch.Tensor, bins: int, sigma: float, size: int) -> tupl
         First bin of each voxel's window, in ``[0, bins - size]``.
     """
     u = x * bins - 0.5  # continuous bin coordinate, centres at integers
-    start = _window_start(torch.nan_to_num(u.clamp(-1.0, float(bins)), nan=0.0), size)
+    start = _window_start(u.clamp(-1.0, float(bins)).nan_to_num_(nan=0.0), size)
     start.clamp_(0, bins - size)
     offsets = torch.arange(size, device=x.device, dtype=x.dtype).view(size, 1)
     width = sigma * bins  # kernel width in bin units
-    logits = (u - start).unsqueeze(0).sub(offsets).square_().mul_(-0.5 / (width * width))
+    logits = u.sub_(start).unsqueeze(0).sub(offsets).square_().mul_(-0.5 / (width * width))
+    del u
     return torch.softmax(logits, dim=0), start.long()
+
+
+def _cell_index(sa: torch.Tensor, sb: torch.Tensor, n: int, bins: int) -> torch.Tensor:
+    """Flat index ``(n * bins + sa) * bins + sb`` of each voxel's window-start cell (reuses ``sa``)."""
+    batch = torch.arange(n, device=sa.device).view(n, 1) * bins
+    return sa.view(n, -1).add_(batch).mul_(bins).add_(sb.view(n, -1)).view(-1)
 
 
 def _through_softmax(w: torch.Tensor, gw: torch.Tensor, bins: int, sigma: float) -> torch.Tensor:
@@ -160,10 +170,10 @@ def _through_softmax(w: torch.Tensor, gw: torch.Tensor, bins: int, sigma: float)
     ``dL/dx = sum_k w_k g_k (c_k - cbar) / sigma^2`` with ``cbar = sum_k w_k c_k``, and
     ``c_k - cbar = (k - kbar) / bins``.
     """
-    k = torch.arange(w.shape[0], device=w.device, dtype=w.dtype).view(-1, 1)
-    wg = w * gw
-    kbar = (w * k).sum(0)
-    return ((wg * k).sum(0) - wg.sum(0) * kbar) / (sigma * sigma * bins)
+    k = torch.arange(w.shape[0], device=w.device, dtype=w.dtype).view(1, -1)
+    wg = gw.mul_(w)  # gw is not used afterwards
+    out = (k @ wg).squeeze(0).sub_(wg.sum(0).mul_((k @ w).squeeze(0)))
+    return out.div_(sigma * sigma * bins)
 
 
 def _chunks(n: int, voxels: int):
@@ -188,20 +198,22 @@ class _TruncatedJointHistogram(torch.autograd.Function):
     with ``bincount`` on one shared per-voxel index (the cell of the two window starts) into ``K^2``
     small tables that are then shifted into place; the backward gathers from shifted copies of the
     incoming gradient with the same index. Wider windows scatter the window weights into dense
-    ``chunk x bins`` matrices and use matrix products, chunk by chunk. Only the inputs are saved;
-    the backward recomputes the weights, so the extra memory is ``O(K * V)`` at any time.
+    ``chunk x bins`` matrices and use matrix products, chunk by chunk. The narrow path keeps its
+    window weights and cell index for the backward (``2 K`` floats and one int64 per voxel);
+    the wide path saves only the inputs and recomputes them. Memory is ``O(K * V)`` throughout.
+    Not twice differentiable.
     """
 
     @staticmethod
     def forward(ctx, a, b, m, n, bins, sigma, size):  # noqa: D102
         ctx.n, ctx.bins, ctx.sigma, ctx.size = n, bins, sigma, size
-        ctx.save_for_backward(a, b, m)
         wa, sa = _window_weights(a, bins, sigma, size)
         wb, sb = _window_weights(b, bins, sigma, size)
-        if m is not None:
-            wb = wb * m
         voxels = a.shape[0] // n
         if size > SPARSE_MAX_WINDOW:
+            ctx.save_for_backward(a, b, m)
+            if m is not None:
+                wb = wb * m
             joint = torch.zeros(n, bins, bins, dtype=torch.float64, device=a.device)
             for i, sl in _chunks(n, voxels):
                 dense_a = _dense_rows(wa[:, sl], sa[sl], bins)
@@ -209,22 +221,31 @@ class _TruncatedJointHistogram(torch.autograd.Function):
                 joint[i] += (dense_a.t() @ dense_b).double()
             return joint
         cells = bins * bins
-        base = (torch.arange(n, device=a.device).repeat_interleave(voxels) * bins + sa) * bins + sb
+        base = _cell_index(sa, sb, n, bins)
+        del sb
+        # Narrow windows: keep the weights and the cell index for the backward.
+        ctx.save_for_backward(a, b, m, wa, wb, base)
         joint = torch.zeros(n, bins + size, bins + size, dtype=torch.float64, device=a.device)
         span = bins - size + 1
+        wbm = (wb * m if m is not None else wb).double()  # float64 accumulation
         for k in range(size):
+            wak = wa[k].double()
             for j in range(size):
-                table = torch.bincount(base, (wa[k] * wb[j]).double(), minlength=n * cells)
+                table = torch.bincount(base, wak * wbm[j], minlength=n * cells)
                 table = table.view(n, bins, bins)[:, :span, :span]
                 joint[:, k : k + span, j : j + span] += table
         return joint[:, :bins, :bins].contiguous()
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_joint):  # noqa: D102
-        a, b, m = ctx.saved_tensors
         n, bins, sigma, size = ctx.n, ctx.bins, ctx.sigma, ctx.size
-        wa, sa = _window_weights(a, bins, sigma, size)
-        wb, sb = _window_weights(b, bins, sigma, size)
+        if size > SPARSE_MAX_WINDOW:
+            a, b, m = ctx.saved_tensors
+            wa, sa = _window_weights(a, bins, sigma, size)
+            wb, sb = _window_weights(b, bins, sigma, size)
+        else:
+            a, b, m, wa, wb, base = ctx.saved_tensors
         wbm = wb * m if m is not None else wb
         grad = grad_joint.to(a.dtype)
         voxels = a.shape[0] // n
@@ -241,7 +262,6 @@ class _TruncatedJointHistogram(torch.autograd.Function):
         else:
             gwa.zero_()
             gwb.zero_()
-            base = (torch.arange(n, device=a.device).repeat_interleave(voxels) * bins + sa) * bins + sb
             padded = torch.zeros(n, bins + size, bins + size, dtype=grad.dtype, device=a.device)
             padded[:, :bins, :bins] = grad
             for k in range(size):
@@ -249,9 +269,11 @@ class _TruncatedJointHistogram(torch.autograd.Function):
                     g = padded[:, k : k + bins, j : j + bins].reshape(-1)[base]
                     gwa[k].addcmul_(g, wbm[j])
                     gwb[j].addcmul_(g, wa[k])
+        del wbm
+        grad_a = _through_softmax(wa, gwa, bins, sigma) if ctx.needs_input_grad[0] else None
+        del wa, gwa
         if m is not None:
             gwb.mul_(m)
-        grad_a = _through_softmax(wa, gwa, bins, sigma) if ctx.needs_input_grad[0] else None
         grad_b = _through_softmax(wb, gwb, bins, sigma) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b, None, None, None, None, None
 
@@ -296,7 +318,9 @@ def parzen_joint_histogram(
     check_pair(a, b)
     bins, sigma = _check_settings(bins, sigma)
     a2, b2, m = _flatten_inputs(a, b, mask)
-    joint = _TruncatedJointHistogram.apply(a2, b2, m, a.shape[0], bins, sigma, window_size(bins, sigma))
+    joint = _TruncatedJointHistogram.apply(
+        a2, b2, m, a.shape[0], bins, sigma, window_size(bins, sigma)
+    )
     return _normalise(joint)
 
 
@@ -414,7 +438,9 @@ class NMILoss(nn.Module):
         self.bins, self.sigma = _check_settings(bins, sigma)
         self.reduction = check_reduction(reduction)
 
-    def forward(self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         return nmi_loss(a, b, bins=self.bins, sigma=self.sigma, mask=mask, reduction=self.reduction)
 
     def extra_repr(self) -> str:

@@ -11,7 +11,7 @@ from benchmark.errors import BenchError
 def train(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
     from methods.registry import available_methods, get_method
-    from methods.training.config import parse_overrides
+    from methods.training.config import merge_settings, parse_overrides
     from methods.training.trainer import CHECKPOINT
 
     known = available_methods()
@@ -27,7 +27,7 @@ def train(args: argparse.Namespace) -> int:
     if args.fold not in folds:
         raise BenchError(f"--fold {args.fold}: the dataset has folds {sorted(folds)}")
     fold = folds[args.fold]
-    settings = {**manifest.presets.get(args.preset, {}), **parse_overrides(args.set)}
+    settings = merge_settings(manifest.presets.get(args.preset, {}), parse_overrides(args.set))
     method = get_method(args.method, preset=args.preset, settings=settings)
     workdir = Path(args.out) if args.out else Path("runs") / manifest.name / "models" / args.method / f"fold{args.fold}"
     if (workdir / CHECKPOINT).is_file() and not args.resume and not (workdir / "model.pt").is_file():

@@ -148,6 +148,21 @@ def _parse_scalar(raw: str) -> Any:
         return raw
 
 
+def merge_settings(preset_settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's preset section with command-line ``overrides`` on top.
+
+    A key set on the command line wins everywhere: it also replaces that key in the per-network
+    sections (``{"poolnet": {"iterations": 500}}``) of the manifest.
+    """
+    merged: dict[str, Any] = {}
+    for key, value in (preset_settings or {}).items():
+        if key in NETWORKS and isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in overrides}
+        merged[key] = value
+    merged.update(overrides or {})
+    return merged
+
+
 def make_config(
     network: str,
     similarity: str,
@@ -160,8 +175,15 @@ def make_config(
     if preset not in PRESETS:
         raise BenchError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
     values: dict[str, Any] = dict(PRESETS[preset])
-    values.update((manifest_presets or {}).get(preset, {}) or {})
-    values.update(overrides or {})
+    for layer in ((manifest_presets or {}).get(preset, {}) or {}, overrides or {}):
+        layer = dict(layer)
+        # settings for one network only: {"poolnet": {"iterations": 500}}
+        per_network = {name: layer.pop(name) for name in NETWORKS if name in layer}
+        values.update(layer)
+        specific = per_network.get(network) or {}
+        if not isinstance(specific, dict):
+            raise BenchError(f"preset {preset!r}: {network!r} settings must be a mapping")
+        values.update(specific)
     values.update(network=network, similarity=similarity)
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:

@@ -48,7 +48,7 @@ class PatchSampler:
         self.rng = rng
         names = list(names) if names is not None else [str(i) for i in range(len(volumes))]
         self.volumes: list[tuple[np.ndarray, np.ndarray]] = []
-        for name, (fixed, moving) in zip(names, volumes):
+        for name, (fixed, moving) in zip(names, volumes, strict=False):
             if fixed.shape != moving.shape:
                 raise BenchError(
                     f"pair {name}: fixed shape {fixed.shape} != moving shape {moving.shape}"
@@ -58,7 +58,7 @@ class PatchSampler:
                     f"pair {name}: a {fixed.ndim}D volume {fixed.shape} cannot give "
                     f"{len(self.patch_size)}D patches of size {self.patch_size}"
                 )
-            pad = [(0, max(0, p - s)) for p, s in zip(self.patch_size, fixed.shape)]
+            pad = [(0, max(0, p - s)) for p, s in zip(self.patch_size, fixed.shape, strict=False)]
             if any(after for _, after in pad):
                 log.info(
                     "pair %s: volume %s is smaller than the patch %s; padded by edge replication",
@@ -76,8 +76,8 @@ class PatchSampler:
         moving_batch = np.empty_like(fixed_batch)
         for b in range(batch_size):
             fixed, moving = self.volumes[int(self.rng.integers(len(self.volumes)))]
-            start = [int(self.rng.integers(s - p + 1)) for s, p in zip(fixed.shape, self.patch_size)]
-            window = tuple(slice(a, a + p) for a, p in zip(start, self.patch_size))
+            start = [int(self.rng.integers(s - p + 1)) for s, p in zip(fixed.shape, self.patch_size, strict=False)]
+            window = tuple(slice(a, a + p) for a, p in zip(start, self.patch_size, strict=False))
             fixed_batch[b, 0] = fixed[window]
             moving_batch[b, 0] = moving[window]
         return fixed_batch, moving_batch

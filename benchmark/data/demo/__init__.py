@@ -36,10 +36,8 @@ class Demo:
     default_cases: int
     labels: dict[str, int]
     description: str
-    _write: Callable[[Path, int, int], None]
-
-    def write(self, out: Path, cases: int, seed: int) -> None:
-        self._write(out, cases, seed)
+    #: ``writer(out, cases, seed)`` writes cases 1..cases into ``out``
+    writer: Callable[[Path, int, int], None]
 
 
 def _write_acdc(out: Path, cases: int, seed: int) -> None:
@@ -119,7 +117,7 @@ def generate(name: str, out: str | os.PathLike, *, cases: int | None = None, see
         raise BenchError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     log.info("generating %s (%d cases, seed %d) into %s", name, cases, seed, out)
-    demo.write(out, int(cases), int(seed))
+    demo.writer(out, int(cases), int(seed))
     marker = {"name": name, "cases": int(cases), "seed": int(seed), "version": GENERATOR_VERSION}
     write_text(out / MARKER, json.dumps(marker, indent=2, sort_keys=True) + "\n")
     return out

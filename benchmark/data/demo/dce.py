@@ -18,7 +18,8 @@ Method (ground truth exact by construction)
   ``y + w_k(y)``.
 * Ground truth of the pair (fixed = phase_00, moving = phase_k) is the inverse of ``w_k``:
   ``v(x) = -w_k(x + v(x))``, solved by fixed-point iteration to 0.01 voxel, written as
-  ``disp_phase_00-phase_0k.nii.gz`` for every k (the evaluated pair of the paper is k = 4).
+  ``disp_phase_00-phase_0k.nii.gz`` for every k (the evaluated pair of the paper is k = 4),
+  rounded to 1/1024 mm.
 * A smooth multiplicative coil bias (same for all phases), Rician noise, int16 rounding.
 
 Randomness: study ``k`` (1-based) uses ``numpy.random.default_rng([seed, 2, k])``, so a study does
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.atomic import write_text
-from benchmark.data.demo.deform import GaussianBumps, Rigid, compose_sum, invert_map
+from benchmark.data.demo.deform import GaussianBumps, Rigid, compose_sum, invert_map, quantize
 from benchmark.data.demo.phantom import (
     FourierField,
     ellipsoid_distance,
@@ -224,7 +225,7 @@ def make_study(case: int, *, seed: int = 0) -> dict:
         labels.append(breast.labels(q, parts))
         if k == 0:
             mask = breast.mask(q, parts)
-    disps = [invert_map(m, points, spacing, tol_voxels=0.01).astype(np.float32) for m in motions]
+    disps = [quantize(invert_map(m, points, spacing, tol_voxels=0.01)) for m in motions]
     return {
         "group": group,
         "affine": affine,

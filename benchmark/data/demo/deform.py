@@ -167,4 +167,3 @@ def quantize(disp: np.ndarray, *, step: float = QUANTUM_MM) -> np.ndarray:
     With a power-of-two ``step`` the result is exact in float32 for |values| < 2**14 mm.
     """
     return (np.round(np.asarray(disp, dtype=np.float64) / step) * step).astype(np.float32)
-

@@ -1,0 +1,865 @@
+"""Tests of the blinded reader study (``benchmark.reader_study``): case selection, one rendering
+pipeline, blinding of everything a reader can reach, seeded randomisation, rank validation,
+reader isolation, CSRF, path traversal, resume/finish, WAL + append-only event log, concurrency,
+export and analysis.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sqlite3
+import threading
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import numpy as np
+import pandas as pd
+import pytest
+from fake_run import make_fake_run
+from flask import Flask
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from benchmark.cli import main
+from benchmark.images import read_displacement, read_image
+from benchmark.reader_study import auth, db
+from benchmark.reader_study.app import create_app, parse_ranks
+from benchmark.reader_study.export import rankings_table
+from benchmark.reader_study.prepare import blind_labels, decode, load_key, load_study
+
+METHODS = ("elastix", "unet-nmi", "poolnet-nmi")
+SEED = 3
+N_CASES = 4
+# everything that would identify a method (registry names and their parts)
+FORBIDDEN = ("identity", "elastix", "unet", "u-net", "poolnet", "nmi", "ncc", "convir")
+
+
+# ---------------------------------------------------------------- fixtures and helpers
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A fake run (5 pairs, 6 methods) and a study of its 4 most deformed pairs."""
+    root = tmp_path_factory.mktemp("rs")
+    run = make_fake_run(root / "fake", n_cases=5, seed=1)
+    out = root / "study"
+    assert (
+        main(
+            [
+                "reader-study",
+                "create",
+                str(run),
+                "--methods",
+                ",".join(METHODS),
+                "--cases",
+                str(N_CASES),
+                "--seed",
+                str(SEED),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    return run, out
+
+
+@pytest.fixture
+def study(template, tmp_path):
+    """A fresh copy of the template study (each test gets its own database)."""
+    _, src = template
+    dst = tmp_path / "study"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def add_reader(study: Path, name: str) -> str:
+    token = auth.new_token()
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        db.add_reader(
+            conn,
+            name,
+            token_hash=auth.hash_token(token),
+            case_ids=[c["id"] for c in load_study(study)["cases"]],
+        )
+    finally:
+        conn.close()
+    return token
+
+
+def csrf_of(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token in page"
+    return m.group(1)
+
+
+def login(client, token: str):
+    page = client.get(f"/login?token={token}")
+    assert page.status_code == 200
+    resp = client.post("/login", data={"token": token, "csrf_token": csrf_of(page.text)})
+    assert resp.status_code == 302, resp.text
+    return resp
+
+
+def case_page(client, position: int):
+    resp = client.get(f"/case/{position}")
+    assert resp.status_code == 200
+    data = json.loads(
+        re.search(
+            r'<script id="case-data" type="application/json">(.*?)</script>', resp.text, re.S
+        ).group(1)
+    )
+    return resp, data
+
+
+def submit(client, position: int, ranks: dict[str, int], *, csrf: str | None = None, **extra):
+    page, _ = case_page(client, position)
+    form = {f"rank_{label}": str(r) for label, r in ranks.items()}
+    form["csrf_token"] = csrf_of(page.text) if csrf is None else csrf
+    form.update(extra)
+    return client.post(f"/case/{position}", data=form)
+
+
+def case_ids_in_order(client) -> list[str]:
+    """The case id shown on each of the reader's case pages, in their order."""
+    ids = []
+    for pos in range(1, N_CASES + 1):
+        page, _ = case_page(client, pos)
+        ids.append(re.search(r'<small class="case-id">([^<]+)</small>', page.text).group(1))
+    return ids
+
+
+# ---------------------------------------------------------------- create / selection / rendering
+def test_selection_is_largest_mean_displacement(template):
+    run, study_dir = template
+    pairs = pd.read_csv(run / "pairs.csv", dtype=str)
+    scores = {}
+    for r in pairs.itertuples(index=False):
+        mags = []
+        for m in METHODS:
+            disp, _ = read_displacement(
+                run / "pairs" / m / f"fold{r.fold}" / r.case / r.pair / "displacement.nii.gz"
+            )
+            mags.append(np.linalg.norm(disp.astype(np.float64), axis=0).mean())
+        scores[f"{r.case}/{r.pair}"] = float(np.mean(mags))
+    expected = sorted(scores, key=lambda k: -scores[k])[:N_CASES]
+    study = load_study(study_dir)
+    assert [c["id"] for c in study["cases"]] == expected
+    key = load_key(study_dir)
+    assert key["deformation_mm"] == pytest.approx({k: scores[k] for k in expected})
+
+
+def test_selection_uses_ground_truth_when_every_pair_has_one(template, tmp_path):
+    from benchmark.reader_study.prepare import select_cases
+
+    run = tmp_path / "run"
+    shutil.copytree(template[0], run)
+    pairs = pd.read_csv(run / "pairs.csv", dtype=str, keep_default_na=False)
+    # a "ground truth" per pair: the unet-ncc field (not among the compared methods)
+    truth = [
+        str(run / "pairs" / "unet-ncc" / f"fold{r.fold}" / r.case / r.pair / "displacement.nii.gz")
+        for r in pairs.itertuples()
+    ]
+    pairs["displacement"] = truth
+    pairs.to_csv(run / "pairs.csv", index=False)
+    mags = {
+        f"{r.case}/{r.pair}": float(
+            np.linalg.norm(read_displacement(t)[0].astype(np.float64), axis=0).mean()
+        )
+        for r, t in zip(pairs.itertuples(), truth, strict=True)
+    }
+    rows, scores, criterion = select_cases(run, list(METHODS), n_cases=2)
+    assert list(rows["key"]) == sorted(mags, key=lambda k: -mags[k])[:2]
+    assert scores == pytest.approx({k: mags[k] for k in rows["key"]})
+    assert "ground truth" in criterion
+    # one pair without a ground truth: back to the methods' fields for all
+    pairs.loc[0, "displacement"] = ""
+    pairs.to_csv(run / "pairs.csv", index=False)
+    assert "methods' fields" in select_cases(run, list(METHODS), n_cases=2)[2]
+
+
+def test_key_is_a_permutation_per_case_and_kept_private(template):
+    _, study_dir = template
+    key = load_key(study_dir)
+    study = load_study(study_dir)
+    assert set(key["cases"]) == {c["id"] for c in study["cases"]}
+    for case in study["cases"]:
+        mapping = key["cases"][case["id"]]
+        assert sorted(mapping) == case["labels"] == ["A", "B", "C"]
+        assert sorted(mapping.values()) == sorted(METHODS)
+    # the seeded order is reproduced by blind_labels
+    assert [key["cases"][c["id"]] for c in study["cases"]] == blind_labels(
+        list(METHODS), N_CASES, seed=SEED
+    )
+    # nothing outside key/ names a method or the run folder
+    for path in study_dir.rglob("*"):
+        if path.is_file() and path.parent.name != "key" and path.suffix != ".db":
+            text = path.read_bytes().lower()
+            if path.suffix == ".json":
+                for word in FORBIDDEN:
+                    assert word.encode() not in text, (path, word)
+                assert str(template[0]).encode().lower() not in text
+    for path in (study_dir / "data").iterdir():
+        assert re.fullmatch(r"[0-9a-f]{32}\.bin", path.name), path.name
+
+
+def test_blind_labels_seeded():
+    a = blind_labels(list(METHODS), 20, seed=7)
+    assert a == blind_labels(list(METHODS), 20, seed=7)
+    assert a != blind_labels(list(METHODS), 20, seed=8)
+    assert all(sorted(m.values()) == sorted(METHODS) for m in a)
+    # every method gets label A sometimes (the order really is random)
+    assert {m["A"] for m in a} == set(METHODS)
+
+
+def test_panels_rendered_by_one_pipeline(template):
+    """Decoded panels match an independent warp (scipy cubic B-spline, border padding) of the
+    moving image with each method's field; subtraction = warped - fixed; same code for all."""
+    run, study_dir = template
+    study, key = load_study(study_dir), load_key(study_dir)
+    pairs = (
+        pd.read_csv(run / "pairs.csv", dtype=str)
+        .assign(key=lambda t: t["case"] + "/" + t["pair"])
+        .set_index("key")
+    )
+    case = study["cases"][0]
+    row = pairs.loc[case["id"]]
+    fixed, moving = read_image(row["fixed"]), read_image(row["moving"])
+    shape, spacing = tuple(case["shape"]), fixed.spacing
+    step = case["scale"]
+
+    def panel(token):
+        data = (study_dir / "data" / f"{token}.bin").read_bytes()
+        assert len(data) == 2 * int(np.prod(shape))  # raw uint16, no header
+        return decode(data, shape, offset=case["offset"], scale=case["scale"])
+
+    np.testing.assert_allclose(panel(case["panels"]["fixed"]), fixed.array, atol=step / 2 + 1e-6)
+    grid = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
+    for label, method in key["cases"][case["id"]].items():
+        disp, _ = read_displacement(
+            run
+            / "pairs"
+            / method
+            / f"fold{row['fold']}"
+            / row["case"]
+            / row["pair"]
+            / "displacement.nii.gz"
+        )
+        # border padding = positions clamped to the image; mirror-extended exact prefilter
+        coords = [
+            np.clip(g + disp[c] / spacing[c], 0, n - 1)
+            for c, (g, n) in enumerate(zip(grid, shape, strict=True))
+        ]
+        ref = ndimage.map_coordinates(
+            moving.array.astype(np.float64), coords, order=3, mode="mirror", prefilter=True
+        )
+        warped = panel(case["panels"][label]["warped"])
+        np.testing.assert_allclose(warped, ref, atol=1e-4 * np.ptp(ref) + step)
+        sub = panel(case["panels"][label]["subtraction"])
+        np.testing.assert_allclose(sub, warped - fixed.array, atol=2 * step + 1e-4)
+
+
+# ---------------------------------------------------------------- blinding of everything served
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        for name, value in attrs:
+            if name in ("href", "src") and value:
+                self.links.append(value)
+
+
+def test_reader_never_sees_a_method_name_or_run_path(study, template):
+    run, _ = template
+    app = create_app(study, testing=True)
+    client = app.test_client()
+    token = add_reader(study, "alice")
+    leaks: list[str] = []
+    forbidden = [w.encode() for w in FORBIDDEN] + [
+        str(run.parent).lower().encode(),
+        str(study).lower().encode(),
+        b"key.json",
+    ]
+
+    def check(url: str, resp) -> None:
+        blob = "\n".join(f"{k}: {v}" for k, v in resp.headers.items()).lower().encode()
+        if not url.startswith("/data/"):
+            blob += resp.get_data().lower()
+        for word in forbidden:
+            if word in blob:
+                leaks.append(f"{url}: {word!r}")
+
+    login(client, token)
+    # first answer one case wrongly (error page) and rightly, so every page state is crawled
+    resp = submit(client, 1, {"A": 1, "B": 1, "C": 2})
+    assert resp.status_code == 400
+    check("/case/1 (400)", resp)
+    check("/case/1 (302)", submit(client, 1, {"A": 2, "B": 1, "C": 3}))
+    seen, queue, data_urls = set(), ["/", "/resume", "/login", "/admin/login", "/nope"], set()
+    while queue:
+        url = queue.pop()
+        if url in seen:
+            continue
+        seen.add(url)
+        resp = client.get(url)
+        check(url, resp)
+        if resp.status_code in (301, 302):
+            queue.append(urlsplit(resp.headers["Location"]).path)
+        if resp.mimetype == "text/html":
+            parser = _Links()
+            parser.feed(resp.text)
+            for link in parser.links:
+                target = urlsplit(urljoin(url, link))
+                if not target.netloc:
+                    queue.append(target.path)
+            for m in re.finditer(
+                r'<script id="case-data" type="application/json">(.*?)</script>', resp.text, re.S
+            ):
+                data = json.loads(m.group(1))
+                data_urls.add(data["fixed"])
+                for kinds in data["panels"].values():
+                    data_urls.update(kinds.values())
+    assert {f"/case/{i}" for i in range(1, N_CASES + 1)} <= seen
+    assert any(u.endswith("viewer.js") for u in seen) and any(u.endswith(".css") for u in seen)
+    assert len(data_urls) == N_CASES * (1 + 2 * len(METHODS))
+    for url in data_urls:
+        resp = client.get(url)
+        assert resp.status_code == 200
+        check(url, resp)
+        assert resp.mimetype == "application/octet-stream"
+        assert "Last-Modified" not in resp.headers and "ETag" not in resp.headers
+        assert "Content-Disposition" not in resp.headers
+        assert re.fullmatch(r"/data/[0-9a-f]{32}", url)
+    # the session cookie (readable by the client) holds only ids and the CSRF token
+    cookie = client.get_cookie("reader_study_session")
+    for word in forbidden:
+        assert word not in cookie.value.lower().encode()
+    assert not leaks, leaks
+
+
+def test_data_sizes_identical_within_a_case(study):
+    for case in load_study(study)["cases"]:
+        sizes = {
+            (study / "data" / f"{t}.bin").stat().st_size
+            for t in [case["panels"]["fixed"]]
+            + [case["panels"][lab][k] for lab in case["labels"] for k in ("warped", "subtraction")]
+        }
+        assert sizes == {2 * int(np.prod(case["shape"]))}
+
+
+def test_path_traversal_and_unlisted_files_rejected(study):
+    app = create_app(study, testing=True)
+    client = app.test_client()
+    # not logged in: no data at all
+    token0 = load_study(study)["cases"][0]["panels"]["fixed"]
+    assert client.get(f"/data/{token0}").status_code == 302
+    login(client, add_reader(study, "bob"))
+    assert client.get(f"/data/{token0}").status_code == 200
+    (study / "data" / ("f" * 32 + ".bin")).write_bytes(b"secret")  # on disk but not listed
+    for url in [
+        "/data/../key/key.json",
+        "/data/..%2fkey%2fkey.json",
+        "/data/%2e%2e/study.json",
+        "/data/" + "f" * 32,
+        f"/data/{token0}.bin",
+        f"/data/{token0.upper()}",
+        "/data/study.json",
+        "/static/../key/key.json",
+        "/static/..%2fstudy.json",
+        "/static/%2e%2e/%2e%2e/study.db",
+        "/key/key.json",
+        "/study.json",
+        "/study.db",
+        "/data/" + "..%2f" * 6 + "etc%2fpasswd",
+    ]:
+        resp = client.get(url)
+        assert resp.status_code in (404, 308), (url, resp.status_code)
+        assert b"secret" not in resp.data and b"elastix" not in resp.data
+
+
+# ---------------------------------------------------------------- randomisation
+def test_reader_orders_seeded_and_stored(study):
+    tokens = [add_reader(study, f"reader{i}") for i in range(4)]
+    conn = db.connect(study / db.DB_NAME)
+    case_ids = [c["id"] for c in load_study(study)["cases"]]
+    orders = []
+    for row in conn.execute("SELECT * FROM readers ORDER BY id"):
+        assert row["order_seed"] == db.reader_order_seed(SEED, row["id"])
+        order = db.assignments(conn, row["id"])
+        assert order == db.case_order(case_ids, row["order_seed"])
+        assert sorted(order) == sorted(case_ids)
+        orders.append(order)
+    conn.close()
+    assert len({tuple(o) for o in orders}) > 1  # different readers, different orders
+    # what the reader sees follows the stored order
+    client = create_app(study, testing=True).test_client()
+    login(client, tokens[2])
+    assert case_ids_in_order(client) == orders[2]
+    # the same seed in another database gives the same orders
+    assert db.case_order(case_ids, db.reader_order_seed(SEED, 3)) == orders[2]
+
+
+# ---------------------------------------------------------------- validation and CSRF
+def _count(study, sql, *args):
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        return conn.execute(sql, args).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def test_server_rejects_incomplete_duplicate_and_unknown_ranks(study):
+    client = create_app(study, testing=True).test_client()
+    login(client, add_reader(study, "carol"))
+    bad = [
+        {"A": 1, "B": 2},
+        {"A": 1, "B": 1, "C": 2},
+        {"A": 0, "B": 1, "C": 2},
+        {"A": 4, "B": 1, "C": 2},
+        {"A": "x", "B": 1, "C": 2},
+        {"A": 1, "B": 2, "C": 3, "D": 4},
+        {"A": "1.0", "B": 2, "C": 3},
+        {"A": -1, "B": 2, "C": 3},
+    ]
+    for ranks in bad:
+        resp = submit(client, 1, ranks)
+        assert resp.status_code == 400, ranks
+        assert 'id="server-errors"' in resp.text
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 0
+    assert _count(study, "SELECT COUNT(*) FROM events WHERE kind = 'answer-rejected'") == len(bad)
+    assert submit(client, 1, {"A": 3, "B": 1, "C": 2}).status_code == 302
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 3
+
+
+def test_posts_without_csrf_token_rejected(study):
+    client = create_app(study, testing=True).test_client()
+    token = add_reader(study, "dave")
+    # login itself needs the token
+    assert client.post("/login", data={"token": token}).status_code == 400
+    login(client, token)
+    assert submit(client, 1, {"A": 1, "B": 2, "C": 3}, csrf="").status_code == 400
+    assert submit(client, 1, {"A": 1, "B": 2, "C": 3}, csrf="forged").status_code == 400
+    assert client.post("/finish").status_code == 400
+    assert client.post("/logout").status_code == 400
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 0
+    # the header form works for fetch()
+    page, _ = case_page(client, 1)
+    resp = client.post(
+        "/case/1",
+        data={"rank_A": "1", "rank_B": "2", "rank_C": "3"},
+        headers={"X-CSRF-Token": csrf_of(page.text)},
+    )
+    assert resp.status_code == 302
+
+
+_RANK_TEXT = st.one_of(
+    st.integers(-2, 5).map(str),
+    st.sampled_from(["", " ", "x", "1.5", "02", " 3 ", "\u00b2", "\u0663"]),
+)
+_FORMS = st.one_of(
+    st.dictionaries(st.sampled_from("ABCD"), _RANK_TEXT, max_size=4),
+    st.permutations(["1", "2", "3"]).map(lambda p: dict(zip("ABC", p, strict=True))),
+    st.permutations(["1", "2", "3"]).flatmap(  # a permutation with one field changed
+        lambda p: st.tuples(st.sampled_from("ABCD"), _RANK_TEXT).map(
+            lambda kv: {**dict(zip("ABC", p, strict=True)), kv[0]: kv[1]}
+        )
+    ),
+).map(lambda d: {f"rank_{k}": v for k, v in d.items()})
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FORMS)
+def test_parse_ranks_accepts_exactly_permutations(form):
+    labels = ["A", "B", "C"]
+    ranks, problems = parse_ranks(form, labels)
+    is_perm = set(form) == {f"rank_{label}" for label in labels} and sorted(
+        int(v) if re.fullmatch(r"\s*[0-9]+\s*", v) else -99 for v in form.values()
+    ) == [1, 2, 3]
+    assert (not problems) == is_perm
+    if is_perm:
+        assert ranks == {k[5:]: int(v) for k, v in form.items()}
+
+
+def test_parse_ranks_rejects_repeated_fields():
+    from werkzeug.datastructures import MultiDict
+
+    form = MultiDict([("rank_A", "1"), ("rank_A", "2"), ("rank_B", "2"), ("rank_C", "3")])
+    _, problems = parse_ranks(form, ["A", "B", "C"])
+    assert problems == ["result A has several ranks"]
+
+
+# ---------------------------------------------------------------- isolation, sessions, admin
+def test_reader_cannot_see_or_change_another_readers_answers(study):
+    app = create_app(study, testing=True)
+    c1, c2 = app.test_client(), app.test_client()
+    login(c1, add_reader(study, "r1"))
+    login(c2, add_reader(study, "r2"))
+    ids1, ids2 = case_ids_in_order(c1), case_ids_in_order(c2)
+    assert submit(c1, 1, {"A": 3, "B": 1, "C": 2}).status_code == 302
+    # reader 2 opens the same case: nothing pre-selected, progress 0
+    pos2 = ids2.index(ids1[0]) + 1
+    page, _ = case_page(c2, pos2)
+    assert "checked" not in page.text
+    assert "0 of 4 cases ranked" in c2.get("/").text
+    # reader 2 ranks the same case differently: reader 1's answer is unchanged
+    assert submit(c2, pos2, {"A": 1, "B": 2, "C": 3}).status_code == 302
+    conn = db.connect(study / db.DB_NAME)
+    assert db.answers(conn, 1) == {ids1[0]: {"A": 3, "B": 1, "C": 2}}
+    assert db.answers(conn, 2) == {ids1[0]: {"A": 1, "B": 2, "C": 3}}
+    conn.close()
+    # a session cookie signed with another key (e.g. claiming reader 1) is ignored
+    other = Flask("other")
+    other.secret_key = "not-the-study-key"
+    forged = other.session_interface.get_signing_serializer(other).dumps({"reader_id": 1})
+    c3 = app.test_client()
+    c3.set_cookie("reader_study_session", forged)
+    assert c3.get("/case/1").status_code == 302
+    assert c3.get("/").headers["Location"].endswith("/login")
+
+
+def test_session_cookie_flags_and_security_headers(study):
+    client = create_app(study, testing=True).test_client()
+    resp = login(client, add_reader(study, "erin"))
+    cookie = resp.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    page = client.get("/case/1")
+    csp = page.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "http" not in csp
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert page.headers["Cache-Control"] == "no-store"
+    # every asset is local: no absolute URL anywhere in the page or the script
+    assert not re.search(r'(src|href)="(https?:)?//', page.text)
+    js = client.get("/static/viewer.js").get_data(as_text=True)
+    assert "http://" not in js and "https://" not in js
+
+
+def test_wrong_token_rejected(study):
+    client = create_app(study, testing=True).test_client()
+    add_reader(study, "frank")
+    page = client.get("/login")
+    resp = client.post("/login", data={"token": "guess", "csrf_token": csrf_of(page.text)})
+    assert resp.status_code == 403
+    assert client.get("/").status_code == 302
+    assert _count(study, "SELECT COUNT(*) FROM events WHERE kind = 'login-failed'") == 1
+
+
+def test_admin_page_protected_and_shows_progress(study, capsys):
+    # the admin token is printed by create; make a study with a known one
+    conn = sqlite3.connect(study / db.DB_NAME)
+    conn.execute(
+        "UPDATE settings SET value = ? WHERE key = 'admin_token_hash'",
+        (auth.hash_token("admintoken"),),
+    )
+    conn.commit()
+    conn.close()
+    app = create_app(study, testing=True)
+    reader = app.test_client()
+    login(reader, add_reader(study, "gina"))
+    add_reader(study, "hank")
+    submit(reader, 1, {"A": 1, "B": 2, "C": 3})
+    assert reader.get("/admin").status_code == 302  # a reader is not an admin
+    admin = app.test_client()
+    assert admin.get("/admin").headers["Location"].endswith("/admin/login")
+    page = admin.get("/admin/login")
+    assert (
+        admin.post(
+            "/admin/login", data={"token": "wrong", "csrf_token": csrf_of(page.text)}
+        ).status_code
+        == 403
+    )
+    resp = admin.post(
+        "/admin/login", data={"token": "admintoken", "csrf_token": csrf_of(page.text)}
+    )
+    assert resp.status_code == 302
+    text = admin.get("/admin").text
+    assert re.search(r"gina</td><td>1 / 4", text) and re.search(r"hank</td><td>0 / 4", text)
+    for word in FORBIDDEN:
+        assert word not in text.lower()
+    assert admin.post("/logout", data={"csrf_token": csrf_of(text)}).status_code == 302
+    assert admin.get("/admin").status_code == 302
+
+
+# ---------------------------------------------------------------- resume, revise, finish, time
+def test_resume_revise_finish_and_time(study):
+    client = create_app(study, testing=True).test_client()
+    resp = login(client, add_reader(study, "ivy"))
+    assert resp.headers["Location"].endswith("/resume")
+    assert client.get("/resume").headers["Location"].endswith("/case/1")
+    # answer case 2 first, then 1: the next unanswered is 3
+    assert submit(client, 2, {"A": 1, "B": 2, "C": 3}).headers["Location"].endswith("/case/3")
+    assert (
+        submit(client, 1, {"A": 1, "B": 2, "C": 3}, active_ms="1500")
+        .headers["Location"]
+        .endswith("/case/3")
+    )
+    # log out and in again: resumes at the first unanswered case
+    page = client.get("/")
+    client.post("/logout", data={"csrf_token": csrf_of(page.text)})
+    assert client.get("/").status_code == 302
+    conn = db.connect(study / db.DB_NAME)
+    token = auth.new_token()
+    conn.execute("UPDATE readers SET token_hash = ? WHERE name = 'ivy'", (auth.hash_token(token),))
+    conn.close()
+    login(client, token)
+    assert client.get("/resume").headers["Location"].endswith("/case/3")
+    # finishing early is refused
+    page = client.get("/")
+    assert client.post("/finish", data={"csrf_token": csrf_of(page.text)}).status_code == 409
+    # revise case 1, answer the rest
+    assert submit(client, 1, {"A": 3, "B": 2, "C": 1}).status_code == 302
+    submit(client, 3, {"A": 2, "B": 1, "C": 3})
+    resp = submit(client, 4, {"A": 2, "B": 3, "C": 1})
+    assert resp.headers["Location"].endswith("/")
+    page = client.get("/")
+    assert "finish-button" in page.text
+    assert client.post("/finish", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+    assert "You have finished" in client.get("/").text
+    # locked afterwards
+    assert submit(client, 1, {"A": 1, "B": 2, "C": 3}).status_code == 409
+    conn = db.connect(study / db.DB_NAME)
+    ids = db.assignments(conn, 1)
+    assert db.answers(conn, 1)[ids[0]] == {"A": 3, "B": 2, "C": 1}
+    rows = {r["case_id"]: dict(r) for r in conn.execute("SELECT * FROM responses")}
+    assert rows[ids[0]]["submissions"] == 2
+    assert rows[ids[0]]["active_seconds"] == pytest.approx(1.5)
+    assert all(r["seconds"] >= 0 for r in rows.values())
+    assert conn.execute("SELECT finished FROM readers").fetchone()[0]
+    conn.close()
+
+
+# ---------------------------------------------------------------- database
+def test_wal_mode_and_append_only_event_log(study):
+    client = create_app(study, testing=True).test_client()
+    login(client, add_reader(study, "jack"))
+    submit(client, 1, {"A": 1, "B": 2, "C": 3})
+    conn = sqlite3.connect(study / db.DB_NAME)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    kinds = [r[0] for r in conn.execute("SELECT kind FROM events ORDER BY id")]
+    assert kinds[0] == "create" and kinds[-3:] == ["login", "view", "answer"]
+    assert "login" in kinds and "add-reader" in kinds
+    times = [r[0] for r in conn.execute("SELECT unix FROM events ORDER BY id")]
+    assert times == sorted(times)
+    n = len(kinds)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("UPDATE events SET kind = 'x'")
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        conn.execute("DELETE FROM events")
+    assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == n
+    detail = json.loads(
+        conn.execute("SELECT detail FROM events WHERE kind = 'answer'").fetchone()[0]
+    )
+    assert detail["ranks"] == {"A": 1, "B": 2, "C": 3}
+    conn.close()
+
+
+def test_concurrent_readers_lose_nothing(study):
+    app = create_app(study, testing=True)
+    n_readers = 6
+    tokens = [add_reader(study, f"c{i}") for i in range(n_readers)]
+    clients = [app.test_client() for _ in tokens]
+    for c, t in zip(clients, tokens, strict=True):
+        login(c, t)
+    rng = np.random.default_rng(0)
+    plans = [
+        [
+            dict(zip("ABC", (int(x) for x in rng.permutation(3) + 1), strict=True))
+            for _ in range(N_CASES)
+        ]
+        for _ in range(n_readers)
+    ]
+    pages = [[csrf_of(case_page(c, p)[0].text) for p in range(1, N_CASES + 1)] for c in clients]
+    barrier = threading.Barrier(n_readers)
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            for pos in range(1, N_CASES + 1):
+                form = {f"rank_{k}": str(v) for k, v in plans[i][pos - 1].items()}
+                form["csrf_token"] = pages[i][pos - 1]
+                for _ in range(2):  # submit twice: a revision must replace, not duplicate
+                    resp = clients[i].post(f"/case/{pos}", data=form)
+                    assert resp.status_code == 302, resp.text
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(n_readers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    conn = db.connect(study / db.DB_NAME)
+    for i in range(n_readers):
+        order = db.assignments(conn, i + 1)
+        assert db.answers(conn, i + 1) == {order[p]: plans[i][p] for p in range(N_CASES)}
+    assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'answer'").fetchone()[0] == (
+        2 * n_readers * N_CASES
+    )
+    assert conn.execute("SELECT SUM(submissions) FROM responses").fetchone()[0] == (
+        2 * n_readers * N_CASES
+    )
+    conn.close()
+
+
+# ---------------------------------------------------------------- export and analysis
+def test_export_and_analyze_match_answers(study, capsys):
+    from benchmark.stats.ranking import analyze_rankings, read_rankings
+
+    app = create_app(study, testing=True)
+    key = load_key(study)
+    preference = {"poolnet-nmi": 1, "elastix": 2, "unet-nmi": 3}
+    expected = []
+    for name, flip in (("r1", False), ("r2", True)):
+        client = app.test_client()
+        login(client, add_reader(study, name))
+        for pos, case in enumerate(case_ids_in_order(client), 1):
+            ranks = {label: preference[m] for label, m in key["cases"][case].items()}
+            if flip and pos == 1:  # one disagreement: swap elastix and unet
+                ranks = {k: {2: 3, 3: 2}.get(v, v) for k, v in ranks.items()}
+            assert submit(client, pos, ranks).status_code == 302
+            expected += [
+                {"case": case, "method": key["cases"][case][lab], "rank": r, "reader": name}
+                for lab, r in ranks.items()
+            ]
+    out = study / "out.csv"
+    assert main(["reader-study", "export", str(study), "--out", str(out)]) == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["case", "method", "rank", "reader"]
+    key_cols = ["reader", "case", "method"]
+    got = table.sort_values(key_cols).reset_index(drop=True)
+    want = pd.DataFrame(expected).sort_values(key_cols).reset_index(drop=True)[table.columns]
+    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    capsys.readouterr()
+    # analyze prints exactly what `bench stats ranking` prints for the exported CSV
+    assert main(["reader-study", "analyze", str(study)]) == 0
+    text = capsys.readouterr().out
+    assert main(["stats", "ranking", str(out)]) == 0
+    assert capsys.readouterr().out == text
+    assert main(["reader-study", "analyze", str(study), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    ref = analyze_rankings(read_rankings(out)).to_dict()
+    assert stats == json.loads(json.dumps(ref))
+    counts = analyze_rankings(read_rankings(out)).contingency  # method x rank
+    assert counts.loc["poolnet-nmi", 1] == 2 * N_CASES
+    assert counts.loc["elastix", 2] == 2 * N_CASES - 1
+
+
+def test_export_without_answers_fails_cleanly(study, capsys):
+    assert main(["reader-study", "export", str(study)]) == 2
+    assert "no rankings" in capsys.readouterr().err
+
+
+def test_export_refuses_mismatched_key(study):
+    client = create_app(study, testing=True).test_client()
+    login(client, add_reader(study, "kim"))
+    submit(client, 1, {"A": 1, "B": 2, "C": 3})
+    key = load_key(study)
+    key["cases"] = {}
+    (study / "key" / "key.json").write_text(json.dumps(key))
+    with pytest.raises(Exception, match="no method for case"):
+        rankings_table(study)
+
+
+# ---------------------------------------------------------------- command line
+def test_create_with_pairs_file_and_errors(template, tmp_path, capsys):
+    run, _ = template
+    keys = tmp_path / "keys.txt"
+    keys.write_text("# chosen pairs\npatient002/ED-ES\n\npatient005/ED-ES  # second\n")
+    out = tmp_path / "s"
+    assert (
+        main(
+            [
+                "reader-study",
+                "create",
+                str(run),
+                "--methods",
+                "elastix,unet-ncc",
+                "--pairs",
+                str(keys),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "admin token" in printed
+    assert [c["id"] for c in load_study(out)["cases"]] == ["patient002/ED-ES", "patient005/ED-ES"]
+    admin_token = re.search(r"admin token \(shown once, keep it\): (\S+)", printed).group(1)
+    conn = db.connect(out / db.DB_NAME)
+    assert db.setting(conn, "admin_token_hash") == auth.hash_token(admin_token)
+    conn.close()
+    assert main(["reader-study", "add-reader", str(out), "lena"]) == 0
+    printed = capsys.readouterr().out
+    link = re.search(r"login link: (\S+)", printed).group(1)
+    assert link.startswith("http://127.0.0.1:8000/login?token=")
+    client = create_app(out, testing=True).test_client()
+    login(client, link.split("token=")[1])
+    assert main(["reader-study", "add-reader", str(out), "lena"]) == 2  # duplicate name
+    bad = [
+        (["--methods", "elastix,unet-nmi", "--out", str(out)], "not an empty folder"),
+        (["--methods", "elastix", "--out", str(tmp_path / "a")], "two distinct"),
+        (["--methods", "elastix,nosuch", "--out", str(tmp_path / "b")], "nosuch"),
+        (["--methods", "elastix,unet-nmi", "--cases", "0", "--out", str(tmp_path / "c")], ">= 1"),
+    ]
+    keys.write_text("patient009/ED-ES\n")
+    bad.append(
+        (
+            ["--methods", "elastix,unet-nmi", "--pairs", str(keys), "--out", str(tmp_path / "d")],
+            "patient009",
+        )
+    )
+    for args, message in bad:
+        capsys.readouterr()
+        assert main(["reader-study", "create", str(run), *args]) == 2, args
+        assert message in capsys.readouterr().err, args
+
+
+def test_loopback_detection():
+    from benchmark.reader_study.commands import is_loopback, login_url
+
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5")
+    assert login_url("::1", 80) == "http://[::1]:80/login"
+
+
+def test_serve_binds_loopback_and_warns_otherwise(study, monkeypatch, caplog):
+    import werkzeug.serving
+
+    calls = []
+    monkeypatch.setattr(
+        werkzeug.serving,
+        "run_simple",
+        lambda host, port, app, **kw: calls.append((host, port, app, kw)),
+    )
+    assert main(["reader-study", "serve", str(study)]) == 0
+    host, port, app, kw = calls[-1]
+    assert (host, port, kw["threaded"], kw["use_debugger"]) == ("127.0.0.1", 8000, True, False)
+    assert app.config["SESSION_COOKIE_HTTPONLY"] and not app.config["TESTING"]
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert main(["reader-study", "serve", str(study), "--host", "0.0.0.0", "--port", "9000"]) == 0
+    assert calls[-1][:2] == ("0.0.0.0", 9000)
+    assert any("reachable from other machines" in r.getMessage() for r in caplog.records)
+
+
+def test_failed_create_leaves_nothing_behind(tmp_path, capsys):
+    run = make_fake_run(
+        tmp_path / "fake", methods=("elastix", "unet-nmi"), n_cases=2, shape=(16, 16, 4)
+    )
+    bad = next((run / "pairs" / "unet-nmi").rglob("displacement.nii.gz"))
+    bad.write_bytes(b"not a nifti")
+    out = tmp_path / "study"
+    assert (
+        main(
+            ["reader-study", "create", str(run), "--methods", "elastix,unet-nmi", "--out", str(out)]
+        )
+        == 2
+    )
+    assert "cannot read displacement" in capsys.readouterr().err
+    assert not out.exists()
