@@ -16,7 +16,7 @@ from benchmark.cli import main
 from benchmark.data.manifest import load_manifest
 from benchmark.runner.run import RESULT_COLUMNS, run_benchmark
 from methods.base import Method, RegistrationFailed
-from methods.registry import register_method
+from methods.registry import available_methods
 
 QUICK = ["--set", "iterations=4", "--set", "batch_size=1", "--set", "patch_size=32,32,4"]
 
@@ -92,7 +92,6 @@ def test_rerun_reuses_results_and_force_recomputes(demo_root, tmp_path):
     assert marker.stat().st_mtime_ns != mtime
 
 
-@register_method
 class AlwaysFails(Method):
     name = "test-always-fails"
     description = "fails on every pair (test double)"
@@ -102,7 +101,11 @@ class AlwaysFails(Method):
         raise RegistrationFailed("no convergence", log="iteration 1: diverged")
 
 
-def test_a_failing_method_is_recorded_and_the_run_goes_on(demo_root, tmp_path):
+def test_a_failing_method_is_recorded_and_the_run_goes_on(demo_root, tmp_path, monkeypatch):
+    from methods import registry
+
+    available_methods()  # built-ins first, then the test double for this test only
+    monkeypatch.setitem(registry._REGISTERED, AlwaysFails.name, AlwaysFails)
     manifest = load_manifest("demo-acdc", root=demo_root)
     out = tmp_path / "run"
     results = run_benchmark(

@@ -22,24 +22,9 @@ from torch import nn
 
 from benchmark.errors import BenchError
 from methods.losses._checks import check_reduction, check_tensor, reduce
+from methods.transforms._checks import check_spacing
 
 __all__ = ["bending_energy", "bspline_bending_energy", "BendingEnergy"]
-
-
-def _check_spacing(name: str, spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
-    if spacing is None:
-        return (1.0,) * ndim
-    if isinstance(spacing, torch.Tensor):
-        spacing = spacing.detach().cpu().tolist()
-    try:
-        values = tuple(float(s) for s in spacing)
-    except (TypeError, ValueError) as exc:
-        raise BenchError(
-            f"{name}={spacing!r} must be a sequence of {ndim} positive floats"
-        ) from exc
-    if len(values) != ndim or not all(0 < v < float("inf") for v in values):
-        raise BenchError(f"{name}={spacing!r} must be {ndim} positive finite floats")
-    return values
 
 
 def _check_field(name: str, field: object) -> int:
@@ -116,7 +101,7 @@ def bending_energy(
     """
     reduction = check_reduction(reduction)
     ndim = _check_field("disp", disp)
-    spacing_t = _check_spacing("spacing", spacing, ndim)
+    spacing_t = check_spacing(spacing, ndim, name="spacing")
     return reduce(_energy_density(disp, spacing_t).flatten(1).mean(1), reduction)
 
 
@@ -155,8 +140,8 @@ def bspline_bending_energy(
     ndim = _check_field("control", control)
     if isinstance(grid_spacing, int) and not isinstance(grid_spacing, bool):
         grid_spacing = (grid_spacing,) * ndim
-    grid = _check_spacing("grid_spacing", grid_spacing, ndim)
-    voxel = _check_spacing("spacing", spacing, ndim)
+    grid = check_spacing(grid_spacing, ndim, name="grid_spacing")
+    voxel = check_spacing(spacing, ndim, name="spacing")
     return bending_energy(
         control, spacing=tuple(g * v for g, v in zip(grid, voxel, strict=True)), reduction=reduction
     )

@@ -42,8 +42,12 @@ def spatial_ndim(name: str, tensor: torch.Tensor) -> int:
     return ndim
 
 
-def check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ...]:
-    """Validate ``spacing`` (mm per voxel along the array axes); ``None`` means 1 mm (voxel units)."""
+def check_spacing(
+    spacing: Sequence[float] | None, ndim: int, *, name: str = "spacing"
+) -> tuple[float, ...]:
+    """Validate ``spacing`` (mm per voxel along the array axes); ``None`` means 1 mm (voxel units).
+
+    ``name`` is the argument's name in error messages."""
     if spacing is None:
         return (1.0,) * ndim
     if isinstance(spacing, torch.Tensor):
@@ -52,11 +56,11 @@ def check_spacing(spacing: Sequence[float] | None, ndim: int) -> tuple[float, ..
         values = tuple(float(s) for s in spacing)
     except (TypeError, ValueError) as exc:
         raise BenchError(
-            f"spacing={spacing!r} must be a sequence of {ndim} positive floats"
+            f"{name}={spacing!r} must be a sequence of {ndim} positive floats"
         ) from exc
     if len(values) != ndim or not all(v > 0 and v < float("inf") for v in values):
         raise BenchError(
-            f"spacing={spacing!r} must be {ndim} positive finite floats (mm per voxel)"
+            f"{name}={spacing!r} must be {ndim} positive finite floats (mm per voxel)"
         )
     return values
 
