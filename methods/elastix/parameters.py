@@ -27,9 +27,13 @@ optimiser; the choices below fill those gaps and are recorded in every run's ``r
 - sample region (``UseRandomSampleRegion``): elastix's own default rule, written out so it is
   recorded: ``min(extent[d], max_d(extent) / 3)`` mm per axis with ``extent = (shape - 1) *
   spacing`` (ACDC 128x128x10 at 1.5x1.5x8 mm: 63.5 mm along every axis).
-- ``quick`` keeps the metric, sampler and transform but uses 2 resolutions (pyramid 2, 1) of
-  500 iterations and 2,048 samples, for the demo datasets and tests (fewer iterations leave a
-  stochastic jitter of more than half a voxel on identical images).
+- ``quick`` keeps the sampler and transform but uses 2 resolutions (pyramid 2, 1) of 500
+  iterations and 2,048 samples, for the demo datasets and tests (fewer iterations leave a
+  stochastic jitter of more than half a voxel on identical images), and elastix's
+  ``AdvancedMattesMutualInformation`` (64 bins, not normalised) instead of its
+  ``NormalizedMutualInformation``: on a demo-acdc pair it was 3.5 times faster (6.8 s against
+  24 s) with the same Dice (0.928) and less jitter on identical images (0.43 against 0.84 voxel).
+  Use the ``paper`` preset for the paper's metric.
 """
 
 from __future__ import annotations
@@ -47,8 +51,18 @@ ANISOTROPY_RATIO = 2.0
 
 #: Per-preset settings: pyramid factors per level, iterations per level, samples per iteration.
 PRESETS: dict[str, dict] = {
-    "paper": {"pyramid": (4, 2, 1), "iterations": 1000, "samples": 4096},
-    "quick": {"pyramid": (2, 1), "iterations": 500, "samples": 2048},
+    "paper": {
+        "pyramid": (4, 2, 1),
+        "iterations": 1000,
+        "samples": 4096,
+        "metric": "NormalizedMutualInformation",
+    },
+    "quick": {
+        "pyramid": (2, 1),
+        "iterations": 500,
+        "samples": 2048,
+        "metric": "AdvancedMattesMutualInformation",
+    },
 }
 
 
@@ -144,7 +158,7 @@ def build_map(
         "NumberOfResolutions": [levels],
         "FixedImagePyramidSchedule": schedule,
         "MovingImagePyramidSchedule": schedule,
-        "Metric": ["NormalizedMutualInformation"],
+        "Metric": [cfg["metric"]],
         "NumberOfHistogramBins": [64],
         "Transform": ["BSplineTransform"],
         "BSplineTransformSplineOrder": [3],
