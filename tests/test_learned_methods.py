@@ -17,7 +17,7 @@ SETTINGS = {
     "nmi_sigma": 0.02,
     "unet_features": [[8, 16, 16, 16], [16, 16, 16, 16, 8, 8]],
 }
-ITERATIONS = {"unet": 150, "poolnet": 500}
+ITERATIONS = {"unet": 150, "poolnet": 800}
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,22 @@ def test_register_before_fit_and_wrong_dimension_are_clear_errors(demo, tmp_path
         get_method("unet-nmi", model_path=str(tmp_path / "none.pt")).fit(
             [], workdir=tmp_path, seed=0
         )
+
+
+def test_bench_train_command(demo, tmp_path, capsys):
+    out = tmp_path / "model"
+    base = ["train", "--dataset", "demo-acdc", "--root", str(demo.root), "--fold", "0"]
+    tiny = ["--set", "iterations=2", "--set", "patch_size=32,32,4", "--set", "batch_size=1"]
+    assert main([*base, "--method", "poolnet-ncc", "--out", str(out), *tiny]) == 0
+    assert (out / "model.pt").is_file() and (out / "loss.csv").is_file()
+    assert str(out / "model.pt") in capsys.readouterr().out
+    assert main([*base, "--method", "identity"]) == 2
+    assert "does not learn" in capsys.readouterr().err
+    assert main([*base, "--method", "unet-nmi", "--fold", "9"]) == 2
+    assert "--fold 9" in capsys.readouterr().err
+    # an unfinished training is only continued when asked
+    unfinished = tmp_path / "unfinished"
+    unfinished.mkdir()
+    (unfinished / "checkpoint.pt").write_bytes(b"")
+    assert main([*base, "--method", "unet-nmi", "--out", str(unfinished), *tiny]) == 2
+    assert "--resume" in capsys.readouterr().err

@@ -143,7 +143,6 @@ def run_benchmark(
                     if known[name].learns:
                         shutil.rmtree(out / "models" / name / f"fold{fold.index}", ignore_errors=True)
 
-        executor_jobs: list[PairJob] = []
         total = sum(len(f.test) for f in chosen) * len(method_names)
         bar = tqdm(total=total, desc="registrations", unit="pair", disable=not progress)
         done_before = 0
@@ -177,7 +176,6 @@ def run_benchmark(
                             name, method, fold.index, spec,
                             pair_folder(out, name, fold.index, spec), dict(manifest.labels),
                         )
-                        executor_jobs.append(job)
                         futures[executor.submit(run_pair_job, job)] = job
                     # collect what finished so far (serial executor: everything)
                     for future in [f for f in futures if f.done()]:
