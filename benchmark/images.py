@@ -201,8 +201,9 @@ def _write_itk(path: Path, array: np.ndarray, affine: np.ndarray) -> None:
 def write_displacement(path: str | os.PathLike, disp: np.ndarray, affine) -> Path:
     """Write a displacement field ``(ndim, *spatial)`` (mm along array axes) as a NIfTI vector image.
 
-    On disk it follows the NIfTI vector-field layout read by ITK, ANTs and elastix tools: shape
-    ``(I, J, K, 1, ndim)`` (2D: ``(I, J, 1, 1, 2)``) with intent ``vector``.
+    On disk it follows the NIfTI vector-field layout, shape ``(I, J, K, 1, ndim)`` (2D:
+    ``(I, J, 1, 1, 2)``) with intent ``vector``; the vectors stay in mm along the array axes
+    (ITK/ANTs would read them as physical LPS vectors: see ``docs/conventions.md``).
     """
     import nibabel as nib
 
