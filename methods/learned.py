@@ -49,7 +49,8 @@ class LearnedMethod(Method):
     ):
         from methods.training.config import make_config
 
-        # the manifest's presets arrive as {preset: {...}}; plain overrides as a flat dict
+        # settings: the manifest preset merged with --set (config.merge_settings); may hold
+        # per-network sections such as {"poolnet": {"iterations": 500}}
         self.config = make_config(self.network, self.similarity, preset=preset, overrides=settings)
         super().__init__(preset=preset, settings=settings or {}, model_path=model_path)
         self.model_path = Path(model_path) if model_path else None
