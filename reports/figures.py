@@ -245,6 +245,10 @@ def case_figure(view: CaseView, methods: list[str]) -> Figure:
     max_len = float(max(lens)) if lens and max(lens) > 0 else 1.0
     aspect = view.spacing[1] / view.spacing[0]
 
+    def say_missing(ax, reason: str) -> None:
+        ax.text(0.5, 0.5, "missing:\n" + reason, transform=ax.transAxes, ha="center",
+                va="center", fontsize=7, color="red")
+
     def show(ax, image, **kw):
         ax.imshow(np.asarray(image).T, origin="lower", aspect=aspect, **kw)
 
@@ -256,16 +260,7 @@ def case_figure(view: CaseView, methods: list[str]) -> Figure:
         for r, content in ((1, warped), (2, warped)):
             ax = axes[r, c]
             if content is None:
-                ax.text(
-                    0.5,
-                    0.5,
-                    "missing:\n" + view.missing.get(name, "no output"),
-                    transform=ax.transAxes,
-                    ha="center",
-                    va="center",
-                    fontsize=7,
-                    color="red",
-                )
+                say_missing(ax, view.missing.get(name, "no output"))
             elif r == 1:
                 show(ax, content, cmap="gray", vmin=lo, vmax=hi)
             else:
@@ -281,16 +276,7 @@ def case_figure(view: CaseView, methods: list[str]) -> Figure:
             rgba = dvf_rgba(disp, max_component=max_comp, max_length=max_len)  # (I, J, 4)
             ax.imshow(rgba.transpose(1, 0, 2), origin="lower", aspect=aspect)
         elif name != BEFORE:
-            ax.text(
-                0.5,
-                0.5,
-                "missing:\n" + view.missing.get(name, "no displacement"),
-                transform=ax.transAxes,
-                ha="center",
-                va="center",
-                fontsize=7,
-                color="red",
-            )
+            say_missing(ax, view.missing.get(name, "no displacement"))
     for r, label in enumerate(
         ("fixed", "warped\n(moving)", "warped - fixed", "displacement\nRGBA")
     ):

@@ -290,8 +290,6 @@ def train(
         if (iteration + 1) % config.checkpoint_every == 0 or iteration + 1 == config.iterations:
             save_checkpoint(iteration + 1)
     bar.close()
-    if start == config.iterations and not history:
-        save_checkpoint(start)
 
     model_path = workdir / MODEL
     _save_torch({"model": model.state_dict(), "record": record.__dict__}, model_path)
