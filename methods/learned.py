@@ -16,7 +16,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
 from benchmark.pairs import PairSpec, RegistrationPair
 from methods.base import Method, RegistrationResult
 from methods.registry import register_method
@@ -107,9 +106,9 @@ class LearnedMethod(Method):
             )
         model = self._network()
         device = next(model.parameters()).device
-        lower, upper = self.config.percentiles
-        fixed = percentile_normalize(pair.fixed.array, mask=pair.mask, lower=lower, upper=upper)
-        moving = percentile_normalize(pair.moving.array, mask=pair.mask, lower=lower, upper=upper)
+        from methods.training.trainer import normalized_images
+
+        fixed, moving = normalized_images(pair, self.config)
         start = time.perf_counter()
         with torch.no_grad():
             f = torch.from_numpy(fixed)[None, None].to(device)

@@ -88,18 +88,17 @@ def load_training_volumes(
     pairs: Sequence[PairSpec], config: TrainingConfig
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Read and percentile-normalise the fixed and moving image of every training pair."""
+    return [normalized_images(spec.load(), config) for spec in pairs]
+
+
+def normalized_images(pair, config: TrainingConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The pair's fixed and moving image, percentile-normalised as the network was trained
+    (inside ``pair.mask`` when there is one)."""
     lower, upper = config.percentiles
-    volumes = []
-    for spec in pairs:
-        pair = spec.load()
-        mask = pair.mask
-        volumes.append(
-            (
-                percentile_normalize(pair.fixed.array, mask=mask, lower=lower, upper=upper),
-                percentile_normalize(pair.moving.array, mask=mask, lower=lower, upper=upper),
-            )
-        )
-    return volumes
+    return tuple(
+        percentile_normalize(image.array, mask=pair.mask, lower=lower, upper=upper)
+        for image in (pair.fixed, pair.moving)
+    )
 
 
 @dataclass
