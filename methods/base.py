@@ -165,6 +165,7 @@ class Method(abc.ABC):
         *,
         workdir: Path,
         seed: int,
+        val_pairs: Sequence[PairSpec] = (),
         device: str | None = None,
         progress: bool = False,
     ) -> None:
@@ -174,6 +175,10 @@ class Method(abc.ABC):
         ----------
         train_pairs : sequence of PairSpec
             The fold's training pairs (files, not loaded).
+        val_pairs : sequence of PairSpec
+            The fold's validation pairs (a hold-out split's); empty for cross-validation, where a
+            method may set some training cases aside itself. A ``fit`` without this parameter
+            is called without it.
         workdir : Path
             A folder owned by this method and fold (``models/METHOD/foldK``): checkpoints, logs.
         seed : int
@@ -203,3 +208,19 @@ class Method(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({args})"
+
+
+def fit_method(
+    method: Method,
+    train_pairs: Sequence[PairSpec],
+    *,
+    val_pairs: Sequence[PairSpec] = (),
+    **kwargs: Any,
+) -> None:
+    """``method.fit(train_pairs, val_pairs=..., **kwargs)``; a ``fit`` written before
+    ``val_pairs`` existed (a plug-in) is called without it."""
+    import inspect
+
+    if "val_pairs" in inspect.signature(method.fit).parameters:
+        kwargs["val_pairs"] = val_pairs
+    method.fit(train_pairs, **kwargs)

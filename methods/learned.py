@@ -66,6 +66,7 @@ class LearnedMethod(Method):
         *,
         workdir: Path,
         seed: int,
+        val_pairs: Sequence[PairSpec] = (),
         device: str | None = None,
         progress: bool = False,
     ) -> None:
@@ -80,6 +81,7 @@ class LearnedMethod(Method):
             self.config,
             train_pairs,
             workdir,
+            val_pairs=val_pairs,
             seed=seed,
             device=device,
             resume=True,

@@ -190,9 +190,9 @@ def test_demo_generated_once_into_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "generate", fake_generate, raising=False)
     monkeypatch.setenv("MIRBENCH_CACHE", str(tmp_path / "cache"))
     m = load_manifest("demo-acdc")
-    target = tmp_path / "cache" / "demo" / "demo-acdc-seed0-n8"
+    target = tmp_path / "cache" / "demo" / "demo-acdc-seed0-n16"
     assert m.root == (target / "data").resolve() and m.root_source == "demo cache"
-    assert calls == [("demo-acdc", calls[0][1], 8, 0)]
+    assert calls == [("demo-acdc", calls[0][1], 16, 0)]
     assert calls[0][1].parent == target.parent  # generated beside the target, then renamed
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
     assert len(m.pairs()) == 16 and len(m.folds()) == 2
@@ -214,7 +214,7 @@ def test_demo_generation_failure_leaves_nothing(tmp_path, monkeypatch):
         load_manifest("demo-dce")
     assert list((tmp_path / "cache" / "demo").iterdir()) == []
     m = load_manifest("demo-dce", generate=False)  # no generation: the cache path, not created
-    assert not m.root.exists() and m.root.name == "demo-dce-seed0-n6"
+    assert not m.root.exists() and m.root.name == "demo-dce-seed0-n24"
 
 
 # -- folds -------------------------------------------------------------------------------------
@@ -488,7 +488,7 @@ def test_outdated_demo_cache_is_regenerated(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "GENERATOR_VERSION", demo.GENERATOR_VERSION + 1)
     again = load_manifest("demo-acdc")
     assert len(calls) == 2 and again.root == first.root
-    assert [p.name for p in (tmp_path / "demo").iterdir()] == ["demo-acdc-seed0-n8"]
+    assert [p.name for p in (tmp_path / "demo").iterdir()] == ["demo-acdc-seed0-n16"]
 
 
 def test_bench_data_demo_uses_manifest_cases(tmp_path, monkeypatch, capsys):

@@ -512,3 +512,27 @@ def test_cuda_matches_cpu(cls):
     gpu = net.cuda()(fixed.cuda(), moving.cuda())
     assert gpu.device.type == "cuda"
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize(("ndim", "shape"), [(3, (37, 45, 7)), (2, (33, 20))])
+def test_unet_coarse_output_level_is_a_linear_upsampling(ndim, shape):
+    net = UNet(ndim, factors=2, features=SMALL_UNET, output_level=1, seed=0)
+    assert len(net.decoder) == len(SMALL_UNET[0]) - 1
+    torch.nn.init.normal_(net.head.weight, std=0.1)  # a field that is not ~0
+    fixed, moving = _pair(shape, n=2)
+    u = net(fixed, moving)
+    assert u.shape == (2, ndim, *shape) and torch.isfinite(u).all()
+    # the head predicts on the first level's grid: half the (padded) voxels along every axis
+    sizes = []
+    hook = net.head.register_forward_hook(lambda _m, _i, o: sizes.append(o.shape[2:]))
+    net(fixed, moving)
+    hook.remove()
+    padded = [-(-s // m) * m for s, m in zip(shape, net.multiple, strict=True)]
+    assert tuple(sizes[0]) == tuple(p // 2 for p in padded)
+
+
+def test_unet_output_level_is_checked():
+    with pytest.raises(BenchError, match="output_level"):
+        UNet(3, features=SMALL_UNET, output_level=len(SMALL_UNET[0]))
+    with pytest.raises(BenchError, match="output_level"):
+        UNet(3, features=SMALL_UNET, output_level=-1)

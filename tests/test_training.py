@@ -113,8 +113,9 @@ def test_train_writes_model_log_and_reuses_it(tmp_path):
     cfg = tiny_config()
     model_path = train(cfg, specs, tmp_path / "model", seed=3, progress=False)
     assert model_path.is_file()
-    log = (tmp_path / "model" / "loss.csv").read_text().splitlines()
-    assert log[0] == "iteration,loss,similarity,bending,seconds" and len(log) == 1 + cfg.iterations
+    log = (tmp_path / "model" / "training.csv").read_text().splitlines()
+    assert log[0] == ",".join(trainer_module.TRAINING_COLUMNS) and len(log) == 1 + cfg.iterations
+    assert (tmp_path / "model" / "training.png").stat().st_size > 0
     mtime = model_path.stat().st_mtime_ns
     # the same training again reuses the finished model
     assert train(cfg, specs, tmp_path / "model", seed=3, progress=False) == model_path
@@ -164,7 +165,7 @@ def test_interrupted_training_resumes_to_identical_weights(tmp_path, monkeypatch
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
-    log = (tmp_path / "killed" / "loss.csv").read_text().splitlines()
+    log = (tmp_path / "killed" / "training.csv").read_text().splitlines()
     assert [row.split(",")[0] for row in log[1:]] == [str(i) for i in range(1, 7)]
 
 

@@ -10,6 +10,7 @@ A manifest is a YAML mapping::
     root: relative/or/absolute      # data folder relative to the manifest file (optional)
     labels: {RV: 1, LVm: 2, LVb: 3} # name -> value, in report order; 0 is background
     pairs: [ED-ES, ES-ED]           # pairing rule, loader specific (explicit: the pairs)
+    training_pairs: pre-each        # pairing rule of the training cases (default: pairs)
     cv: {folds: 4, stratify: group, seed: 0}
     split: {train: 90, val: 10, test: 50, stratify: null, seed: 0}   # instead of cv
     presets: {quick: {...}, paper: {...}}                             # training settings
@@ -33,6 +34,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclasses_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,7 @@ COMMON_KEYS = (
     "root_env",
     "labels",
     "pairs",
+    "training_pairs",
     "cv",
     "split",
     "presets",
@@ -119,6 +122,10 @@ class Manifest:
     pairing : list of str
         Pairing rule: ACDC pair ids (``ED-ES``, ``ES-ED``), DCE rules (``pre-last``,
         ``pre-each``), or ``["explicit"]``.
+    training_pairing : list of str or None
+        Pairing rule of the training (and validation) cases when it differs from ``pairing``:
+        e.g. the breast DCE pair evaluated is pre-contrast -> last phase, while every
+        post-contrast phase against the pre-contrast one is a training pair (``pre-each``).
     cv : CrossValidation
         Cross-validation settings (ignored when ``split`` is set).
     split : HoldoutSplit or None
@@ -151,9 +158,11 @@ class Manifest:
     sha256: str
     raw: dict[str, Any]
     demo: DemoSpec | None = None
+    training_pairing: list[str] | None = None
     description: str = ""
     root_source: str = ""
     _scan: Any = field(default=None, init=False, repr=False)
+    _training_scan: Any = field(default=None, init=False, repr=False)
 
     # -- pairs and folds -------------------------------------------------------------------
     def scan(self) -> Scan:
@@ -198,16 +207,44 @@ class Manifest:
         return self.folds_of(self.pairs(strict=strict))
 
     def folds_of(self, pairs: list[PairSpec]) -> list[Fold]:
-        """The manifest's fold rule (cv or hold-out split) applied to ``pairs``."""
+        """The manifest's fold rule (cv or hold-out split) applied to ``pairs``; with
+        ``training_pairing``, the training cases' pairs follow that rule instead."""
         from benchmark.data.folds import make_folds, make_holdout
 
         if not pairs:
             raise BenchError(f"dataset {self.name}: no pairs found under {self.root}")
         if self.split is not None:
-            return make_holdout(
+            folds = make_holdout(
                 pairs, split=self.split.parts(), stratify=self.split.stratify, seed=self.split.seed
             )
-        return make_folds(pairs, folds=self.cv.folds, stratify=self.cv.stratify, seed=self.cv.seed)
+        else:
+            folds = make_folds(
+                pairs, folds=self.cv.folds, stratify=self.cv.stratify, seed=self.cv.seed
+            )
+        if self.training_pairing is None:
+            return folds
+        training = self.training_pairs()
+        return [
+            dataclasses_replace(
+                fold, train=[p for p in training if p.case in set(fold.train_cases)]
+            )
+            for fold in folds
+        ]
+
+    def training_pairs(self) -> list[PairSpec]:
+        """Every pair of the ``training_pairing`` rule (the loader run once more, cached);
+        layout problems are raised as by :meth:`pairs`."""
+        if self.training_pairing is None:
+            return self.pairs()
+        if self._training_scan is None:
+            from benchmark.data.loaders import scan
+
+            self._training_scan = scan(dataclasses_replace(self, pairing=self.training_pairing))
+        if self._training_scan.problems:
+            raise ValidationError(
+                f"dataset {self.name} ({self.root}), training pairs", self._training_scan.problems
+            )
+        return list(self._training_scan.pairs)
 
     def folds_table(self, *, strict: bool = True) -> dict[str, dict[str, list[str]]]:
         """``{"0": {"train": [case/pair keys], "test": [...]}, ...}`` (hold-out adds ``val``)."""
@@ -235,6 +272,7 @@ class Manifest:
             "root_source": self.root_source,
             "labels": dict(self.labels),
             "pairing": list(self.pairing),
+            "training_pairing": list(self.training_pairing) if self.training_pairing else None,
             "cv": None if self.split else vars(self.cv).copy(),
             "split": vars(self.split).copy() if self.split else None,
             "presets": {k: dict(v) for k, v in self.presets.items()},
@@ -401,6 +439,11 @@ def parse_manifest(raw: dict, path: Path) -> dict[str, Any]:
         "loader": loader,
         "labels": _parse_labels(path, raw.get("labels")),
         "pairing": _parse_pairing(path, loader, raw),
+        "training_pairing": (
+            _parse_pairing(path, loader, {**raw, "pairs": raw["training_pairs"]})
+            if raw.get("training_pairs") is not None
+            else None
+        ),
         "cv": _parse_cv(path, raw.get("cv")),
         "split": _parse_split(path, raw.get("split")),
         "presets": _parse_presets(path, raw.get("presets")),

@@ -34,6 +34,26 @@ def format_summary(summary) -> str:
         return table.to_string()
 
 
+def print_training_warnings(out: Path) -> None:
+    """Name, on stderr, every trained model of the run that is worse than no registration on
+    its validation pairs (``validation.csv``)."""
+    import pandas as pd
+
+    from benchmark.runner.run import VALIDATION_FILE
+
+    path = out / VALIDATION_FILE
+    if not path.is_file():
+        return
+    table = pd.read_csv(path, keep_default_na=False)
+    for row in table[table["worse_than_identity"] != ""].itertuples():
+        print(
+            f"warning: {row.method} fold {row.fold}: the trained model is worse than no "
+            f"registration on its validation pairs ({row.worse_than_identity}); see "
+            f"{out / 'models' / row.method / f'fold{row.fold}' / 'training.png'}",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
     from benchmark.runner.run import run_benchmark
@@ -59,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"\nRun folder: {out}\nResults: {out / 'results.csv'} ({len(results)} rows)\n")
     print(format_summary(summarize_metrics(results, methods=names)))
+    print_training_warnings(out)
     failed = results[results["status"].str.startswith("failed")]
     if len(failed):
         print(f"\n{failed[['method', 'case', 'pair']].drop_duplicates().shape[0]} registration(s) failed; see status in results.csv", file=sys.stderr)

@@ -39,6 +39,12 @@ log = logging.getLogger(__name__)
 
 #: The first columns of ``results.csv``, in order (``docs/conventions.md``).
 RESULT_COLUMNS = ("method", "fold", "case", "pair", "structure", "metric", "value", "unit", "status")
+#: ``validation.csv`` of a run folder: each trained model's validation score (``docs/conventions.md``).
+VALIDATION_FILE = "validation.csv"
+VALIDATION_COLUMNS = (
+    "method", "fold", "best_iteration", "val_similarity", "identity_similarity", "val_dice",
+    "identity_dice", "held_out", "worse_than_identity",
+)
 
 
 def versions() -> dict[str, str]:
@@ -103,6 +109,7 @@ def run_benchmark(
     """
     from tqdm.auto import tqdm
 
+    from methods.base import fit_method
     from methods.registry import available_methods
     from methods.training.config import merge_settings
 
@@ -164,8 +171,10 @@ def run_benchmark(
                     method = known[name](**params[name])
                     if known[name].learns:
                         log.info("fold %d: training %s on %d pairs", fold.index, name, len(fold.train))
-                        method.fit(
+                        fit_method(
+                            method,
                             fold.train,
+                            val_pairs=fold.val,
                             workdir=out / "models" / name / f"fold{fold.index}",
                             seed=seed,
                             device=device,
@@ -187,6 +196,10 @@ def run_benchmark(
             log.info("%d pair results were already complete and were reused", done_before)
         results = collect_results(out, method_names, [f.index for f in chosen])
         write_results(out, results)
+        validation = collect_validation(out, method_names, [f.index for f in chosen])
+        if len(validation):
+            with atomic_path(out / VALIDATION_FILE) as tmp:
+                validation.to_csv(tmp, index=False)
         return results
     finally:
         logging.getLogger().removeHandler(handler)
@@ -221,6 +234,38 @@ def collect_results(out: Path, method_names: Sequence[str], folds: Sequence[int]
         kind="stable",
     ).reset_index(drop=True)
     return frame
+
+
+def collect_validation(out: Path, method_names: Sequence[str], folds: Sequence[int]) -> pd.DataFrame:
+    """One row per trained model of the run: its validation score beside no registration.
+
+    Columns :data:`VALIDATION_COLUMNS`; ``worse_than_identity`` is the reason (empty when the
+    model is better than no registration on its validation pairs). Read from each model's
+    ``model.json`` (:func:`methods.training.trainer.read_model_info`).
+    """
+    from methods.training.trainer import read_model_info
+
+    rows = []
+    for name in method_names:
+        for fold in folds:
+            info = read_model_info(Path(out) / "models" / name / f"fold{fold}")
+            if not info or "validation" not in info:
+                continue
+            v = info["validation"]
+            rows.append(
+                {
+                    "method": name,
+                    "fold": fold,
+                    "best_iteration": v["best_iteration"],
+                    "val_similarity": v["best"]["similarity"],
+                    "identity_similarity": v["identity"]["similarity"],
+                    "val_dice": v["best"]["dice"],
+                    "identity_dice": v["identity"]["dice"],
+                    "held_out": v["held_out"],
+                    "worse_than_identity": v["worse_than_identity"] or "",
+                }
+            )
+    return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
 
 
 def write_results(out: Path, results: pd.DataFrame) -> None:

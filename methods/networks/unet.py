@@ -12,6 +12,10 @@ the displacement vector field. :class:`UNet` follows the VoxelMorph paper (IEEE 
   input images at full resolution), then further full-resolution convolutions;
 - head: a 3x3(x3) convolution to ``ndim`` channels initialised with Normal(0, 1e-5) weights and
   zero bias, so a fresh network predicts a field of ~0.
+- ``output_level`` (default 0, full resolution as in the VoxelMorph paper): the decoder may stop
+  at a coarser level and the field is upsampled linearly to the input grid, as VoxelMorph's later
+  releases do (``int_downsize=2``). A field on a coarser grid has fewer degrees of freedom and is
+  smooth by construction; the full-resolution convolutions, the costliest, are not needed.
 
 The output is the displacement on the fixed grid, fixed -> moving (``warped(x) = moving(x +
 u(x))``), in **voxels** along the array axes. The registration adapter converts it to the
@@ -80,6 +84,12 @@ class UNet(nn.Module):
         ``((16, 32, 32, 32), (32, 32, 32, 32, 16, 16))``. Halve them for quick CPU runs.
     in_channels : int
         Channels of fixed and moving together. Default 2 (one each).
+    output_level : int, default 0
+        Resolution level of the predicted field: 0 is the input grid (the VoxelMorph paper);
+        ``L`` in ``1 .. len(encoder) - 1`` stops the decoder after upsampling to the grid of
+        encoder level ``L`` (the per-level convolutions of the ``L`` finest levels are not built,
+        their widths are ignored; the extra convolutions run at that level) and upsamples the
+        field (voxels of the input grid) linearly to the input grid.
     pad_mode : {"replicate", "zeros"}
         How the input is padded up to a multiple of the total downsampling per axis
         (the product of the factors over levels) before the network; the output is cropped back,
@@ -106,6 +116,7 @@ class UNet(nn.Module):
         features: tuple[Sequence[int], Sequence[int]] = DEFAULT_FEATURES,
         in_channels: int = 2,
         pad_mode: str = "replicate",
+        output_level: int = 0,
         seed: int | None = None,
     ) -> None:
         super().__init__()
@@ -126,6 +137,16 @@ class UNet(nn.Module):
         if self.in_channels < 2:
             raise BenchError(f"in_channels must be >= 2 (fixed and moving), got {in_channels!r}")
         self.pad_mode = check_choice(pad_mode, name="pad_mode", allowed=PAD_MODES)
+        if (
+            isinstance(output_level, bool)
+            or not isinstance(output_level, int)
+            or not 0 <= output_level < len(encoder)
+        ):
+            raise BenchError(
+                f"output_level must be an integer in [0, {len(encoder) - 1}] (one less than the "
+                f"number of encoder levels), got {output_level!r}"
+            )
+        self.output_level = output_level
         #: Total downsampling per axis: inputs are padded to a multiple of this.
         self.multiple = tuple(math.prod(f[a] for f in self.factors) for a in range(self.ndim))
 
@@ -140,7 +161,7 @@ class UNet(nn.Module):
         # skip_channels[l] lives at the resolution after l encoder levels; the decoder goes from
         # the coarsest (after `levels`) up, concatenating skip_channels[levels - 1 - i].
         self.decoder = nn.ModuleList()
-        for i in range(levels):
+        for i in range(levels - output_level):
             self.decoder.append(conv(self.ndim, prev, decoder[i]))
             prev = decoder[i] + skip_channels[levels - 1 - i]
         self.full_res = nn.ModuleList()
@@ -179,10 +200,15 @@ class UNet(nn.Module):
             x = torch.cat([x, skip], dim=1)
         for layer in self.full_res:
             x = F.leaky_relu(layer(x), 0.2)
-        return crop(self.head(x), pads)
+        field = self.head(x)
+        if self.output_level:
+            mode = "bilinear" if self.ndim == 2 else "trilinear"
+            field = F.interpolate(field, size=skips[0].shape[2:], mode=mode, align_corners=True)
+        return crop(field, pads)
 
     def extra_repr(self) -> str:
         return (
             f"ndim={self.ndim}, factors={self.factors}, features={self.features}, "
-            f"in_channels={self.in_channels}, pad_mode={self.pad_mode!r}"
+            f"in_channels={self.in_channels}, pad_mode={self.pad_mode!r}, "
+            f"output_level={self.output_level}"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from benchmark.errors import BenchError
@@ -12,7 +13,8 @@ def train(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
     from methods.registry import available_methods, get_method
     from methods.training.config import merge_settings, parse_overrides
-    from methods.training.trainer import CHECKPOINT
+    from methods.base import fit_method
+    from methods.training.trainer import CHECKPOINT, read_model_info
 
     known = available_methods()
     if args.method not in known:
@@ -34,6 +36,29 @@ def train(args: argparse.Namespace) -> int:
         raise BenchError(
             f"{workdir} holds an unfinished training; add --resume to continue it, or remove it"
         )
-    method.fit(fold.train, workdir=workdir, seed=args.seed, device=args.device, progress=True)
+    fit_method(
+        method, fold.train, val_pairs=fold.val, workdir=workdir, seed=args.seed,
+        device=args.device, progress=True,
+    )
     print(f"model: {method.model_path}")
+    info = read_model_info(workdir) or {}
+    validation = info.get("validation")
+    if validation:
+        best, identity = validation["best"], validation["identity"]
+        print(
+            f"validation ({len(validation['pairs'])} pairs, best at iteration "
+            f"{validation['best_iteration']}): similarity {best['similarity']:.4f} "
+            f"(no registration {identity['similarity']:.4f})"
+            + (
+                f", Dice {best['dice']:.3f} (no registration {identity['dice']:.3f})"
+                if best.get("dice") is not None
+                else ""
+            )
+        )
+        if validation["worse_than_identity"]:
+            print(
+                f"warning: {args.method}: the trained model is worse than no registration on "
+                f"its validation pairs ({validation['worse_than_identity']})",
+                file=sys.stderr,
+            )
     return 0

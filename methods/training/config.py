@@ -44,9 +44,19 @@ class TrainingConfig:
     unet_factors: tuple[int, ...] = (2, 2, 1)
     # None: the network's default widths (see methods.networks); else passed on as ``features``
     unet_features: Any = None
+    # 0: the field at full resolution (VoxelMorph paper); 1: at the first level, upsampled
+    unet_output_level: int = 0
     # B-spline control-point spacing in voxels (8x8x1 for ACDC, 8x8x8 breast)
     poolnet_grid: tuple[int, ...] = (8, 8, 1)
     poolnet_features: Any = None
+    # patch sampling (methods.training.patches): share of patches centred on the foreground, and
+    # random flips / fixed-moving swaps; both off in the paper's protocol
+    foreground_fraction: float = 0.0
+    augment: bool = False
+    # validation during training (methods.training.validation): scored this many times, evenly
+    # spaced; a cross-validation fold sets this share of its training cases aside for it
+    validations: int = 10
+    validation_fraction: float = 0.15
     checkpoint_every: int = 100
     percentiles: tuple[float, float] = (1.0, 99.0)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
@@ -58,7 +68,7 @@ class TrainingConfig:
             raise BenchError(f"network must be one of {NETWORKS}, got {self.network!r}")
         if self.similarity not in SIMILARITIES:
             raise BenchError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
-        for name in ("iterations", "batch_size", "checkpoint_every", "nmi_bins"):
+        for name in ("iterations", "batch_size", "checkpoint_every", "nmi_bins", "validations"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise BenchError(f"{name} must be a positive integer, got {value!r}")
@@ -71,6 +81,12 @@ class TrainingConfig:
                     f"{name} must have one positive integer per axis of patch_size "
                     f"{self.patch_size}, got {value}"
                 )
+        for name in ("foreground_fraction", "validation_fraction"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+                raise BenchError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not isinstance(self.augment, bool):
+            raise BenchError(f"augment must be true or false, got {self.augment!r}")
         if not (self.learning_rate > 0 and self.nmi_sigma > 0 and self.bending_weight >= 0):
             raise BenchError(
                 "learning_rate and nmi_sigma must be > 0 and bending_weight >= 0, got "
@@ -194,7 +210,7 @@ def make_config(
     for key in _TUPLE_FIELDS:  # a scalar where a per-axis tuple is expected: one axis
         if key in values and not isinstance(values[key], (list, tuple)):
             values[key] = (values[key],)
-    for key in ("iterations", "batch_size", "checkpoint_every", "nmi_bins"):
+    for key in ("iterations", "batch_size", "checkpoint_every", "nmi_bins", "validations"):
         if key in values and isinstance(values[key], float) and values[key].is_integer():
             values[key] = int(values[key])
     return TrainingConfig(**values)

@@ -5,10 +5,12 @@ energy`` with similarity = Parzen-window NMI (64 bins, sigma 3e-3) or NCC, optim
 (lr 1e-3, betas 0.9/0.999). The network predicts voxel displacements; like the paper ("regardless
 of voxel spacing") the training works in voxel units, and the bending energy is in voxel units.
 
-A training folder holds ``checkpoint.pt`` (model, optimiser and random states, written atomically
-every ``checkpoint_every`` iterations), ``loss.csv`` (the loss curve) and, when finished,
-``model.pt`` and ``model.json`` (configuration, digest, training-pair ids, seed). A folder whose
-``model.json`` names another configuration or other training pairs is never reused silently.
+A training folder holds ``checkpoint.pt`` (model, optimiser and random states, the best model so
+far, written atomically every ``checkpoint_every`` iterations), ``training.csv`` (the training and
+validation terms per iteration) and, when finished, ``model.pt`` (the model with the lowest
+validation loss), ``model.json`` (configuration, digest, training- and validation-pair ids, seed,
+validation summary beside no registration) and ``training.png`` (the curves). A folder whose
+``model.json`` names another configuration or other pairs is never reused silently.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +39,13 @@ log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 MODEL_INFO = "model.json"
-LOSS_LOG = "loss.csv"
-LOSS_COLUMNS = ("iteration", "loss", "similarity", "bending", "seconds")
+TRAINING_LOG = "training.csv"
+TRAINING_CURVE = "training.png"
+#: ``training.csv``: one row per iteration; the ``val_*`` columns are filled at validations only.
+TRAINING_COLUMNS = (
+    "iteration", "loss", "similarity", "bending", "seconds",
+    "val_loss", "val_similarity", "val_bending", "val_dice",
+)
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -58,6 +65,7 @@ def build_model(config: TrainingConfig, *, seed: int) -> torch.nn.Module:
     settings: dict[str, Any] = {"seed": seed}
     if config.network == "unet":
         settings["factors"] = config.unet_factors
+        settings["output_level"] = config.unet_output_level
         if config.unet_features is not None:
             settings["features"] = config.unet_features
     else:
@@ -86,9 +94,20 @@ def loss_terms(
 
 def load_training_volumes(
     pairs: Sequence[PairSpec], config: TrainingConfig
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Read and percentile-normalise the fixed and moving image of every training pair."""
-    return [normalized_images(spec.load(), config) for spec in pairs]
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+    """Read and percentile-normalise the fixed and moving image of every training pair.
+
+    Returns the volume pairs and, per pair, its foreground on the fixed grid: the pair's mask when
+    it has one, else the voxels whose normalised fixed intensity is above 0 (above the lower
+    percentile). Labels are never used: training stays unsupervised.
+    """
+    volumes, foregrounds = [], []
+    for spec in pairs:
+        pair = spec.load()
+        fixed, moving = normalized_images(pair, config)
+        volumes.append((fixed, moving))
+        foregrounds.append(pair.mask if pair.mask is not None else fixed > 0)
+    return volumes, foregrounds
 
 
 def normalized_images(pair, config: TrainingConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -109,11 +128,17 @@ class TrainingRecord:
     digest: str
     train_pairs: list[str]
     seed: int
+    val_pairs: list[str] = field(default_factory=list)
 
     @classmethod
-    def of(cls, config: TrainingConfig, pairs: Sequence[PairSpec], seed: int) -> TrainingRecord:
-        keys = sorted(f"{p.dataset}:{p.key}" for p in pairs)
-        return cls(config.to_dict(), config.digest(), keys, int(seed))
+    def of(
+        cls,
+        config: TrainingConfig,
+        pairs: Sequence[PairSpec],
+        seed: int,
+        val_pairs: Sequence[PairSpec] = (),
+    ) -> TrainingRecord:
+        return cls(config.to_dict(), config.digest(), _keys(pairs), int(seed), _keys(val_pairs))
 
     def mismatch(self, other: dict[str, Any]) -> str | None:
         """Why a stored record ``other`` does not describe this training, or None."""
@@ -121,9 +146,15 @@ class TrainingRecord:
             return "it was trained with another configuration"
         if sorted(other.get("train_pairs", [])) != self.train_pairs:
             return "it was trained on other training pairs (another fold or dataset)"
+        if sorted(other.get("val_pairs", [])) != self.val_pairs:
+            return "it was validated on other pairs"
         if other.get("seed") != self.seed:
             return f"it was trained with seed {other.get('seed')}, not {self.seed}"
         return None
+
+
+def _keys(pairs: Sequence[PairSpec]) -> list[str]:
+    return sorted(f"{p.dataset}:{p.key}" for p in pairs)
 
 
 def _save_torch(obj: Any, path: Path) -> None:
@@ -131,11 +162,11 @@ def _save_torch(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _write_loss_log(path: Path, history: list[tuple]) -> None:
+def _write_training_log(path: Path, history: list[tuple]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(LOSS_COLUMNS)
-    writer.writerows(history)
+    writer.writerow(TRAINING_COLUMNS)
+    writer.writerows(["" if v is None else v for v in row] for row in history)
     write_text(path, buffer.getvalue())
 
 
@@ -162,17 +193,46 @@ def trained_model_path(workdir: Path, record: TrainingRecord) -> Path | None:
     return model_path
 
 
+def read_model_info(workdir: str | Path) -> dict[str, Any] | None:
+    """The ``model.json`` of a training folder (record and validation summary), or None."""
+    path = Path(workdir) / MODEL_INFO
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def validation_iterations(config: TrainingConfig) -> set[int]:
+    """The iterations (1-based) after which the model is validated: ``config.validations``
+    evenly spaced ones, the last iteration always among them."""
+    count = min(config.validations, config.iterations)
+    return {round(config.iterations * (k + 1) / count) for k in range(count)}
+
+
+@dataclass
+class _State:
+    """Everything a checkpoint restores besides the model and optimiser."""
+
+    iteration: int = 0
+    history: list[tuple] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # {"iteration", "score", "model"}
+
+
 def train(
     config: TrainingConfig,
     pairs: Sequence[PairSpec],
     workdir: str | Path,
     *,
+    val_pairs: Sequence[PairSpec] | None = None,
     seed: int = 0,
     device: str | None = None,
     resume: bool = True,
     progress: bool = True,
 ) -> Path:
     """Train a network on ``pairs`` and return the path of the finished ``model.pt``.
+
+    The model is validated ``config.validations`` times (:mod:`methods.training.validation`); the
+    saved model is the one with the lowest validation loss, and ``model.json`` records its
+    validation score beside that of no registration. A model worse than no registration on its
+    validation pairs is kept, with a warning logged and ``worse_than_identity`` set in
+    ``model.json``.
 
     Parameters
     ----------
@@ -182,9 +242,12 @@ def train(
         The fold's training pairs.
     workdir : path
         Training folder (created). A finished model trained exactly so is returned as it is.
+    val_pairs : sequence of PairSpec, optional
+        Validation pairs (a hold-out split's). Without them, ``config.validation_fraction`` of the
+        training cases are set aside (:func:`~methods.training.validation.split_validation`).
     seed : int
-        Seeds the network initialisation and the patch sampler. On the CPU the same seed gives
-        the same weights, also across an interruption and resume.
+        Seeds the network initialisation, the validation split and the patch sampler. On the CPU
+        the same seed gives the same weights, also across an interruption and resume.
     device : str, optional
         ``cpu``, ``cuda``...; default CUDA when available.
     resume : bool
@@ -192,12 +255,19 @@ def train(
     progress : bool
         Show a tqdm progress bar on stderr with the loss terms and speed.
     """
-    from tqdm.auto import tqdm
+    from methods.training.validation import Validator, split_validation
 
     workdir = Path(workdir)
     if not pairs:
         raise BenchError(f"{workdir}: no training pairs for this fold; cannot train {config.network}")
-    record = TrainingRecord.of(config, pairs, seed)
+    if val_pairs:
+        train_pairs = list(pairs)
+        val_pairs = list(val_pairs)
+    else:
+        train_pairs, val_pairs = split_validation(
+            pairs, fraction=config.validation_fraction, seed=seed
+        )
+    record = TrainingRecord.of(config, train_pairs, seed, val_pairs)
     done = trained_model_path(workdir, record)
     if done is not None:
         log.info("reusing trained model %s", done)
@@ -205,64 +275,83 @@ def train(
     workdir.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
 
-    torch.manual_seed(seed)
     model = build_model(config, seed=seed).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
     rng = np.random.default_rng(seed)
-    history: list[tuple] = []
-    start = 0
-
+    state = _State()
     checkpoint_path = workdir / CHECKPOINT
     if resume and checkpoint_path.is_file():
-        state = torch.load(checkpoint_path, map_location=dev, weights_only=False)
-        why = record.mismatch(state["record"])
-        if why:
-            raise BenchError(
-                f"{checkpoint_path} cannot be resumed: {why}. Remove it or use another folder"
-            )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
-        history = [tuple(row) for row in state["history"]]
-        start = int(state["iteration"])
-        log.info("resuming %s at iteration %d of %d", workdir, start, config.iterations)
+        state = _restore(checkpoint_path, record, model, optimizer, rng, dev)
+        log.info("resuming %s at iteration %d of %d", workdir, state.iteration, config.iterations)
 
-    from methods.training.patches import PatchSampler
+    sampler = _sampler(train_pairs, config, rng)
+    validator = Validator(val_pairs, config, dev)
 
-    sampler = PatchSampler(
-        load_training_volumes(pairs, config),
-        config.patch_size,
-        rng=rng,
-        names=[p.key for p in pairs],
-    )
-
-    def save_checkpoint(iteration: int) -> None:
+    def save_checkpoint() -> None:
         _save_torch(
             {
                 "record": record.__dict__,
-                "iteration": iteration,
+                "iteration": state.iteration,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
+                "history": state.history,
+                "best": state.best,
             },
             checkpoint_path,
         )
-        _write_loss_log(workdir / LOSS_LOG, history)
+        _write_training_log(workdir / TRAINING_LOG, state.history)
 
+    _optimise(config, model, optimizer, sampler, validator, state, dev, save_checkpoint, progress)
+    return _finish(workdir, config, record, model, validator, state)
+
+
+def _restore(path: Path, record: TrainingRecord, model, optimizer, rng, dev) -> _State:
+    saved = torch.load(path, map_location=dev, weights_only=False)
+    why = record.mismatch(saved["record"])
+    if why:
+        raise BenchError(f"{path} cannot be resumed: {why}. Remove it or use another folder")
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    rng.bit_generator.state = saved["rng"]
+    return _State(
+        iteration=int(saved["iteration"]),
+        history=[tuple(row) for row in saved["history"]],
+        best=saved.get("best"),
+    )
+
+
+def _sampler(pairs: Sequence[PairSpec], config: TrainingConfig, rng: np.random.Generator):
+    from methods.training.patches import PatchSampler
+
+    volumes, foregrounds = load_training_volumes(pairs, config)
+    return PatchSampler(
+        volumes,
+        config.patch_size,
+        rng=rng,
+        names=[p.key for p in pairs],
+        foregrounds=foregrounds,
+        foreground_fraction=config.foreground_fraction,
+        augment=config.augment,
+    )
+
+
+def _optimise(config, model, optimizer, sampler, validator, state, dev, save_checkpoint, progress):
+    """The training loop from ``state.iteration`` to ``config.iterations``."""
+    from tqdm.auto import tqdm
+
+    checks = validation_iterations(config)
     model.train()
     bar = tqdm(
         total=config.iterations,
-        initial=start,
+        initial=state.iteration,
         desc=f"train {config.network}-{config.similarity}",
         disable=not progress,
         unit="it",
         leave=False,
     )
-    t0 = time.perf_counter()
-    for iteration in range(start, config.iterations):
+    t0 = time.perf_counter() - (state.history[-1][4] if state.history else 0.0)
+    for iteration in range(state.iteration + 1, config.iterations + 1):
         fixed_np, moving_np = sampler.sample(config.batch_size)
         fixed = torch.from_numpy(fixed_np).to(dev)
         moving = torch.from_numpy(moving_np).to(dev)
@@ -270,29 +359,57 @@ def train(
         total, sim, bend = loss_terms(config, model, fixed, moving)
         if not torch.isfinite(total):
             raise BenchError(
-                f"{workdir}: the loss became {total.item()} at iteration {iteration + 1}; "
-                "training stopped (check the input intensities and learning rate)"
+                f"the loss became {total.item()} at iteration {iteration}; training stopped "
+                "(check the input intensities and learning rate)"
             )
         total.backward()
         optimizer.step()
-        history.append(
-            (
-                iteration + 1,
-                float(total.detach()),
-                float(sim.detach()),
-                float(bend.detach()),
-                round(time.perf_counter() - t0, 3),
-            )
-        )
+        row = [iteration, float(total.detach()), float(sim.detach()), float(bend.detach())]
+        val = [None] * 4
+        if iteration in checks:
+            score = validator.score(model)
+            val = [score.loss, score.similarity, score.bending, score.dice]
+            if state.best is None or score.loss < state.best["score"]["loss"]:
+                weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                state.best = {"iteration": iteration, "score": score.as_dict(), "model": weights}
+        state.history.append((*row, round(time.perf_counter() - t0, 3), *val))
+        state.iteration = iteration
         bar.update(1)
-        bar.set_postfix(loss=f"{history[-1][1]:.4f}", sim=f"{history[-1][2]:.4f}", bend=f"{history[-1][3]:.2e}")
-        if (iteration + 1) % config.checkpoint_every == 0 or iteration + 1 == config.iterations:
-            save_checkpoint(iteration + 1)
+        bar.set_postfix(loss=f"{row[1]:.4f}", sim=f"{row[2]:.4f}", bend=f"{row[3]:.2e}")
+        if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
+            save_checkpoint()
     bar.close()
 
+
+def _finish(workdir, config, record, model, validator, state) -> Path:
+    """Write the best model, ``model.json`` with the validation summary, and the curve."""
+    from methods.training.curves import plot_training_curves
+    from methods.training.validation import ValidationScore, worse_than_identity
+
+    best = state.best
+    model.load_state_dict(best["model"])
+    score = ValidationScore(**{k: float("nan") if v is None else v for k, v in best["score"].items()})
+    why = worse_than_identity(score, validator.identity)
+    info = {
+        **record.__dict__,
+        "validation": {
+            "pairs": validator.keys,
+            "held_out": not set(record.val_pairs) & set(record.train_pairs),
+            "best_iteration": best["iteration"],
+            "best": score.as_dict(),
+            "identity": validator.identity.as_dict(),
+            "worse_than_identity": why,
+        },
+    }
+    if why:
+        log.warning(
+            "%s-%s (%s): the trained model is worse than no registration on its validation "
+            "pairs: %s", config.network, config.similarity, workdir, why,
+        )
     model_path = workdir / MODEL
     _save_torch({"model": model.state_dict(), "record": record.__dict__}, model_path)
-    write_text(workdir / MODEL_INFO, json.dumps(record.__dict__, indent=2))
+    plot_training_curves(state.history, workdir / TRAINING_CURVE, identity=validator.identity)
+    write_text(workdir / MODEL_INFO, json.dumps(info, indent=2))
     return model_path
 
 

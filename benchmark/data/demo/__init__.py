@@ -22,7 +22,7 @@ from benchmark.errors import BenchError
 log = logging.getLogger(__name__)
 
 #: Bumped whenever a change to the generators changes the files they write.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 
 #: Written last into the output folder; its presence marks a complete dataset.
 MARKER = "demo.json"
@@ -60,14 +60,14 @@ def _write_dce(out: Path, cases: int, seed: int) -> None:
 DEMOS: dict[str, Demo] = {
     "demo-acdc": Demo(
         "demo-acdc",
-        8,
+        16,
         {"RV": 1, "LVm": 2, "LVb": 3},
         "cardiac cine phantom in the ACDC layout (ED and ES frames, labels, ground-truth motion)",
         _write_acdc,
     ),
     "demo-dce": Demo(
         "demo-dce",
-        6,
+        24,
         {"fat": 1, "gland": 2, "lesion": 3},
         "breast DCE-MRI phantom (pre-contrast + 4 phases, labels, mask, ground-truth motion)",
         _write_dce,
@@ -85,7 +85,7 @@ def generate(name: str, out: str | os.PathLike, *, cases: int | None = None, see
     out : path-like
         Output folder. Existing files of the same names are replaced; other files are kept.
     cases : int, optional
-        Number of patients/studies, >= 1. Defaults: ``demo-acdc`` 8, ``demo-dce`` 6.
+        Number of patients/studies, >= 1. Defaults: ``demo-acdc`` 16, ``demo-dce`` 24.
     seed : int, default 0
         Non-negative seed. Case ``k`` (1-based) draws from
         ``numpy.random.default_rng([seed, dataset_id, k])`` (dataset_id 1 for ``demo-acdc``, 2 for

@@ -1,0 +1,50 @@
+"""The training curves of one model as a PNG: training and validation similarity and bending."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from benchmark.atomic import atomic_path
+
+
+def plot_training_curves(history: Sequence[Sequence], path: Path, *, identity=None) -> Path:
+    """Plot ``training.csv`` rows (``trainer.TRAINING_COLUMNS``) to ``path`` (PNG, atomic).
+
+    Left: the training similarity (running mean over 5 % of the iterations) and the validation
+    similarity, with the validation similarity of no registration (``identity``, a
+    ``ValidationScore``) as a dashed line. Right: the bending energy (log scale), and the
+    validation Dice on a second axis when there is one.
+    """
+    from matplotlib.figure import Figure
+
+    rows = np.array([[np.nan if v in (None, "") else float(v) for v in row] for row in history])
+    it, sim, bend = rows[:, 0], rows[:, 2], rows[:, 3]
+    val = ~np.isnan(rows[:, 6])
+    window = max(1, len(it) // 20)
+    smooth = np.convolve(sim, np.ones(window) / window, mode="valid")
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    left.plot(it, sim, color="0.8", lw=0.6, label="training (per iteration)")
+    left.plot(it[window - 1 :], smooth, color="C0", label=f"training (mean of {window})")
+    left.plot(it[val], rows[val, 6], "o-", color="C1", label="validation")
+    if identity is not None:
+        left.axhline(identity.similarity, ls="--", color="C3", label="validation, no registration")
+    left.set(xlabel="iteration", ylabel="similarity loss (lower is better)")
+    left.legend(fontsize=7)
+    right.semilogy(it, np.maximum(bend, 1e-12), color="C0", lw=0.8, label="bending (training)")
+    right.set(xlabel="iteration", ylabel="bending energy (voxel units)")
+    dice = rows[val, 8]
+    if np.isfinite(dice).any():
+        twin = right.twinx()
+        twin.plot(it[val], dice, "o-", color="C2", label="validation Dice")
+        if identity is not None and np.isfinite(identity.dice):
+            twin.axhline(identity.dice, ls="--", color="C2", lw=0.8)
+        twin.set_ylabel("mean Dice (validation)")
+        twin.legend(fontsize=7, loc="lower right")
+    right.legend(fontsize=7, loc="upper left")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return path
