@@ -17,7 +17,7 @@ def check(args: argparse.Namespace) -> int:
     """``bench data check --dataset NAME_OR_PATH [--root DIR] [--json]``.
 
     Validates every file of the dataset and prints a summary (text, or JSON with ``--json``) on
-    stdout. When there are problems they are all raised as one :class:`ValidationError`, which
+    stdout and every warning (``warning: ...``) on stderr. When there are problems they are all raised as one :class:`ValidationError`, which
     the CLI prints on stderr with exit status 2. Returns 0 for a valid dataset.
     """
     from benchmark.data.manifest import load_manifest
@@ -29,9 +29,15 @@ def check(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report.format())
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if report.problems:
         raise ValidationError(f"dataset {manifest.name} ({manifest.root})", report.problems)
-    print(f"ok: {len(report.cases)} cases, {len(report.pairs)} pairs, no problems", file=sys.stderr)
+    warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    print(
+        f"ok: {len(report.cases)} cases, {len(report.pairs)} pairs, no problems{warned}",
+        file=sys.stderr,
+    )
     return 0
 
 
