@@ -144,7 +144,8 @@ def read_image(path: str | os.PathLike, *, dtype=None) -> Image:
         raise BenchError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
     if array.ndim == 3 and array.shape[2] == 1 and suffix in ITK_SUFFIXES:
         array = array[:, :, 0]
-    check_affine(affine, array.ndim, where=str(path))
+    if array.ndim in (2, 3):  # other shapes are refused by Image, naming the shape
+        check_affine(affine, array.ndim, where=str(path))
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     return Image(array, affine, path)

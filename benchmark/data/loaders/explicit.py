@@ -109,6 +109,12 @@ def load(manifest: Manifest) -> Scan:
             role: as_path(values.get(role) or None, manifest.root)
             for role in ("fixed", "moving", *OPTIONAL_FILES)
         }
+        folders = [f"{role} {p}" for role, p in files.items() if p is not None and p.is_dir()]
+        if folders:
+            result.problems.append(
+                f"{where}: {'; '.join(folders)}: is a folder; expected an image file"
+            )
+            continue
         absent = [f"{role} {p}" for role, p in files.items() if p is not None and not p.is_file()]
         if absent:
             result.problems.append(f"{where}: file(s) not found: {'; '.join(absent)}")
