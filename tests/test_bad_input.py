@@ -602,3 +602,137 @@ def test_bad_input(case: Case, tmp_path, capsys, caplog, clean_results):
     assert "Traceback" not in fixed.out + fixed.err
     if argv[0] == "run":
         pd.testing.assert_frame_equal(comparable(Path(argv[argv.index("--out") + 1])), clean_results)
+
+
+# ------------------------------------------------------------------------------ beyond the table
+def test_rerun_reads_no_file_again(tmp_path, capsys, caplog, monkeypatch):
+    """The checks of ``bench run`` are cached by content: a re-run (even into a new folder, even
+    with the files renamed) does not read the images again; a changed file is read again."""
+    import benchmark.data.validate as validate
+
+    ds = make_dataset(tmp_path / "data")
+    assert bench(run_args(ds, tmp_path / "a"), capsys, caplog).rc == 0
+    calls = []
+    original = validate._inspect
+    monkeypatch.setattr(validate, "_inspect", lambda p, k: calls.append(p) or original(p, k))
+    assert bench(run_args(ds, tmp_path / "b"), capsys, caplog).rc == 0
+    assert calls == []
+    set_voxel(ds.file(0, "ED"), (0, 0, 0), np.nan)
+    outcome = bench(run_args(ds, tmp_path / "c"), capsys, caplog)
+    assert outcome.rc == 2 and calls == [ds.file(0, "ED")]
+    assert f"{ds.file(0, 'ED')}: 1 NaN or infinite voxel(s)" in outcome.err
+
+
+def test_outlier_voxel_is_clipped_by_the_harness(tmp_path, capsys, caplog, clean_results):
+    """One voxel of 1e30 is reported as a warning and clipped: the identity's warped image and
+    its NMI stay close to those of the clean data instead of being spread by the B-spline."""
+    ds = make_dataset(tmp_path / "data")
+    set_voxel(ds.file(0, "ES"), (5, 5, 2), 1e30)
+    outcome = bench(run_args(ds, tmp_path / "run"), capsys, caplog)
+    assert outcome.rc == 0 and "outlier intensities" in outcome.err and "c0_ES.nii.gz" in outcome.err
+    results = comparable(tmp_path / "run")
+    fold = int(results.loc[results["case"] == "c0", "fold"].iloc[0])
+    warped = np.asarray(
+        nib.load(tmp_path / "run" / "pairs" / "identity" / f"fold{fold}" / "c0" / "ED-ES" / "warped.nii.gz").dataobj
+    )
+    clean_moving = np.asarray(nib.load(make_dataset(tmp_path / "fresh").file(0, "ES")).dataobj)
+    assert warped.max() < 20 * clean_moving.max()  # clipped to p99 + 10 (p99 - p1)
+    np.testing.assert_allclose(np.delete(warped.ravel(), np.ravel_multi_index((5, 5, 2), SHAPE)),
+                               np.delete(clean_moving.ravel(), np.ravel_multi_index((5, 5, 2), SHAPE)),
+                               rtol=1e-4, atol=1e-2)  # fmt: skip
+    nmi = results[(results["metric"] == "nmi") & (results["case"] == "c0")]["value"].item()
+    clean = clean_results[(clean_results["metric"] == "nmi") & (clean_results["case"] == "c0")]
+    assert abs(nmi - clean["value"].item()) < 0.02
+
+
+def test_labels_are_never_rounded_when_loaded(tmp_path):
+    from benchmark.errors import BenchError
+    from benchmark.pairs import read_labels
+
+    path = tmp_path / "lab.nii.gz"
+    write_image(path, np.full((3, 3, 2), 1.5, np.float32), AFFINE)
+    with pytest.raises(BenchError, match="lab.nii.gz: label map has non-integer values"):
+        read_labels(path)
+    write_image(path, np.full((3, 3, 2), 40000, np.int32), AFFINE)
+    with pytest.raises(BenchError, match="do not fit int16"):
+        read_labels(path)
+    write_image(path, np.full((3, 3, 2), 2.0, np.float32), AFFINE)
+    assert read_labels(path).array.dtype == np.int16 and (read_labels(path).array == 2).all()
+
+
+@pytest.mark.parametrize("name", ["acdc", "dce", "demo-acdc", "demo-dce"])
+def test_shipped_manifest_presets_pass_the_settings_check(name):
+    from benchmark.data.manifest import load_manifest
+    from benchmark.runner.preflight import check_settings
+
+    manifest = load_manifest(name, root=Path(__file__).parent, generate=False)
+    for preset in ("quick", "paper"):
+        check_settings(manifest, preset, None)
+    check_settings(manifest, "quick", {"iterations": 4, "batch_size": 1, "patch_size": [32, 32, 4]})
+
+
+def test_settings_combination_names_the_settings(tmp_path):
+    from benchmark.errors import ValidationError
+    from benchmark.runner.preflight import check_settings
+
+    ds = make_dataset(tmp_path / "data")
+    from benchmark.data.manifest import load_manifest
+
+    manifest = load_manifest(ds.manifest)
+    with pytest.raises(ValidationError) as err:  # 2 axes of patch size, 3 of the U-Net factors
+        check_settings(manifest, "quick", {"patch_size": [32, 32]})
+    assert "--set patch_size=[32, 32]" in str(err.value) and "unet_factors" in str(err.value)
+
+
+# ------------------------------------------------------------------------------ NIfTI reader
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_NUMBERS = st.sampled_from([0.0, 1.0, -1.0, 1.5, -2.5, 1e-30, 1e30, float("nan"), float("inf")])
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    shape=st.lists(st.integers(1, 4), min_size=2, max_size=3),
+    pixdim=st.lists(_NUMBERS, min_size=4, max_size=4),
+    qform_code=st.sampled_from([0, 1]),
+    sform_code=st.sampled_from([0, 1, 2]),
+    sform=st.lists(_NUMBERS, min_size=12, max_size=12),
+    quatern=st.lists(st.floats(-1, 1), min_size=3, max_size=3),
+)
+def test_nifti_reader_over_random_headers(
+    tmp_path, shape, pixdim, qform_code, sform_code, sform, quatern
+):
+    """Any header: either a consistent image (finite affine, positive spacing = the affine's
+    column norms, the sform when one is set) or the project's error; never anything else."""
+    from benchmark.errors import BenchError
+    from benchmark.images import read_image
+
+    path = tmp_path / "random.nii.gz"
+    array = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
+    write_raw_nifti(
+        path, array, pixdim=pixdim[1:], qform_code=qform_code, sform_code=sform_code,
+        sform=np.reshape(sform, (3, 4)), quatern_b=quatern[0], quatern_c=quatern[1],
+        quatern_d=quatern[2],
+    )  # fmt: skip
+    header = nib.Nifti1Header.from_fileobj(io.BytesIO(gzip.decompress(path.read_bytes())), check=False)
+    header["pixdim"][0] = pixdim[0]
+    block = header.binaryblock
+    data = gzip.decompress(path.read_bytes())
+    path.write_bytes(gzip.compress(block + data[len(block) :]))
+    try:
+        image = read_image(path)
+    except BenchError as exc:
+        assert str(path) in str(exc)
+        return
+    ndim = len(shape)
+    assert image.shape == tuple(shape) and np.isfinite(image.affine).all()
+    spacing = np.asarray(image.spacing)
+    assert spacing.shape == (ndim,) and np.all(spacing > 0) and np.isfinite(spacing).all()
+    np.testing.assert_allclose(spacing, np.linalg.norm(image.affine[:3, :ndim], axis=0))
+    if sform_code:
+        expected = np.asarray(sform, dtype=np.float32).astype(np.float64).reshape(3, 4)
+        np.testing.assert_allclose(image.affine[:3], expected, rtol=1e-6)
+    elif not qform_code:  # nibabel's base affine from pixdim, refused when a pixdim is 0
+        np.testing.assert_allclose(spacing, np.abs(np.asarray(pixdim[1 : ndim + 1])), rtol=1e-6)
+    np.testing.assert_array_equal(image.array, array)
