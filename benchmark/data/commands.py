@@ -22,9 +22,14 @@ def check(args: argparse.Namespace) -> int:
     """
     from benchmark.data.manifest import load_manifest
     from benchmark.data.validate import validate
+    from benchmark.runner.preflight import check_settings
 
     manifest = load_manifest(args.dataset, root=args.root)
     report = validate(manifest, raise_on_problems=False)
+    try:  # the manifest's training presets, as bench run checks them
+        check_settings(manifest, "quick", None)
+    except ValidationError as exc:
+        report.problems += exc.problems
     if getattr(args, "json", False):
         print(json.dumps(report.to_dict(), indent=2))
     else:
