@@ -211,7 +211,9 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
     saved = logger.handlers[:], logger.propagate
     logger.handlers, logger.propagate = [collect], False
     try:
-        img = nib.load(str(path))
+        with np.errstate(all="ignore"):  # a NaN pixdim is refused below, not warned about
+            img = nib.load(str(path))
+            affine = np.asarray(img.affine, dtype=np.float64)
         array = np.asanyarray(img.dataobj)  # reads (and decompresses) all: catches truncation
         with ImageOpener(str(path)) as f:
             raw = type(img.header).from_fileobj(f, check=False)
@@ -225,12 +227,12 @@ def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
         frame = "its qform" if int(raw["qform_code"]) else "no qform or sform"
         raise BenchError(
             f"{path}: pixdim[1:{ndim + 1}] = {pixdim.tolist()} has a zero or non-finite voxel "
-            f"spacing and the affine depends on it ({frame}); nibabel would silently use 1 mm. "
-            "Fix the header's pixdim (or set an sform)"
+            f"spacing and the affine depends on it ({frame}); expected positive spacings in mm "
+            "(nibabel would replace a 0 by 1 mm without notice)"
         )
     for message in collect.messages:
         warn_once(path, f"{message} (nibabel)")
-    return np.asarray(array), np.asarray(img.affine, dtype=np.float64)
+    return np.asarray(array), affine
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:
