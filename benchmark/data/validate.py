@@ -443,22 +443,15 @@ def check_pairs(
 
 
 def stratify_problem(manifest: Manifest, pairs: list[PairSpec]) -> str | None:
-    """A message when the manifest names a stratification field that no pair has.
+    """A message when the manifest stratifies by a field that no pair has.
 
-    ``group`` is a field of every loader (empty when unknown); an explicitly written
-    ``stratify: group`` still needs some pair with a group. The default (``cv`` without
-    ``stratify``) is allowed to find no groups.
+    ``group`` is a field of every pair (``PairSpec.group``; without values the split is simply
+    unstratified, as the DCE manifest documents); any other name must be a column of the pairs
+    (``PairSpec.meta``), else the split would silently be unstratified.
     """
     section = "split" if manifest.split is not None else "cv"
-    raw = manifest.raw.get(section) or {}
-    field_name = raw.get("stratify") if isinstance(raw, dict) else None
-    if not field_name or not pairs:
-        return None
-    if field_name == "group":
-        present = any(p.group is not None for p in pairs)
-    else:
-        present = any(field_name in p.meta for p in pairs)
-    if present:
+    field_name = manifest.split.stratify if manifest.split is not None else manifest.cv.stratify
+    if field_name in (None, "group") or not pairs or any(field_name in p.meta for p in pairs):
         return None
     fields = sorted({"group"} | {k for p in pairs for k in p.meta})
     return (
