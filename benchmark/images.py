@@ -163,10 +163,10 @@ def check_affine(affine: np.ndarray, ndim: int, *, where: str = "image") -> None
         raise BenchError(f"{where}: the affine has NaN or infinite entries:\n{affine}")
     columns = affine[:3, :ndim]
     norms = np.sqrt((columns**2).sum(axis=0))
-    zero = [("ijk"[c], float(norms[c])) for c in range(ndim) if not norms[c] > 0]
+    zero = ["ijk"[c] for c in range(ndim) if not norms[c] > 0]
     if zero:
         raise BenchError(
-            f"{where}: zero voxel spacing along axis {', '.join(a for a, _ in zero)} (affine "
+            f"{where}: zero voxel spacing along axis {', '.join(zero)} (affine "
             f"column norms {[round(float(n), 6) for n in norms]}); expected a positive spacing in "
             "mm for every axis"
         )

@@ -72,7 +72,7 @@ def outlier_bounds(array: np.ndarray) -> tuple[float, float] | None:
     (no range to judge by) or when the image has non-finite voxels (refused elsewhere).
     """
     x = np.asarray(array)
-    if x.size == 0 or not np.issubdtype(x.dtype, np.floating):
+    if x.size == 0:
         return None
     lo_p, hi_p = np.percentile(x, OUTLIER_PERCENTILES)
     if not (np.isfinite(lo_p) and np.isfinite(hi_p)) or not hi_p > lo_p:

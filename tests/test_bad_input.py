@@ -756,3 +756,20 @@ def test_nifti_reader_over_random_headers(
     elif not qform_code:  # nibabel's base affine from pixdim, refused when a pixdim is 0
         np.testing.assert_allclose(spacing, np.abs(np.asarray(pixdim[1 : ndim + 1])), rtol=1e-6)
     np.testing.assert_array_equal(image.array, array)
+
+
+def test_outlier_bounds_match_the_clipping_for_integer_images():
+    """Integer files are clipped (after the float32 cast on load) exactly when validation warns."""
+    from benchmark.normalize import clip_outliers, outlier_bounds
+
+    rng = np.random.default_rng(3)
+    ints = rng.integers(0, 1000, (10, 10, 4)).astype(np.int32)
+    assert outlier_bounds(ints) is None and clip_outliers(ints.astype(np.float32)).max() < 1000
+    ints[0, 0, 0] = 2_000_000_000
+    low, high = outlier_bounds(ints)
+    p1, p99 = np.percentile(ints, [1, 99])
+    assert (low, high) == pytest.approx((p1 - 10 * (p99 - p1), p99 + 10 * (p99 - p1)))
+    clipped = clip_outliers(ints.astype(np.float32))
+    assert (
+        clipped[0, 0, 0] == pytest.approx(high) and (clipped.ravel()[1:] == ints.ravel()[1:]).all()
+    )

@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 def check(args: argparse.Namespace) -> int:
     """``bench data check --dataset NAME_OR_PATH [--root DIR] [--json]``.
 
-    Validates every file of the dataset and prints a summary (text, or JSON with ``--json``) on
-    stdout and every warning (``warning: ...``) on stderr. When there are problems they are all raised as one :class:`ValidationError`, which
-    the CLI prints on stderr with exit status 2. Returns 0 for a valid dataset.
+    Validates every file of the dataset and the manifest's training presets, prints a summary
+    (text, or JSON with ``--json``) on stdout and every warning (``warning: ...``) on stderr. When
+    there are problems they are all raised as one :class:`ValidationError`, which the CLI prints
+    on stderr with exit status 2. Returns 0 for a valid dataset.
     """
     from benchmark.data.manifest import load_manifest
     from benchmark.data.validate import validate
