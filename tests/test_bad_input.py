@@ -773,3 +773,27 @@ def test_outlier_bounds_match_the_clipping_for_integer_images():
     assert (
         clipped[0, 0, 0] == pytest.approx(high) and (clipped.ravel()[1:] == ints.ravel()[1:]).all()
     )
+
+
+def test_interrupted_run_resumes_to_the_clean_results(
+    tmp_path, capsys, caplog, monkeypatch, clean_results
+):
+    """Ctrl-C during a run: exit 130 with ``interrupted``, no traceback; the re-run completes the
+    folder and gives the results of an uninterrupted run."""
+    from methods.identity import Identity
+
+    ds = make_dataset(tmp_path / "data")
+    original, calls = Identity.register, []
+
+    def register(self, pair):
+        calls.append(pair.key)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, pair)
+
+    monkeypatch.setattr(Identity, "register", register)
+    outcome = bench(run_args(ds, tmp_path / "run"), capsys, caplog)
+    assert outcome.rc == 130 and "interrupted" in outcome.err and "Traceback" not in outcome.err
+    monkeypatch.setattr(Identity, "register", original)
+    assert bench(run_args(ds, tmp_path / "run"), capsys, caplog).rc == 0
+    pd.testing.assert_frame_equal(comparable(tmp_path / "run"), clean_results)
