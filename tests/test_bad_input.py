@@ -15,7 +15,7 @@ import io
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -169,17 +169,9 @@ def clean_results(tmp_path_factory) -> pd.DataFrame:
     """The results of a run on the unbroken dataset."""
     base = tmp_path_factory.mktemp("clean")
     ds = make_dataset(base / "data")
-    import os
-
-    old = os.environ.get("MIRBENCH_CACHE")
-    os.environ["MIRBENCH_CACHE"] = str(base / "cache")
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MIRBENCH_CACHE", str(base / "cache"))
         assert main([str(a) for a in run_args(ds, base / "run")]) == 0
-    finally:
-        if old is None:
-            os.environ.pop("MIRBENCH_CACHE")
-        else:
-            os.environ["MIRBENCH_CACHE"] = old
     return comparable(base / "run")
 
 
@@ -189,9 +181,10 @@ class Case:
     """One bad input.
 
     ``command(ds, tmp)`` gives the argv, ``breaks(ds, tmp)`` damages the input first. The run must
-    exit with ``rc`` and its stderr (or stdout for ``rc == 0``) contain every string of
-    ``expect``; ``expect`` entries may use ``{root}`` and ``{tmp}``. ``fix(ds, tmp)`` repairs the
-    input; the same command then must succeed (and, for a ``bench run``, give the clean results).
+    exit with ``rc`` and its stderr (stdout too when ``rc == 0``) contain every string of
+    ``expect`` (which may use ``{root}`` and ``{tmp}``) and none of ``absent``; ``then(ds, tmp,
+    outcome)`` checks more. ``fix(ds, tmp)`` repairs the input; the same command then must
+    succeed (and, for a ``bench run``, give the clean results).
     """
 
     id: str
@@ -202,7 +195,6 @@ class Case:
     absent: tuple[str, ...] = ()
     fix: Callable[[Dataset, Path], None] | None = None
     then: Callable[[Dataset, Path, Outcome], None] | None = None
-    marks: list = field(default_factory=list)
 
 
 def check(ds, tmp):
