@@ -7,6 +7,7 @@ order and a RAS affine on load.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,22 @@ ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")
 
 # RAS <-> LPS flips the signs of the first two world axes.
 _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+#: An affine whose array-axis columns have a smallest/largest singular value ratio below this is
+#: singular (a zero column, or two axes pointing the same way).
+SINGULAR_RTOL = 1e-6
+
+log = logging.getLogger(__name__)
+#: (file, message) of reader warnings already logged: each is logged once per process.
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_once(path: str | os.PathLike, message: str) -> None:
+    """Log ``path: message`` as a warning, once per process for each file and message."""
+    key = (str(path), message)
+    if key not in _WARNED:
+        _WARNED.add(key)
+        log.warning("%s: %s", path, message)
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,6 +123,8 @@ def read_image(path: str | os.PathLike, *, dtype=None) -> Image:
         names the file and the reason.
     """
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"{path}: is a folder; expected an image file")
     if not path.is_file():
         raise BenchError(f"{path}: file not found")
     suffix = _suffix(path)
@@ -125,19 +144,95 @@ def read_image(path: str | os.PathLike, *, dtype=None) -> Image:
         raise BenchError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
     if array.ndim == 3 and array.shape[2] == 1 and suffix in ITK_SUFFIXES:
         array = array[:, :, 0]
+    if array.ndim in (2, 3):  # other shapes are refused by Image, naming the shape
+        check_affine(affine, array.ndim, where=str(path))
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     return Image(array, affine, path)
 
 
-def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    import nibabel as nib
+def check_affine(affine: np.ndarray, ndim: int, *, where: str = "image") -> None:
+    """Raise :class:`BenchError` unless ``affine`` maps the ``ndim`` array axes to independent,
+    non-zero world directions with finite numbers.
 
-    img = nib.load(str(path))
-    array = np.asanyarray(img.dataobj)  # reads (and decompresses) everything: catches truncation
+    A zero column (zero voxel spacing) or two parallel axes make every spacing, field and distance
+    in millimetres meaningless, so such a file is refused rather than read with a guessed spacing.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if not np.isfinite(affine).all():
+        raise BenchError(f"{where}: the affine has NaN or infinite entries:\n{affine}")
+    columns = affine[:3, :ndim]
+    norms = np.sqrt((columns**2).sum(axis=0))
+    zero = ["ijk"[c] for c in range(ndim) if not norms[c] > 0]
+    if zero:
+        raise BenchError(
+            f"{where}: zero voxel spacing along axis {', '.join(zero)} (affine "
+            f"column norms {[round(float(n), 6) for n in norms]}); expected a positive spacing in "
+            "mm for every axis"
+        )
+    sv = np.linalg.svd(columns, compute_uv=False)
+    if sv[-1] <= SINGULAR_RTOL * sv[0]:
+        raise BenchError(
+            f"{where}: singular affine (array axes are not independent; singular values "
+            f"{[float(f'{v:.4g}') for v in sv]}):\n{affine}"
+        )
+
+
+def shear_degrees(affine: np.ndarray, ndim: int) -> float:
+    """Largest deviation from 90 degrees between two array axes of ``affine`` (0: orthogonal)."""
+    columns = np.asarray(affine, dtype=np.float64)[:3, :ndim]
+    unit = columns / np.sqrt((columns**2).sum(axis=0))[None, :]
+    cosines = np.abs(unit.T @ unit)[np.triu_indices(ndim, 1)]
+    return float(np.degrees(np.arcsin(np.clip(cosines.max(initial=0.0), 0.0, 1.0))))
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _read_nifti(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """NIfTI through nibabel, with nibabel's header fixes made visible.
+
+    nibabel "fixes" some headers on load and says so on its own logger (printed twice by a CLI
+    that also logs to stderr). Those messages are collected and logged once per file, naming it.
+    A zero ``pixdim`` that the affine depends on (no sform) is refused: nibabel silently
+    replaces it by 1 mm.
+    """
+    import nibabel as nib
+    from nibabel.openers import ImageOpener
+
+    logger = logging.getLogger("nibabel.global")
+    collect = _Collect()
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers, logger.propagate = [collect], False
+    try:
+        with np.errstate(all="ignore"):  # a NaN pixdim is refused below, not warned about
+            img = nib.load(str(path))
+            affine = np.asarray(img.affine, dtype=np.float64)
+        array = np.asanyarray(img.dataobj)  # reads (and decompresses) all: catches truncation
+        with ImageOpener(str(path)) as f:
+            raw = type(img.header).from_fileobj(f, check=False)
+    finally:
+        logger.handlers, logger.propagate = saved
     if array.ndim == 4 and array.shape[3] == 1:
         array = array[..., 0]
-    return np.asarray(array), np.asarray(img.affine, dtype=np.float64)
+    ndim = min(array.ndim, 3)
+    pixdim = np.asarray(raw["pixdim"][1 : ndim + 1], dtype=np.float64)
+    if int(raw["sform_code"]) == 0 and not (np.isfinite(pixdim).all() and (pixdim != 0).all()):
+        frame = "its qform" if int(raw["qform_code"]) else "no qform or sform"
+        raise BenchError(
+            f"{path}: pixdim[1:{ndim + 1}] = {pixdim.tolist()} has a zero or non-finite voxel "
+            f"spacing and the affine depends on it ({frame}); expected positive spacings in mm "
+            "(nibabel would replace a 0 by 1 mm without notice)"
+        )
+    for message in collect.messages:
+        warn_once(path, f"{message} (nibabel)")
+    return np.asarray(array), affine
 
 
 def _read_itk(path: Path) -> tuple[np.ndarray, np.ndarray]:

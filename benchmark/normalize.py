@@ -54,3 +54,39 @@ def percentile_normalize(
         return np.zeros_like(x)
     out = (x.astype(np.float64) - lo) / (hi - lo)
     return np.clip(out, 0.0, ONE_BELOW).astype(np.float32)
+
+
+#: Intensities further than ``OUTLIER_FACTOR`` times the ``p1..p99`` range outside that range are
+#: outliers (a single 1e30 voxel, a corrupted slice). The harness clips them to the bounds on load
+#: (``benchmark.pairs.PairSpec.load``), because the cubic B-spline warp spreads one huge value over
+#: its neighbourhood; data validation warns about every image that gets clipped.
+OUTLIER_PERCENTILES = (1.0, 99.0)
+OUTLIER_FACTOR = 10.0
+
+
+def outlier_bounds(array: np.ndarray) -> tuple[float, float] | None:
+    """``(low, high)`` clip bounds for outlier intensities of ``array``, or None when there is none.
+
+    ``low = p1 - F (p99 - p1)`` and ``high = p99 + F (p99 - p1)`` with ``F =``
+    :data:`OUTLIER_FACTOR`. None when no finite voxel lies outside the bounds, when ``p99 == p1``
+    (no range to judge by) or when the image has non-finite voxels (refused elsewhere).
+    """
+    x = np.asarray(array)
+    if x.size == 0:
+        return None
+    lo_p, hi_p = np.percentile(x, OUTLIER_PERCENTILES)
+    if not (np.isfinite(lo_p) and np.isfinite(hi_p)) or not hi_p > lo_p:
+        return None
+    span = float(hi_p - lo_p)
+    low, high = float(lo_p) - OUTLIER_FACTOR * span, float(hi_p) + OUTLIER_FACTOR * span
+    if x.min() >= low and x.max() <= high:
+        return None
+    return low, high
+
+
+def clip_outliers(array: np.ndarray) -> np.ndarray:
+    """``array`` with outlier intensities (:func:`outlier_bounds`) clipped; unchanged otherwise."""
+    bounds = outlier_bounds(array)
+    if bounds is None:
+        return array
+    return np.clip(array, *bounds).astype(array.dtype, copy=False)

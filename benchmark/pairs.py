@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.errors import BenchError
 from benchmark.images import Image, read_displacement, read_image
+from benchmark.normalize import clip_outliers
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,14 @@ class PairSpec:
         return {r: getattr(self, r) for r in roles if getattr(self, r) is not None}
 
     def load(self, fold: int | None = None) -> RegistrationPair:
-        """Read every file of the pair."""
-        fixed = read_image(self.fixed, dtype=np.float32)
-        moving = read_image(self.moving, dtype=np.float32)
+        """Read every file of the pair.
+
+        Outlier intensities are clipped (:func:`benchmark.normalize.clip_outliers`; data
+        validation warns about them); label maps must hold integers (never rounded).
+        """
+        fixed, moving = (read_intensities(p) for p in (self.fixed, self.moving))
         labels = [
-            read_image(p, dtype=np.int16) if p is not None else None
+            read_labels(p) if p is not None else None
             for p in (self.fixed_labels, self.moving_labels)
         ]
         disp = read_displacement(self.displacement)[0] if self.displacement else None
@@ -134,6 +138,28 @@ class RegistrationPair:
     @property
     def ndim(self) -> int:
         return self.fixed.ndim
+
+
+def read_intensities(path: Path) -> Image:
+    """An intensity image as float32 with outlier intensities clipped (``clip_outliers``)."""
+    image = read_image(path, dtype=np.float32)
+    return Image(clip_outliers(image.array), image.affine, image.path)
+
+
+def read_labels(path: Path) -> Image:
+    """A label map as ``int16``; non-integer or out-of-range values are refused, never cast."""
+    image = read_image(path)
+    array = image.array
+    if np.issubdtype(array.dtype, np.floating):
+        if not np.isfinite(array).all() or not np.array_equal(array, np.round(array)):
+            raise BenchError(f"{path}: label map has non-integer values (dtype {array.dtype})")
+    limits = np.iinfo(np.int16)
+    if array.size and (array.min() < limits.min or array.max() > limits.max):
+        raise BenchError(
+            f"{path}: label values {array.min()}..{array.max()} do not fit int16 "
+            "(the harness's label type)"
+        )
+    return Image(array.astype(np.int16), image.affine, image.path)
 
 
 def as_path(value: str | Path | None, root: Path | None = None) -> Path | None:

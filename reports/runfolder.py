@@ -172,6 +172,11 @@ def load_run(path: str | os.PathLike) -> RunFolder:
             )
         results = pair_rows
         notes_source = "results.csv is absent; results were collected from the result.json files"
+    if results.empty:
+        raise BenchError(
+            f"{path}: results.csv has a header but no rows and no pair has a result.json: "
+            f"nothing to report (finish the run first: bench run ... --out {path})"
+        )
     listed = list(dict.fromkeys(_method_names(run)))
     methods = listed + [m for m in ordered(results["method"]) if m not in listed]
     folder = RunFolder(path, run, folds, pairs, results, methods)

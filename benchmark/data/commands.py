@@ -16,22 +16,34 @@ log = logging.getLogger(__name__)
 def check(args: argparse.Namespace) -> int:
     """``bench data check --dataset NAME_OR_PATH [--root DIR] [--json]``.
 
-    Validates every file of the dataset and prints a summary (text, or JSON with ``--json``) on
-    stdout. When there are problems they are all raised as one :class:`ValidationError`, which
-    the CLI prints on stderr with exit status 2. Returns 0 for a valid dataset.
+    Validates every file of the dataset and the manifest's training presets, prints a summary
+    (text, or JSON with ``--json``) on stdout and every warning (``warning: ...``) on stderr. When
+    there are problems they are all raised as one :class:`ValidationError`, which the CLI prints
+    on stderr with exit status 2. Returns 0 for a valid dataset.
     """
     from benchmark.data.manifest import load_manifest
     from benchmark.data.validate import validate
+    from benchmark.runner.preflight import check_settings
 
     manifest = load_manifest(args.dataset, root=args.root)
     report = validate(manifest, raise_on_problems=False)
+    try:  # the manifest's training presets, as bench run checks them
+        check_settings(manifest, "quick", None)
+    except ValidationError as exc:
+        report.problems += exc.problems
     if getattr(args, "json", False):
         print(json.dumps(report.to_dict(), indent=2))
     else:
         print(report.format())
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if report.problems:
         raise ValidationError(f"dataset {manifest.name} ({manifest.root})", report.problems)
-    print(f"ok: {len(report.cases)} cases, {len(report.pairs)} pairs, no problems", file=sys.stderr)
+    warned = f", {len(report.warnings)} warning(s)" if report.warnings else ""
+    print(
+        f"ok: {len(report.cases)} cases, {len(report.pairs)} pairs, no problems{warned}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -10,6 +10,8 @@ Each problem names the file and the reason. The :class:`Report` also summarises 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,15 +20,21 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.data.manifest import Manifest
+from benchmark.atomic import write_text
+from benchmark.data.manifest import Manifest, cache_dir
 from benchmark.errors import BenchError, ValidationError
-from benchmark.images import Image, read_displacement, read_image
+from benchmark.images import Image, read_displacement, read_image, shear_degrees
+from benchmark.normalize import OUTLIER_FACTOR, outlier_bounds
 from benchmark.pairs import PairSpec
 
 log = logging.getLogger(__name__)
 
 #: Fixed/moving/labels grids must agree to this many mm (docs/conventions.md).
 AFFINE_ATOL = 1e-4
+#: Affines whose axes are further than this from orthogonal get a warning (degrees).
+SHEAR_WARN_DEGREES = 0.01
+#: Version of the per-file checks; cached results of another version are not used.
+CHECK_VERSION = 1
 
 _ROLE_KIND = {
     "fixed": "image",
@@ -49,6 +57,9 @@ class FileInfo:
     spacing: tuple[float, ...] | None = None
     #: labels only: voxel count per value present
     counts: dict[int, int] = field(default_factory=dict)
+    #: the file's own problems (errors) and warnings, each naming the file
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -67,6 +78,7 @@ class Report:
     root: str
     manifest: str
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     cases: list[str] = field(default_factory=list)
     pairs: list[str] = field(default_factory=list)
     groups: dict[str, int] = field(default_factory=dict)
@@ -87,6 +99,7 @@ class Report:
             "manifest": self.manifest,
             "ok": self.ok,
             "problems": list(self.problems),
+            "warnings": list(self.warnings),
             "cases": list(self.cases),
             "pairs": list(self.pairs),
             "groups": dict(self.groups),
@@ -174,8 +187,35 @@ def _value_counts(array: np.ndarray) -> dict[int, int]:
     return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
-def _inspect(path: Path, kind: str, labels: dict[str, int], problems: list[str]) -> FileInfo:
-    """Read one file, append its own problems, return what later cross-checks need."""
+def _outlier_warning(path: Path, array: np.ndarray) -> str | None:
+    bounds = outlier_bounds(array)
+    if bounds is None:
+        return None
+    low, high = bounds
+    n = int(((array < low) | (array > high)).sum())
+    return (
+        f"{path}: {n} voxel(s) with outlier intensities (min {float(array.min()):.4g}, max "
+        f"{float(array.max()):.4g}) outside [{low:.4g}, {high:.4g}] = p1 - {OUTLIER_FACTOR:g} x "
+        f"(p99 - p1) .. p99 + {OUTLIER_FACTOR:g} x (p99 - p1); the harness clips them to that "
+        "range before registering and scoring"
+    )
+
+
+def _shear_warning(path: Path, affine: np.ndarray, ndim: int) -> str | None:
+    degrees = shear_degrees(affine, ndim)
+    if degrees <= SHEAR_WARN_DEGREES:
+        return None
+    return (
+        f"{path}: sheared affine (array axes {degrees:.2g} degrees from orthogonal). MIRBench keeps "
+        "spacings and fields along the array axes, so its scores are unaffected; elastix works in "
+        "world space with this non-orthogonal direction, and ITK's warning 'Non-orthogonal "
+        "direction matrix coerced to orthogonal' only concerns the temporary files elastix writes, "
+        "not the field MIRBench uses"
+    )
+
+
+def _inspect(path: Path, kind: str) -> FileInfo:
+    """Read one file; its own problems and warnings (independent of the manifest's labels)."""
     info = FileInfo(path, kind)
     try:
         if kind == "displacement":
@@ -186,26 +226,86 @@ def _inspect(path: Path, kind: str, labels: dict[str, int], problems: list[str])
             image = read_image(path)
             array, affine, shape = image.array, image.affine, image.shape
     except BenchError as exc:
-        problems.append(str(exc))
+        info.problems.append(str(exc))
         return info
     info.shape, info.affine = shape, affine
     info.spacing = Image(np.empty((1,) * 3), affine).spacing if image is None else image.spacing
     message = _finite_problem(path, array)
     if message:
-        problems.append(message)
+        info.problems.append(message)
+    elif kind == "image":
+        info.warnings += [
+            w
+            for w in (_outlier_warning(path, array), _shear_warning(path, affine, len(shape)))
+            if w
+        ]
     if kind == "labels" and message is None:
         if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.round(array)):
-            problems.append(f"{path}: label map has non-integer values (dtype {array.dtype})")
+            info.problems.append(f"{path}: label map has non-integer values (dtype {array.dtype})")
             return info
         info.counts = _value_counts(array)
-        allowed = {0, *labels.values()}
-        outside = sorted(v for v in info.counts if v not in allowed)
-        if outside:
-            declared = ", ".join(f"{n}={v}" for n, v in labels.items())
-            problems.append(
-                f"{path}: label value(s) {outside} not declared in the manifest "
-                f"(0=background, {declared})"
-            )
+    return info
+
+
+def _label_problems(info: FileInfo, labels: dict[str, int]) -> list[str]:
+    allowed = {0, *labels.values()}
+    outside = sorted(v for v in info.counts if v not in allowed)
+    if not outside:
+        return []
+    declared = ", ".join(f"{n}={v}" for n, v in labels.items())
+    return [
+        f"{info.path}: label value(s) {outside} not declared in the manifest "
+        f"(0=background, {declared})"
+    ]
+
+
+def _cache_file(path: Path, kind: str, cache: Path) -> Path | None:
+    """Where the inspection of ``path`` is cached: named by a hash of the file's bytes.
+
+    None for header/data pairs (``.nhdr``, ``.mhd``), whose voxels live in another file.
+    """
+    if path.name.lower().endswith((".nhdr", ".mhd")) or not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return cache / f"{digest.hexdigest()}-{kind}-v{CHECK_VERSION}.json"
+
+
+def _inspect_cached(path: Path, kind: str, cache: Path | None) -> FileInfo:
+    """:func:`_inspect`, reusing the result of an earlier check of the same bytes."""
+    where = _cache_file(path, kind, cache) if cache is not None else None
+    if where is not None and where.is_file():
+        try:
+            d = json.loads(where.read_text(encoding="utf-8"))
+            info = FileInfo(path, kind, problems=d["problems"], warnings=d["warnings"])
+            if d["shape"] is not None:
+                info.shape, info.spacing = tuple(d["shape"]), tuple(d["spacing"])
+                info.affine = np.asarray(d["affine"], dtype=np.float64)
+                info.counts = {int(k): v for k, v in d["counts"].items()}
+            # the messages name the file the bytes were first seen under
+            old = d["path"]
+            info.problems = [m.replace(old, str(path)) for m in info.problems]
+            info.warnings = [m.replace(old, str(path)) for m in info.warnings]
+            return info
+        except (OSError, ValueError, KeyError, TypeError):
+            log.debug("ignoring unreadable validation cache %s", where)
+    info = _inspect(path, kind)
+    if where is not None:
+        payload = {
+            "path": str(path),
+            "shape": None if info.shape is None else list(info.shape),
+            "spacing": None if info.spacing is None else list(info.spacing),
+            "affine": None if info.affine is None else info.affine.tolist(),
+            "counts": {str(k): v for k, v in info.counts.items()},
+            "problems": info.problems,
+            "warnings": info.warnings,
+        }
+        try:
+            write_text(where, json.dumps(payload))
+        except OSError as exc:  # a read-only cache only costs time
+            log.debug("cannot write validation cache %s: %s", where, exc)
     return info
 
 
@@ -297,6 +397,88 @@ def _fold_summary(folds, strata: dict[str, str]) -> list[dict[str, Any]]:
     return out
 
 
+@dataclass
+class Checked:
+    """What :func:`check_pairs` found: per-file information, problems and warnings."""
+
+    files: dict[tuple[Path, str], FileInfo]
+    problems: list[str]
+    warnings: list[str]
+
+
+def check_pairs(
+    pairs: list[PairSpec], labels: dict[str, int], *, cache: Path | None = None
+) -> Checked:
+    """Read every file of ``pairs`` once and check it and each pair's grids.
+
+    Parameters
+    ----------
+    pairs : list of PairSpec
+    labels : dict str -> int
+        The manifest's declared label values (background 0 is implicit).
+    cache : Path, optional
+        Folder of per-file results named by a hash of the file's bytes: a file checked before
+        (by any run, under any name) is not read again. None: read everything.
+    """
+    files: dict[tuple[Path, str], FileInfo] = {}
+    problems: list[str] = []
+    warnings: list[str] = []
+    for p in pairs:
+        for role, path in p.files().items():
+            key = (path, _ROLE_KIND[role])
+            if key not in files:
+                log.debug("reading %s", path)
+                info = files[key] = _inspect_cached(path, key[1], cache)
+                problems += info.problems
+                if key[1] == "labels":
+                    problems += _label_problems(info, labels)
+                warnings += info.warnings
+    seen: set = set()
+    for p in pairs:
+        for key, message in _pair_problems(p, files):
+            if key not in seen:
+                seen.add(key)
+                problems.append(f"{p.key}: {message}")
+    return Checked(files, problems, warnings)
+
+
+def stratify_problem(manifest: Manifest, pairs: list[PairSpec]) -> str | None:
+    """A message when the manifest stratifies by a field that no pair has.
+
+    ``group`` is a field of every pair (``PairSpec.group``; without values the split is simply
+    unstratified, as the DCE manifest documents); any other name must be a column of the pairs
+    (``PairSpec.meta``), else the split would silently be unstratified.
+    """
+    section = "split" if manifest.split is not None else "cv"
+    field_name = manifest.split.stratify if manifest.split is not None else manifest.cv.stratify
+    if field_name in (None, "group") or not pairs or any(field_name in p.meta for p in pairs):
+        return None
+    fields = sorted({"group"} | {k for p in pairs for k in p.meta})
+    return (
+        f"manifest {manifest.path}: {section}.stratify names the field {field_name!r}, which no "
+        f"pair has; fields of the pairs: {', '.join(fields)} (or stratify: null)"
+    )
+
+
+def check_before_run(manifest: Manifest, pairs: list[PairSpec]) -> Checked:
+    """What ``bench run`` checks before any work: the files of ``pairs`` (cached by content
+    under ``CACHE/checked``) with the messages of ``bench data check``.
+
+    Warnings are logged; problems raise :class:`ValidationError` listing them all.
+    """
+    checked = check_pairs(pairs, manifest.labels, cache=cache_dir() / "checked")
+    stratify = stratify_problem(manifest, pairs)
+    if stratify:
+        checked.problems.insert(0, stratify)
+    for message in checked.warnings:
+        log.warning("%s", message)
+    if checked.problems:
+        raise ValidationError(
+            f"dataset {manifest.name} ({manifest.root}); see `bench data check`", checked.problems
+        )
+    return checked
+
+
 def validate(manifest: Manifest, *, raise_on_problems: bool = True) -> Report:
     """Check every file and pair of a dataset; report all problems and summarise the data.
 
@@ -320,22 +502,20 @@ def validate(manifest: Manifest, *, raise_on_problems: bool = True) -> Report:
     report = Report(dataset=manifest.name, root=str(manifest.root), manifest=str(manifest.path))
     report.problems.extend(scan.problems)
     pairs = scan.pairs
+    if not pairs:
+        report.problems.append(
+            f"no pairs found under {manifest.root} (loader {manifest.loader}); check the data "
+            "folder (--root) and the manifest's pairs"
+        )
+    stratify_message = stratify_problem(manifest, pairs)
+    if stratify_message:
+        report.problems.append(stratify_message)
 
-    files: dict[tuple[Path, str], FileInfo] = {}
-    for p in pairs:
-        for role, path in p.files().items():
-            key = (path, _ROLE_KIND[role])
-            if key not in files:
-                log.debug("reading %s", path)
-                files[key] = _inspect(path, key[1], manifest.labels, report.problems)
+    checked = check_pairs(pairs, manifest.labels)
+    files = checked.files
+    report.problems += checked.problems
+    report.warnings += checked.warnings
     report.files_read = len(files)
-
-    seen: set = set()
-    for p in pairs:
-        for key, message in _pair_problems(p, files):
-            if key not in seen:
-                seen.add(key)
-                report.problems.append(f"{p.key}: {message}")
 
     report.cases = sorted({p.case for p in pairs})
     report.pairs = [p.key for p in pairs]

@@ -128,6 +128,8 @@ def analyze(args: argparse.Namespace) -> int:
     from benchmark.stats.ranking import analyze_rankings
 
     stats = analyze_rankings(rankings_table(args.study_dir))
+    for warning in stats.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))
     else:

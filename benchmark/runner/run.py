@@ -109,21 +109,19 @@ def run_benchmark(
     """
     from tqdm.auto import tqdm
 
+    from benchmark.runner.preflight import preflight
     from methods.base import fit_method
     from methods.registry import available_methods
     from methods.training.config import merge_settings
 
     out = Path(out)
+    # options, settings and data files are checked before the run folder is touched
+    chosen = preflight(
+        manifest, method_names, out=out, preset=preset, folds=folds, jobs=jobs, overrides=overrides
+    )
     out.mkdir(parents=True, exist_ok=True)
     handler = _log_to_file(out / "logs" / "run.log")
     try:
-        all_folds = manifest.folds()
-        indices = [f.index for f in all_folds]
-        selected = list(indices) if folds is None else list(folds)
-        bad = [f for f in selected if f not in indices]
-        if bad:
-            raise BenchError(f"--folds {bad}: the dataset has folds {indices}")
-        chosen = [f for f in all_folds if f.index in selected]
         known = available_methods()
         unknown = [m for m in method_names if m not in known]
         if unknown:

@@ -17,6 +17,8 @@ def ranking(args: argparse.Namespace) -> int:
     from benchmark.stats.ranking import analyze_rankings, read_rankings
 
     stats = analyze_rankings(read_rankings(args.csv), validate=False)
+    for warning in stats.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(stats.to_dict(), indent=2))
     else:

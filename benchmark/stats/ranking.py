@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.csvfile import ENCODING, check_fields
 from benchmark.errors import BenchError, ValidationError
 from benchmark.stats.multitest import holm
 
@@ -51,15 +52,19 @@ def read_rankings(path: str | os.PathLike) -> pd.DataFrame:
     Raises
     ------
     BenchError
-        If the file is missing or not a readable CSV.
+        If the file is missing or not a readable CSV, or a line has more or fewer fields than the
+        header.
     ValidationError
         Listing every problem found in the table, each with its line and case.
     """
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"{path}: rankings file not found")
+    check_fields(path, what="rankings CSV")
     try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        table = pd.read_csv(
+            path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding=ENCODING
+        )
     except Exception as exc:  # pandas raises several types for damaged CSVs
         raise BenchError(f"{path}: cannot read rankings CSV ({type(exc).__name__}: {exc})") from exc
     return validate_rankings(table, source=str(path))
@@ -117,6 +122,7 @@ def validate_rankings(table: pd.DataFrame, *, source: str = "rankings") -> pd.Da
     has_reader = "reader" in table.columns
     problems: list[str] = []
     rows = []
+    unusable: set[tuple[str, str, str]] = set()
     for index, row in enumerate(table.itertuples(index=False)):
         line = index + 2  # header is line 1
         rec = row._asdict()
@@ -136,10 +142,15 @@ def validate_rankings(table: pd.DataFrame, *, source: str = "rankings") -> pd.Da
             ok = False
         rank = _parse_rank(rec["rank"])
         if rank is None:
-            problems.append(f"{where}: rank {rec['rank']!r} is not an integer")
+            problems.append(
+                f"{where}: rank {rec['rank']!r} is not an integer (method {method!r}; ranks "
+                "are whole numbers, 1 = best)"
+            )
             ok = False
         if ok:
             rows.append((reader, case, method, rank, line))
+        elif case and method:
+            unusable.add((reader, case, method))  # reported above: not also "not ranked"
     clean = pd.DataFrame(rows, columns=["reader", "case", "method", "rank", "line"])
     methods = list(dict.fromkeys(clean["method"]))
     k = len(methods)
@@ -153,7 +164,7 @@ def validate_rankings(table: pd.DataFrame, *, source: str = "rankings") -> pd.Da
                 lines = ", ".join(str(v) for v in group.loc[group["method"] == method, "line"])
                 problems.append(f"{who}: method {method!r} ranked {count} times (lines {lines})")
         for method in methods:
-            if method not in counts.index:
+            if method not in counts.index and (reader, case, method) not in unusable:
                 problems.append(f"{who}: method {method!r} not ranked")
         for r in group.itertuples(index=False):
             if not 1 <= r.rank <= k:
@@ -355,6 +366,8 @@ class RankingStats:
     friedman_p: float
     kendall_w: float
     reader_agreement: dict[str, Any] | None = field(default=None)
+    #: what could not be tested with this table, and why (those statistics are NaN)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def mean_ranks(self) -> pd.Series:
@@ -388,6 +401,7 @@ class RankingStats:
             ],
             "friedman": {"statistic": _num(self.friedman_statistic), "p": _num(self.friedman_p)},
             "kendall_w": _num(self.kendall_w),
+            "warnings": list(self.warnings),
         }
         if self.reader_agreement is not None:
             out["reader_agreement"] = {
@@ -497,20 +511,38 @@ def analyze_rankings(rankings: pd.DataFrame, *, validate: bool = True) -> Rankin
     n_cases = int(per_case.shape[0])
     w = f_stat / (n_cases * (k - 1)) if math.isfinite(f_stat) else float("nan")
     agreement = _reader_agreement(wide, readers, methods) if len(readers) > 1 else None
+    warnings = []
+    chi2, p = float(test.statistic), float(test.pvalue)
+    if wide.shape[0] < 2:
+        warnings.append(
+            "only 1 ranking: the chi-square test and the pairwise tests are not computed (one "
+            "ranking puts each method in exactly one rank, whatever the methods' quality, so it "
+            "carries no evidence); rank more cases"
+        )
+        chi2 = p = float("nan")
+        for col in ("chi2", "p", "p_binomial", "p_holm", "p_binomial_holm"):
+            pairwise[col] = float("nan")
+    if n_cases < 2:
+        warnings.append(
+            "only 1 case: the Friedman test and Kendall's W are not computed (with one case "
+            f"chi2_F is always k - 1 = {k - 1} and W = 1, whatever the rankings); rank more cases"
+        )
+        f_stat = f_p = w = float("nan")
     return RankingStats(
         methods=methods,
         readers=readers,
         n_cases=n_cases,
         n_rankings=int(wide.shape[0]),
         contingency=contingency,
-        chi2=float(test.statistic),
+        chi2=chi2,
         dof=int(test.dof),
-        p=float(test.pvalue),
+        p=p,
         pairwise=pairwise,
         friedman_statistic=f_stat,
         friedman_p=f_p,
         kendall_w=float(w),
         reader_agreement=agreement,
+        warnings=warnings,
     )
 
 

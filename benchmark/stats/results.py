@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.csvfile import ENCODING, check_fields
 from benchmark.errors import BenchError
 
 RESULT_COLUMNS = (
@@ -74,8 +75,8 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     Raises
     ------
     BenchError
-        If the folder has no ``results.csv``, the file is missing or unreadable, or a column is
-        missing.
+        If the folder has no ``results.csv``, the file is missing or unreadable, a line has more
+        or fewer fields than the header (truncated), or a column is missing.
     """
     path = Path(path)
     if path.is_dir():
@@ -86,7 +87,12 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
         if path.suffix.lower() == ".parquet":
             table = pd.read_parquet(path)
         else:
-            table = pd.read_csv(path, keep_default_na=True, dtype={"case": str, "pair": str})
+            check_fields(path, what="results")
+            table = pd.read_csv(
+                path, keep_default_na=True, dtype={"case": str, "pair": str}, encoding=ENCODING
+            )
+    except BenchError:
+        raise
     except Exception as exc:
         raise BenchError(f"{path}: cannot read results ({type(exc).__name__}: {exc})") from exc
     return check_results(table, source=str(path))

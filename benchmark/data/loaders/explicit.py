@@ -20,6 +20,7 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.csvfile import ENCODING
 from benchmark.data.loaders import Scan
 from benchmark.errors import BenchError
 from benchmark.pairs import PairSpec, as_path
@@ -66,7 +67,7 @@ def _rows(manifest: Manifest, result: Scan) -> list[tuple[str, dict[str, Any]]]:
         ]
     path = csv_path(manifest)
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding=ENCODING) as f:  # Excel writes a byte-order mark
             reader = csv.DictReader(f)
             missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
             if missing:
@@ -74,7 +75,18 @@ def _rows(manifest: Manifest, result: Scan) -> list[tuple[str, dict[str, Any]]]:
                     f"{path}: missing column(s) {', '.join(missing)} (has {reader.fieldnames})"
                 )
                 return []
-            return [(f"{path}:{line}", row) for line, row in enumerate(reader, start=2)]
+            rows = []
+            for row in reader:
+                where = f"{path}: line {reader.line_num}"
+                extra, short = row.get(None), None in row.values()
+                if extra or short:
+                    result.problems.append(
+                        f"{where}: {'extra field(s) ' + repr(extra) if extra else 'missing field(s)'}"
+                        f"; the header has {len(reader.fieldnames)} ({', '.join(reader.fieldnames)})"
+                    )
+                    continue
+                rows.append((where, row))
+            return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         result.problems.append(f"{path}: cannot read pairs table ({type(exc).__name__}: {exc})")
         return []
@@ -97,6 +109,12 @@ def load(manifest: Manifest) -> Scan:
             role: as_path(values.get(role) or None, manifest.root)
             for role in ("fixed", "moving", *OPTIONAL_FILES)
         }
+        folders = [f"{role} {p}" for role, p in files.items() if p is not None and p.is_dir()]
+        if folders:
+            result.problems.append(
+                f"{where}: {'; '.join(folders)}: is a folder; expected an image file"
+            )
+            continue
         absent = [f"{role} {p}" for role, p in files.items() if p is not None and not p.is_file()]
         if absent:
             result.problems.append(f"{where}: file(s) not found: {'; '.join(absent)}")
