@@ -1,0 +1,84 @@
+"""The paper's findings, checked on the demos with the ``quick`` preset (slow: ``-m slow``).
+
+Runs ``bench run --methods all --preset quick`` on demo-dce and demo-acdc (each in a temporary
+folder, demo generated there) and checks the claims of de Vos et al. (2020) that the demos can
+show:
+
+- every learned method registers better than no registration (mean Dice over the structures, and
+  mean displacement error against the generator's ground truth);
+- demo-dce (non-linear enhancement between phases): the NMI-trained networks are more accurate
+  than the NCC-trained ones (displacement error), and U-Net-NMI comes within 1.25x elastix's error;
+- demo-acdc (one contrast): NMI and NCC give Dice on par;
+- PoolNet folds less than U-Net.
+
+The table the checks read is printed first, so a failure shows the numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.cli import main
+
+pytestmark = pytest.mark.slow
+
+LEARNED = ("unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc")
+
+
+def run_demo(dataset: str, tmp_path) -> pd.DataFrame:
+    root, out = tmp_path / "data", tmp_path / "run"
+    assert main(["data", "demo", dataset, "--out", str(root)]) == 0
+    assert main(
+        ["run", "--methods", "all", "--dataset", dataset, "--root", str(root), "--out", str(out),
+         "--preset", "quick"]
+    ) == 0
+    return pd.read_csv(out / "results.csv")
+
+
+def table(results: pd.DataFrame) -> pd.DataFrame:
+    """Mean per method of: Dice over the structures, displacement error, folding."""
+    labels = results[results["metric"] == "dice"]
+    image = results[results["structure"] == "image"]
+    per_method = {
+        "dice": labels.groupby("method")["value"].mean(),
+        "disp_error_mm": image[image["metric"] == "disp_error_mm"].groupby("method")["value"].mean(),
+        "folding_pct": image[image["metric"] == "folding_pct"].groupby("method")["value"].mean(),
+    }
+    frame = pd.DataFrame(per_method)
+    print("\n" + frame.round(4).to_string())
+    return frame
+
+
+def per_case(results: pd.DataFrame, metric: str, method: str) -> np.ndarray:
+    rows = results[(results["metric"] == metric) & (results["method"] == method)]
+    return rows.groupby("case")["value"].mean().to_numpy()
+
+
+def check_common(frame: pd.DataFrame) -> None:
+    for method in LEARNED:
+        assert frame.loc[method, "dice"] > frame.loc["identity", "dice"], method
+        assert frame.loc[method, "disp_error_mm"] < frame.loc["identity", "disp_error_mm"], method
+    for loss in ("nmi", "ncc"):
+        assert frame.loc[f"poolnet-{loss}", "folding_pct"] <= frame.loc[f"unet-{loss}", "folding_pct"]
+
+
+def test_demo_dce_nmi_beats_ncc_and_nears_elastix(tmp_path):
+    results = run_demo("demo-dce", tmp_path)
+    frame = table(results)
+    check_common(frame)
+    assert results["case"].nunique() >= 12  # enough studies for a paired test
+    for network in ("unet", "poolnet"):
+        assert frame.loc[f"{network}-nmi", "disp_error_mm"] < frame.loc[f"{network}-ncc", "disp_error_mm"]
+    assert frame.loc["unet-nmi", "disp_error_mm"] <= 1.25 * frame.loc["elastix", "disp_error_mm"]
+
+
+def test_demo_acdc_nmi_and_ncc_on_par(tmp_path):
+    results = run_demo("demo-acdc", tmp_path)
+    frame = table(results)
+    check_common(frame)
+    for network in ("unet", "poolnet"):
+        nmi = frame.loc[f"{network}-nmi", "dice"]
+        ncc = frame.loc[f"{network}-ncc", "dice"]
+        assert abs(nmi - ncc) <= 0.05, (network, nmi, ncc)
