@@ -46,6 +46,7 @@ from benchmark.data.demo.phantom import (
     soft_inside,
     to_int16,
 )
+from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.images import write_displacement, write_image
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,13 @@ def write_study(root: Path, case: int, *, seed: int = 0) -> tuple[Path, str]:
     write_image(folder / "mask.nii.gz", s["mask"], aff)
     for k in range(1, PHASES):
         write_displacement(folder / f"disp_phase_00-phase_{k:02d}.nii.gz", s["disps"][k - 1], aff)
+    write_landmarks_from_displacement(
+        folder / "phase_00_landmarks.csv",
+        [folder / f"phase_{k:02d}_landmarks.csv" for k in range(1, PHASES)],
+        s["labels"][0],
+        s["disps"],
+        np.linalg.norm(np.asarray(aff)[:3, :3], axis=0),
+    )
     log.info("demo-dce: wrote %s (%s)", folder, s["group"])
     return folder, s["group"]
 
