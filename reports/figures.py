@@ -346,6 +346,7 @@ def critical_difference_figure(
     import scikit_posthocs as sp
 
     metrics = list(mean_ranks)
+    colours = method_colours(list(next(iter(mean_ranks.values())).index)) if metrics else {}
     fig = Figure(figsize=(A4_LANDSCAPE[0], 8.27))
     axes = fig.subplots(max(len(metrics), 1), 1, squeeze=False)[:, 0]
     fig.subplots_adjust(left=0.2, right=0.8, top=0.9, bottom=0.05, hspace=1.0)
@@ -362,7 +363,9 @@ def critical_difference_figure(
             ax.axis("off")
             ax.set_title(f"{metric}: fewer than 3 methods or 2 cases", fontsize=9)
             continue
-        sp.critical_difference_diagram(ranks, p, ax=ax, alpha=alpha, label_props={"fontsize": 7})
+        sp.critical_difference_diagram(
+            ranks, p, ax=ax, alpha=alpha, label_props={"fontsize": 7}, color_palette=colours
+        )
         cd = cds.get(metric, float("nan"))
         ax.set_title(f"{metric} (CD = {cd:.2f})", fontsize=9)
     return fig
