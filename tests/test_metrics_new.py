@@ -166,3 +166,45 @@ def test_demo_landmarks_follow_the_ground_truth(tmp_path):
         truth = target_registration_error(f, m, pair.true_displacement, spacing=pair.spacing)
         none = target_registration_error(f, m, 0 * pair.true_displacement, spacing=pair.spacing)
         assert truth.value < 0.1 * none.value and none.value > 1.0
+
+
+def _pair():
+    from benchmark.images import Image
+    from benchmark.pairs import RegistrationPair
+
+    rng = np.random.default_rng(0)
+    labels = np.zeros((16, 16, 4), np.int16)
+    labels[4:9, 4:9] = 1
+    labels[10:13, 10:13] = 2
+    image = rng.random((16, 16, 4)).astype(np.float32)
+    truth = np.zeros((3, 16, 16, 4), np.float32)
+    truth[0] = 1.0
+    pts = np.array([[5.0, 5.0, 1.0], [11.0, 11.0, 2.0]])
+    return RegistrationPair(
+        fixed=Image(image), moving=Image(image), fixed_labels=Image(labels),
+        moving_labels=Image(labels.copy()), true_displacement=truth,
+        landmarks=(pts, pts + [1.0, 0.0, 0.0]), case="p1", pair="ED-ES",
+    )
+
+
+def test_scoring_reports_lost_structures_foreground_error_tre_and_failures():
+    from benchmark.runner.scoring import METRIC_UNITS, failure_rows, score_pair
+
+    pair = _pair()
+    disp = np.zeros((3, 16, 16, 4), np.float32)
+    warped_labels = pair.moving_labels.array.copy()
+    warped_labels[warped_labels == 2] = 0  # the "method" lost structure B
+    rows = _rows(
+        score_pair(pair, disp, labels={"A": 1, "B": 2}, runtime_s=1.0,
+                   warped=pair.moving.array, warped_labels=warped_labels)
+    )
+    assert rows["B", "dice"] == (0.0, STATUS_LOST) and rows["B", "dice_before"] == (1.0, "ok")
+    assert rows["image", "disp_error_mm"] == (1.0, "ok")  # 1 mm everywhere, inside too
+    assert rows["image", "disp_error_grid_mm"] == (1.0, "ok")
+    assert rows["image", "tre_mm"] == (1.0, "ok")
+    assert rows["image", "folding_fwd_pct"] == (0.0, "ok")
+    failed = failure_rows({"A": 1, "B": 2}, "diverged\nbadly", pair=pair)
+    keys = {(r["structure"], r["metric"]) for r in failed}
+    assert keys == set(rows)  # every metric a scored pair has, none more
+    assert all(math.isnan(r["value"]) and r["status"] == "failed: diverged badly" for r in failed)
+    assert all(r["unit"] == METRIC_UNITS[r["metric"]] for r in failed)
