@@ -97,7 +97,12 @@ def label_metrics(
             ]
         for metric, v, unit, status in values:
             rows.append(
-                {"structure": str(structure), "metric": metric, "value": v, "unit": unit,
-                 "status": status}
+                {
+                    "structure": str(structure),
+                    "metric": metric,
+                    "value": v,
+                    "unit": unit,
+                    "status": status,
+                }
             )
     return rows

@@ -7,7 +7,14 @@ from collections.abc import Sequence
 import numpy as np
 
 from benchmark.errors import BenchError
-from metrics._common import NAN, STATUS_NO_LANDMARKS, STATUS_OK, MetricValue, check_field, check_spacing
+from metrics._common import (
+    NAN,
+    STATUS_NO_LANDMARKS,
+    STATUS_OK,
+    MetricValue,
+    check_field,
+    check_spacing,
+)
 
 
 def target_registration_error(

@@ -262,9 +262,7 @@ def _methods_section(ctx: Context) -> Section:
 
 
 def _missing_section(ctx: Context) -> Section:
-    return Section(
-        pages=_missing_pages(ctx.run), tables=[("missing_data", ctx.run.missing)]
-    )
+    return Section(pages=_missing_pages(ctx.run), tables=[("missing_data", ctx.run.missing)])
 
 
 def _summary_section(ctx: Context) -> Section:
@@ -318,7 +316,9 @@ def _metric_ranking_section(ctx: Context) -> Section:
             "geo mean": [tables.fmt_num(v, 3) for v in ranks["geo_mean"]],
             "rank": ranks["rank"].astype(str),
             "kept": [f"{100 * v:.0f}%" for v in ranks["stability"]],
-            "95% rank": [f"{lo:g}-{hi:g}" for lo, hi in zip(ranks["rank_lo"], ranks["rank_hi"])],
+            "95% rank": [
+                f"{lo:g}-{hi:g}" for lo, hi in zip(ranks["rank_lo"], ranks["rank_hi"], strict=True)
+            ],
         }
     )
     friedman = ranking.friedman
@@ -336,8 +336,10 @@ def _metric_ranking_section(ctx: Context) -> Section:
         }
     )
     blocks = [
-        (f"Ranks ({ranking.n_boot} bootstrap resamples of the cases, alpha {ranking.alpha:g})",
-         rank_frame),
+        (
+            f"Ranks ({ranking.n_boot} bootstrap resamples of the cases, alpha {ranking.alpha:g})",
+            rank_frame,
+        ),
         (f"Friedman tests, {ranking.posthoc} post-hoc", friedman_frame),
     ]
     if len(ranking.dsc30):
@@ -357,7 +359,9 @@ def _metric_ranking_section(ctx: Context) -> Section:
         )
     pages = tables.table_pages(title, blocks, subtitle=SCHEME_NOTE)
     fig = figures.critical_difference_figure(
-        ranking.mean_ranks, ranking.posthoc_p, dict(zip(friedman["metric"], friedman["cd"])),
+        ranking.mean_ranks,
+        ranking.posthoc_p,
+        dict(zip(friedman["metric"], friedman["cd"], strict=True)),
         alpha=ranking.alpha,
     )
     return Section(

@@ -356,7 +356,7 @@ def critical_difference_figure(
         fontsize=11,
         weight="bold",
     )
-    for ax, metric in zip(axes, metrics, strict=False):
+    for ax, metric in zip(axes, metrics, strict=True):
         ranks = mean_ranks[metric]
         p = posthoc_p[metric]
         if p.isna().all().all():

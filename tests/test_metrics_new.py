@@ -67,7 +67,9 @@ def test_foreground_displacement_error_on_a_hand_built_field():
     # the dataset mask wins over the labels; no mask and no labels: no foreground
     m = labels > 0
     assert foreground_mask(mask=m, fixed_labels=labels).sum() == 16
-    assert displacement_error(est, true, mask=foreground_mask(mask=m, fixed_labels=None)).mean == 3.0
+    assert (
+        displacement_error(est, true, mask=foreground_mask(mask=m, fixed_labels=None)).mean == 3.0
+    )
     assert foreground_mask(mask=None, fixed_labels=None) is None
 
 
@@ -181,9 +183,14 @@ def _pair():
     truth[0] = 1.0
     pts = np.array([[5.0, 5.0, 1.0], [11.0, 11.0, 2.0]])
     return RegistrationPair(
-        fixed=Image(image), moving=Image(image), fixed_labels=Image(labels),
-        moving_labels=Image(labels.copy()), true_displacement=truth,
-        landmarks=(pts, pts + [1.0, 0.0, 0.0]), case="p1", pair="ED-ES",
+        fixed=Image(image),
+        moving=Image(image),
+        fixed_labels=Image(labels),
+        moving_labels=Image(labels.copy()),
+        true_displacement=truth,
+        landmarks=(pts, pts + [1.0, 0.0, 0.0]),
+        case="p1",
+        pair="ED-ES",
     )
 
 
@@ -195,8 +202,14 @@ def test_scoring_reports_lost_structures_foreground_error_tre_and_failures():
     warped_labels = pair.moving_labels.array.copy()
     warped_labels[warped_labels == 2] = 0  # the "method" lost structure B
     rows = _rows(
-        score_pair(pair, disp, labels={"A": 1, "B": 2}, runtime_s=1.0,
-                   warped=pair.moving.array, warped_labels=warped_labels)
+        score_pair(
+            pair,
+            disp,
+            labels={"A": 1, "B": 2},
+            runtime_s=1.0,
+            warped=pair.moving.array,
+            warped_labels=warped_labels,
+        )
     )
     assert rows["B", "dice"] == (0.0, STATUS_LOST) and rows["B", "dice_before"] == (1.0, "ok")
     assert rows["image", "disp_error_mm"] == (1.0, "ok")  # 1 mm everywhere, inside too

@@ -213,8 +213,17 @@ def _repeated_measures(rng, n_cases: int, effect: float) -> pd.DataFrame:
     pairs = np.tile(["ED-ES", "ES-ED"], n_cases)
     frames = [
         pd.DataFrame(
-            {"method": m, "fold": 0, "case": cases, "pair": pairs, "structure": "LVb",
-             "metric": "dice", "value": v.ravel(), "unit": "1", "status": "ok"}
+            {
+                "method": m,
+                "fold": 0,
+                "case": cases,
+                "pair": pairs,
+                "structure": "LVb",
+                "metric": "dice",
+                "value": v.ravel(),
+                "unit": "1",
+                "status": "ok",
+            }
         )
         for m, v in (("a", base), ("b", b))
     ]

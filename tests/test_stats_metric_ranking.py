@@ -27,8 +27,15 @@ LIBRARY_EXAMPLE = np.array(
 
 def _rows(method, case, pair, structure, metric, value, status="ok"):
     return {
-        "method": method, "fold": 0, "case": case, "pair": pair, "structure": structure,
-        "metric": metric, "value": value, "unit": "1", "status": status,
+        "method": method,
+        "fold": 0,
+        "case": case,
+        "pair": pair,
+        "structure": structure,
+        "metric": metric,
+        "value": value,
+        "unit": "1",
+        "status": status,
     }
 
 
@@ -80,8 +87,9 @@ def test_dsc30_on_a_constructed_table():
     hit = (table["method"] == "m1") & (table["case"] == "c9") & (table["pair"] == "ES-ED")
     hit &= table["metric"] == "dice"
     table.loc[hit, ["value", "status"]] = [np.nan, "failed: x"]
-    table.loc[(table["method"] == "m1") & (table["case"] == "c2") & (table["metric"] == "dice"),
-              "value"] = 0.3
+    table.loc[
+        (table["method"] == "m1") & (table["case"] == "c2") & (table["metric"] == "dice"), "value"
+    ] = 0.3
     out = dsc30(table).set_index("method")
     assert out.loc["m1", "cases"] == "c7 c2 c9"
     assert out.loc["m1", "dsc30"] == pytest.approx((0.9 + 0.3) / 2)
@@ -99,7 +107,11 @@ def _planted(n_cases=30, seed=0):
             for pair in ("ED-ES", "ES-ED"):
                 v = 0.7 + case_effect + e + rng.normal(0, 0.01)
                 rows.append(_rows(method, f"c{c:02d}", pair, "LVb", "dice", v))
-                rows.append(_rows(method, f"c{c:02d}", pair, "image", "sdlogj", 0.1 + e + rng.normal(0, 0.01)))
+                rows.append(
+                    _rows(
+                        method, f"c{c:02d}", pair, "image", "sdlogj", 0.1 + e + rng.normal(0, 0.01)
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -132,8 +144,11 @@ def test_readers_ranks_beside_metric_ranks():
     order = ["best", "mid", "worst"]  # the metric order of dice and (reversed) sdlogj ties...
     results = table[table["metric"] == "dice"]
     agree = pd.DataFrame(
-        [{"reader": "r1", "case": f"c{c:02d}/ED-ES", "method": m, "rank": i + 1}
-         for c in range(4) for i, m in enumerate(order)]
+        [
+            {"reader": "r1", "case": f"c{c:02d}/ED-ES", "method": m, "rank": i + 1}
+            for c in range(4)
+            for i, m in enumerate(order)
+        ]
     )
     per_case, summary = readers_vs_metrics(agree, results)
     assert (per_case["tau"] == 1.0).all() and per_case["same_best"].all()

@@ -62,9 +62,7 @@ METHOD_CONVENTIONS: dict[str, str] = {
 }
 
 
-def warp_pair(
-    pair: RegistrationPair, disp: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
+def warp_pair(pair: RegistrationPair, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``(warped image float32, warped labels or None)`` of the pair's moving image and labels."""
     from methods.transforms import warp_array
 
@@ -125,7 +123,11 @@ def score_pair(
             }
         )
 
-    if pair.fixed_labels is not None and pair.moving_labels is not None and warped_labels is not None:
+    if (
+        pair.fixed_labels is not None
+        and pair.moving_labels is not None
+        and warped_labels is not None
+    ):
         fixed_labels, moving_labels = pair.fixed_labels.array, pair.moving_labels.array
         for name, value in labels.items():
             d = dice(fixed_labels, moving_labels, label=int(value))

@@ -77,6 +77,7 @@ def case_level(results: pd.DataFrame, *, over_structures: bool = False) -> pd.Da
     out["n_pairs"] = out["n_pairs"].astype(int)
     return out
 
+
 ZERO_METHODS = ("wilcox", "pratt", "zsplit")
 SUMMARY_COLUMNS = [
     "structure",

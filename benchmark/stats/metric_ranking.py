@@ -40,7 +40,6 @@ import pandas as pd
 
 from benchmark.errors import BenchError
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
-from benchmark.stats.multitest import holm
 from benchmark.stats.results import HIGHER_IS_BETTER, LOWER_IS_BETTER, check_results, ordered
 
 #: Metrics ranked by default, when present in the results (in this order).
@@ -169,9 +168,7 @@ class MetricRanking:
         """JSON-ready (NaN becomes None)."""
 
         def records(frame: pd.DataFrame) -> list[dict]:
-            return [
-                {k: _num(v) for k, v in row.items()} for row in frame.to_dict(orient="records")
-            ]
+            return [{k: _num(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
 
         return {
             "level": "case",
@@ -187,7 +184,9 @@ class MetricRanking:
             "tests": records(self.tests),
             "missing": records(self.missing),
             "friedman": records(self.friedman),
-            "mean_ranks": {m: {k: _num(v) for k, v in s.items()} for m, s in self.mean_ranks.items()},
+            "mean_ranks": {
+                m: {k: _num(v) for k, v in s.items()} for m, s in self.mean_ranks.items()
+            },
             "posthoc_p": {
                 m: {a: {b: _num(v) for b, v in row.items()} for a, row in f.iterrows()}
                 for m, f in self.posthoc_p.items()
@@ -227,7 +226,10 @@ class MetricRanking:
                 f"CD = {_fmt(f.cd)}; {shown}"
             )
         if len(self.dsc30):
-            lines += ["", "DSC30: mean Dice over the 30 % hardest cases (by Dice before registration)"]
+            lines += [
+                "",
+                "DSC30: mean Dice over the 30 % hardest cases (by Dice before registration)",
+            ]
             for r in self.dsc30.itertuples(index=False):
                 lines.append(f"  {r.method:<{width}} {_fmt(r.dsc30)} (n = {r.n}, NaN {r.n_nan})")
         lines += ["", "Pairwise tests (paired Wilcoxon over cases, Holm within a metric)"]
@@ -431,9 +433,16 @@ def rank_methods(
         for c, (i, j) in enumerate(pairs):
             fav = "" if med[0, c] == 0 else (methods[i] if sign * med[0, c] > 0 else methods[j])
             tests.append(
-                {"metric": m, "a": methods[i], "b": methods[j], "n": len(mat),
-                 "median_diff": float(med[0, c]), "p": float(p[0, c]),
-                 "p_holm": float(p_holm[0, c]), "favours": fav}
+                {
+                    "metric": m,
+                    "a": methods[i],
+                    "b": methods[j],
+                    "n": len(mat),
+                    "median_diff": float(med[0, c]),
+                    "p": float(p[0, c]),
+                    "p_holm": float(p_holm[0, c]),
+                    "favours": fav,
+                }
             )
         if n_boot:
             # one draw of cases for all metrics; a drawn case that has no complete value for
@@ -449,8 +458,15 @@ def rank_methods(
         out.mean_ranks[m] = mean_ranks
         out.posthoc_p[m] = pp
         friedman.append(
-            {"metric": m, "n": len(mat), "k": k, "statistic": stat, "p": pf, "cd": cd,
-             "posthoc": posthoc}
+            {
+                "metric": m,
+                "n": len(mat),
+                "k": k,
+                "statistic": stat,
+                "p": pf,
+                "cd": cd,
+                "posthoc": posthoc,
+            }
         )
     geo, final = _aggregate(ranks.astype(np.float64))
     table = pd.DataFrame({"method": methods})

@@ -112,13 +112,17 @@ def readers_vs_metrics(
             {
                 "case": case,
                 "readers": int(n_readers[case]),
-                "reader_ranks": " ".join(f"{m} {r:g}" for m, r in zip(methods, reader_rank)),
-                "metric_ranks": " ".join(f"{m} {r:g}" for m, r in zip(methods, metric_rank)),
+                "reader_ranks": " ".join(
+                    f"{m} {r:g}" for m, r in zip(methods, reader_rank, strict=True)
+                ),
+                "metric_ranks": " ".join(
+                    f"{m} {r:g}" for m, r in zip(methods, metric_rank, strict=True)
+                ),
                 "reader_best": " / ".join(
-                    m for m, r in zip(methods, reader_rank) if r == reader_rank.min()
+                    m for m, r in zip(methods, reader_rank, strict=True) if r == reader_rank.min()
                 ),
                 "metric_best": " / ".join(
-                    m for m, r in zip(methods, metric_rank) if r == metric_rank.min()
+                    m for m, r in zip(methods, metric_rank, strict=True) if r == metric_rank.min()
                 ),
                 "tau": tau,
             }

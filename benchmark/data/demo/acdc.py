@@ -39,6 +39,7 @@ import numpy as np
 
 from benchmark.atomic import write_text
 from benchmark.data.demo.deform import GaussianBumps, invert_map, quantize
+from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.data.demo.phantom import (
     FourierField,
     ellipsoid_distance,
@@ -49,7 +50,6 @@ from benchmark.data.demo.phantom import (
     soft_sqrt,
     to_int16,
 )
-from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.images import write_displacement, write_image
 
 log = logging.getLogger(__name__)

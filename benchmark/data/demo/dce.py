@@ -36,6 +36,7 @@ import numpy as np
 
 from benchmark.atomic import write_text
 from benchmark.data.demo.deform import GaussianBumps, Rigid, compose_sum, invert_map, quantize
+from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.data.demo.phantom import (
     FourierField,
     ellipsoid_distance,
@@ -46,7 +47,6 @@ from benchmark.data.demo.phantom import (
     soft_inside,
     to_int16,
 )
-from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.images import write_displacement, write_image
 
 log = logging.getLogger(__name__)
