@@ -303,9 +303,12 @@ def friedman_posthoc(
     nan = float("nan")
     if k < 3 or n < 2:
         return nan, nan, mean_ranks, pd.DataFrame(np.nan, matrix.columns, matrix.columns), nan
-    res = stats.friedmanchisquare(*oriented.to_numpy().T)
     fn = sp.posthoc_nemenyi_friedman if posthoc == "nemenyi" else sp.posthoc_conover_friedman
-    p = fn(oriented.reset_index(drop=True))
+    # every case tied (e.g. no folding anywhere): the statistics are 0/0, reported as NaN
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        res = stats.friedmanchisquare(*oriented.to_numpy().T)
+        p = fn(oriented.reset_index(drop=True))
     p.index, p.columns = list(matrix.columns), list(matrix.columns)
     q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
     cd = float(q * math.sqrt(k * (k + 1) / (6.0 * n)))
