@@ -221,3 +221,19 @@ def test_scoring_reports_lost_structures_foreground_error_tre_and_failures():
     assert keys == set(rows)  # every metric a scored pair has, none more
     assert all(math.isnan(r["value"]) and r["status"] == "failed: diverged badly" for r in failed)
     assert all(r["unit"] == METRIC_UNITS[r["metric"]] for r in failed)
+
+
+def test_every_scored_metric_has_a_unit_a_convention_a_direction_and_a_docs_row():
+    from pathlib import Path
+
+    from benchmark.runner.scoring import METRIC_CONVENTIONS, METRIC_UNITS
+    from benchmark.stats.results import BEFORE_METRICS, HIGHER_IS_BETTER, LOWER_IS_BETTER, METRICS
+
+    assert tuple(METRIC_UNITS) == METRICS == tuple(METRIC_CONVENTIONS)
+    for metric in METRICS:
+        assert (metric in HIGHER_IS_BETTER | LOWER_IS_BETTER) != (metric in BEFORE_METRICS)
+    docs = (Path(__file__).parents[1] / "docs" / "conventions.md").read_text()
+    table = docs[docs.index("## Metrics") : docs.index("## Statistics")]
+    assert {
+        line.split("|")[1].strip(" `") for line in table.splitlines() if line.startswith("| `")
+    } == set(METRICS)
