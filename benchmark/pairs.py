@@ -61,17 +61,9 @@ class PairSpec:
         return f"{self.case}/{self.pair}"
 
     def files(self) -> dict[str, Path]:
-        """The pair's existing file roles and paths (``fixed``, ``moving``, ...)."""
-        roles = (
-            "fixed",
-            "moving",
-            "fixed_labels",
-            "moving_labels",
-            "displacement",
-            "mask",
-            "fixed_landmarks",
-            "moving_landmarks",
-        )
+        """The pair's existing image file roles and paths (``fixed``, ``moving``, ...; the landmark
+        CSVs are not images and are not listed)."""
+        roles = ("fixed", "moving", "fixed_labels", "moving_labels", "displacement", "mask")
         return {r: getattr(self, r) for r in roles if getattr(self, r) is not None}
 
     def load(self, fold: int | None = None) -> RegistrationPair:

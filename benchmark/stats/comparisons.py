@@ -5,7 +5,8 @@ whether the NMI- and NCC-trained versions of one network differ.
 The tests are at the level of the independent unit, the **case** (patient, study): repeated
 measures of a case (ACDC's ED->ES and ES->ED pairs, several seeds) are averaged per case first
 (:func:`case_level`), because testing them as independent pairs inflates the false-positive rate
-(15 % instead of 5 % at 0.05 in a null simulation with two correlated pairs per patient).
+(15 % instead of 5 % at 0.05 in a null simulation with two correlated pairs per patient;
+``tests/test_stats_compare.py`` repeats it).
 
 Pure functions on the tidy results table of ``docs/conventions.md``.
 """
@@ -237,7 +238,8 @@ def compare_methods(
         One row per structure, metric and method pair, columns ``structure, metric, a, b,
         n_cases`` (cases with rows for both), ``n`` (cases with finite values for both),
         ``n_nan`` (``n_cases - n``), ``n_zero`` (zero differences), ``median_a``, ``median_b``
-        (over the ``n`` cases), ``median_diff`` (median of ``a - b`` over the ``n`` cases), ``statistic``, ``p``,
+        (over the ``n`` cases), ``median_diff`` (median of ``a - b`` over the ``n`` cases),
+        ``statistic``, ``p``,
         ``p_holm`` (Holm over the method pairs of one structure x metric; NaN p left out),
         ``favours`` (the method the median difference favours given the metric's direction,
         ``""`` when zero or unknown) and ``nmi_vs_ncc`` (the pair is one network trained with NMI

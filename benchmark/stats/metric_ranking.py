@@ -16,8 +16,8 @@ Scheme (Learn2Reg-like, but paired and at the case level):
    again the same way (rank 1 = smallest geometric mean).
 4. **Stability.** ``n_boot`` bootstrap resamples of the cases (with replacement, seeded; one
    draw for all metrics, a drawn case missing from a metric replaced by a random case of that
-   metric) redo steps 2-3; per method the share of resamples in which it keeps its rank, and the 2.5-97.5 %
-   interval of its rank.
+   metric) redo steps 2-3; per method the share of resamples in which it keeps its rank, and
+   the 2.5-97.5 % interval of its rank.
 5. **Friedman and post-hoc.** Per metric, Friedman's test on the case x method table and the
    Nemenyi (or Conover) post-hoc test of scikit-posthocs, with each method's average rank within
    cases (1 = best) and Nemenyi's critical difference ``q_alpha sqrt(k (k + 1) / (6 n))``
