@@ -1,6 +1,10 @@
-"""Assembling the report of a run folder: title page, missing-data note, summary and comparison
-tables, the Figure 4, 2 and 1/3 analogues, and (with rankings) Table 1 with its statistics. Writes
-the PDF and, beside it, every figure as PNG (``figures/``) and every table as CSV (``tables/``).
+"""Assembling the report of a run folder: title page, missing-data note, summary and case-level
+comparison tables, the ranking across metrics (with its critical-difference diagram and DSC30), the
+Figure 4, 2 and 1/3 analogues, and (with rankings) Table 1 with its statistics and the readers'
+ranks beside the metrics' ranks. Each section has its own builder (:data:`SECTION_BUILDERS`)
+returning a :class:`Section` (pages, figures, tables); :func:`build_report` runs them in the order
+of :data:`SECTION_TITLES`. Writes the PDF and, beside it, every figure as PNG (``figures/``) and
+every table as CSV (``tables/``).
 """
 
 from __future__ import annotations
