@@ -40,6 +40,7 @@ import pandas as pd
 
 from benchmark.errors import BenchError
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
+from benchmark.stats.ranking import _fmt_p
 from benchmark.stats.results import HIGHER_IS_BETTER, LOWER_IS_BETTER, check_results, ordered
 
 #: Metrics ranked by default, when present in the results (in this order).
@@ -49,7 +50,8 @@ POSTHOC = ("nemenyi", "conover")
 DSC30_FRACTION = 0.3
 
 
-def _better_sign(metric: str) -> float:
+def better_sign(metric: str) -> float:
+    """+1 for a higher-is-better metric, -1 for lower-is-better; BenchError for neither."""
     if metric in HIGHER_IS_BETTER:
         return 1.0
     if metric in LOWER_IS_BETTER:
@@ -264,12 +266,6 @@ def _fmt(v: float) -> str:
     return "n/a" if not math.isfinite(v) else f"{v:.4g}"
 
 
-def _fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
-
-
 def friedman_posthoc(
     matrix: pd.DataFrame, *, higher_is_better: bool, posthoc: str = "nemenyi", alpha: float = 0.05
 ) -> tuple[float, float, pd.Series, pd.DataFrame, float]:
@@ -391,7 +387,7 @@ def rank_methods(
     present = set(results["metric"])
     metrics = [m for m in RANKING_METRICS if m in present] if metrics is None else list(metrics)
     for m in metrics:
-        _better_sign(m)
+        better_sign(m)
     matrices = {}
     missing = []
     for m in metrics:
@@ -429,7 +425,7 @@ def rank_methods(
     draws = rng.integers(0, len(all_cases), size=(n_boot, len(all_cases)))
     for mi, m in enumerate(metrics):
         mat = matrices[m]
-        sign = _better_sign(m)
+        sign = better_sign(m)
         values = mat.to_numpy()
         pairs, p, p_holm, med, r = _significance(values[None], sign, alpha)
         ranks[mi] = r[0]

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchError
-from benchmark.stats.metric_ranking import RANKING_METRICS, _better_sign
+from benchmark.stats.metric_ranking import RANKING_METRICS, better_sign
 from benchmark.stats.results import check_results
 
 PER_CASE_COLUMNS = [
@@ -97,7 +97,7 @@ def readers_vs_metrics(
             if case in values[m].index:
                 v = values[m].loc[case].to_numpy(dtype=np.float64)
                 if np.isfinite(v).all():
-                    per_metric.append(stats.rankdata(-_better_sign(m) * v))
+                    per_metric.append(stats.rankdata(-better_sign(m) * v))
         if not per_metric:
             unmatched.append(case)
             continue
