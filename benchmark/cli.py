@@ -114,11 +114,26 @@ def build_parser() -> argparse.ArgumentParser:
     ranking.add_argument("--json", action="store_true", help="print one JSON object")
     _handler(ranking, "benchmark.stats.commands:ranking")
     compare = stats_sub.add_parser(
-        "compare", help="paired Wilcoxon tests between methods per structure and metric"
+        "compare",
+        help="paired Wilcoxon tests between methods per structure and metric, at the case level",
     )
     compare.add_argument("run_dir", help="a run folder (or a results.csv)")
     compare.add_argument("--json", action="store_true")
     _handler(compare, "benchmark.stats.commands:compare")
+    rank = stats_sub.add_parser(
+        "rank",
+        help="rank methods per metric and overall (significance ranks, bootstrap stability, "
+        "Friedman with post-hoc, DSC30)",
+    )
+    rank.add_argument("run_dir", help="a run folder (or a results.csv)")
+    rank.add_argument("--json", action="store_true", help="print one JSON object")
+    rank.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples (200)")
+    rank.add_argument("--seed", type=int, default=0, help="bootstrap seed (0)")
+    rank.add_argument("--alpha", type=float, default=0.05, help="significance level (0.05)")
+    rank.add_argument(
+        "--posthoc", default="nemenyi", help="post-hoc test after Friedman: nemenyi | conover"
+    )
+    _handler(rank, "benchmark.stats.commands:rank")
 
     # bench report
     report = sub.add_parser("report", help="build a PDF report from a run folder")

@@ -12,6 +12,7 @@ import numpy as np
 
 from benchmark.errors import BenchError
 from benchmark.images import Image, read_displacement, read_image
+from benchmark.landmarks import corresponding_landmarks
 from benchmark.normalize import clip_outliers
 
 
@@ -30,7 +31,11 @@ class PairSpec:
     displacement : Path, optional
         Ground-truth displacement (``write_displacement`` layout), fixed grid, fixed -> moving, mm.
     mask : Path, optional
-        A region of interest on the fixed grid (e.g. breast mask); used for normalisation.
+        A region of interest on the fixed grid (e.g. breast mask); used for normalisation and as
+        the foreground of the displacement error.
+    fixed_landmarks, moving_landmarks : Path, optional
+        Landmark CSVs of the two images (:mod:`benchmark.landmarks`); points with the same id
+        correspond. Give both or neither.
     group : str, optional
         Stratification value for cross-validation (ACDC: pathology group).
     meta : dict
@@ -47,6 +52,8 @@ class PairSpec:
     displacement: Path | None = None
     mask: Path | None = None
     group: str | None = None
+    fixed_landmarks: Path | None = None
+    moving_landmarks: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     @property
@@ -55,7 +62,8 @@ class PairSpec:
         return f"{self.case}/{self.pair}"
 
     def files(self) -> dict[str, Path]:
-        """The pair's existing file roles and paths (``fixed``, ``moving``, ...)."""
+        """The pair's existing image file roles and paths (``fixed``, ``moving``, ...; the landmark
+        CSVs are not images and are not listed)."""
         roles = ("fixed", "moving", "fixed_labels", "moving_labels", "displacement", "mask")
         return {r: getattr(self, r) for r in roles if getattr(self, r) is not None}
 
@@ -72,6 +80,9 @@ class PairSpec:
         ]
         disp = read_displacement(self.displacement)[0] if self.displacement else None
         mask = read_image(self.mask).array > 0 if self.mask else None
+        landmarks = None
+        if self.fixed_landmarks is not None and self.moving_landmarks is not None:
+            landmarks = corresponding_landmarks(self.fixed_landmarks, self.moving_landmarks)
         return RegistrationPair(
             fixed=fixed,
             moving=moving,
@@ -79,6 +90,7 @@ class PairSpec:
             moving_labels=labels[1],
             true_displacement=disp,
             mask=mask,
+            landmarks=landmarks,
             dataset=self.dataset,
             case=self.case,
             pair=self.pair,
@@ -92,7 +104,8 @@ class RegistrationPair:
     """A loaded pair: what a method registers and what the harness scores.
 
     ``fixed`` and ``moving`` share one grid. ``true_displacement`` is ``(ndim, *spatial)`` in mm,
-    fixed -> moving (``docs/conventions.md``).
+    fixed -> moving (``docs/conventions.md``). ``landmarks`` is ``(fixed_points, moving_points)``,
+    each ``(n, ndim)`` voxel coordinates, row ``r`` of one corresponding to row ``r`` of the other.
     """
 
     fixed: Image
@@ -101,6 +114,7 @@ class RegistrationPair:
     moving_labels: Image | None = None
     true_displacement: np.ndarray | None = None
     mask: np.ndarray | None = None
+    landmarks: tuple[np.ndarray, np.ndarray] | None = None
     dataset: str = ""
     case: str = ""
     pair: str = ""

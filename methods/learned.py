@@ -140,10 +140,17 @@ def _make(network: str, similarity: str, description: str) -> type[LearnedMethod
 
 
 UNetNMI = _make("unet", "nmi", "U-Net (dense field, VoxelMorph design) trained with Parzen NMI")
-UNetNCC = _make("unet", "ncc", "U-Net (dense field, VoxelMorph design) trained with NCC")
+UNetNCC = _make(
+    "unet",
+    "ncc",
+    "U-Net (dense field, VoxelMorph design) trained with NCC (global per patch, not VoxelMorph's "
+    "local window)",
+)
 PoolNetNMI = _make(
     "poolnet", "nmi", "PoolNet (B-spline control points, DIRNet design) trained with Parzen NMI"
 )
 PoolNetNCC = _make(
-    "poolnet", "ncc", "PoolNet (B-spline control points, DIRNet design) trained with NCC"
+    "poolnet",
+    "ncc",
+    "PoolNet (B-spline control points, DIRNet design) trained with NCC (global per patch)",
 )

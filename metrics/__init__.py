@@ -1,7 +1,8 @@
 """Evaluation metrics: pure functions on NumPy arrays with voxel spacing.
 
 Dice, Hausdorff distance (max and 95th percentile), histogram NMI, folding (% negative Jacobian
-determinant) and displacement error. Each function documents its shapes, units and edge cases.
+determinant, central and forward differences), displacement error and landmark TRE. Each
+function documents its shapes, units and edge cases.
 """
 
 from metrics._common import (
@@ -10,13 +11,26 @@ from metrics._common import (
     STATUS_ABSENT_MOVING,
     STATUS_CONSTANT_IMAGE,
     STATUS_EMPTY_MASK,
+    STATUS_LOST,
+    STATUS_NO_FOREGROUND,
     STATUS_NO_GROUND_TRUTH,
+    STATUS_NO_LANDMARKS,
     STATUS_OK,
     MetricValue,
 )
 from metrics.dice import dice
-from metrics.displacement import DisplacementErrorResult, displacement_error
-from metrics.folding import FoldingResult, folding_percentage, sdlogj
+from metrics.displacement import (
+    FOREGROUND_MARGIN_MM,
+    DisplacementErrorResult,
+    displacement_error,
+    foreground_mask,
+)
+from metrics.folding import (
+    FoldingResult,
+    folding_forward_percentage,
+    folding_percentage,
+    sdlogj,
+)
 from metrics.hausdorff import (
     HausdorffResult,
     directed_surface_distances,
@@ -25,6 +39,7 @@ from metrics.hausdorff import (
 )
 from metrics.histogram_nmi import histogram_nmi
 from metrics.label_metrics import label_metrics
+from metrics.landmarks import target_registration_error
 
 __all__ = [
     "MetricValue",
@@ -37,8 +52,12 @@ __all__ = [
     "surface",
     "histogram_nmi",
     "folding_percentage",
+    "folding_forward_percentage",
+    "target_registration_error",
     "sdlogj",
     "displacement_error",
+    "foreground_mask",
+    "FOREGROUND_MARGIN_MM",
     "label_metrics",
     "STATUS_OK",
     "STATUS_ABSENT_FIXED",
@@ -47,4 +66,7 @@ __all__ = [
     "STATUS_CONSTANT_IMAGE",
     "STATUS_EMPTY_MASK",
     "STATUS_NO_GROUND_TRUTH",
+    "STATUS_LOST",
+    "STATUS_NO_FOREGROUND",
+    "STATUS_NO_LANDMARKS",
 ]

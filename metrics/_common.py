@@ -24,6 +24,13 @@ STATUS_CONSTANT_IMAGE = "constant-image"
 STATUS_EMPTY_MASK = "empty-mask"
 #: The dataset provides no ground-truth displacement for this pair.
 STATUS_NO_GROUND_TRUTH = "no-ground-truth"
+#: The structure is in the fixed and the moving labels but the method warped it away entirely:
+#: Dice 0 (a real failure, kept in summaries and tests), distances NaN (no surface to measure).
+STATUS_LOST = "label-lost"
+#: No foreground to evaluate in: no mask and no fixed labels (see ``scoring.foreground_mask``).
+STATUS_NO_FOREGROUND = "no-foreground"
+#: The pair has no landmarks (or none with an id in both files).
+STATUS_NO_LANDMARKS = "no-landmarks"
 
 NAN = math.nan
 

@@ -105,3 +105,47 @@ def displacement_error(
         float(err.max()),
         STATUS_OK,
     )
+
+
+#: Margin (mm) by which the union of the fixed labels is dilated to give the foreground of the
+#: displacement error when the dataset has no mask: the motion next to a structure matters too,
+#: the air far from it does not.
+FOREGROUND_MARGIN_MM = 5.0
+
+
+def foreground_mask(
+    *,
+    mask: np.ndarray | None,
+    fixed_labels: np.ndarray | None,
+    spacing=None,
+    margin_mm: float = FOREGROUND_MARGIN_MM,
+) -> np.ndarray | None:
+    """The voxels where ``disp_error_mm`` is evaluated.
+
+    The dataset's mask when there is one; else every voxel within ``margin_mm`` (Euclidean
+    distance in mm, with the spacing: ``scipy.ndimage.distance_transform_edt``) of a labelled
+    voxel of the fixed image (label > 0), i.e. the union of the structures dilated by a ball of
+    radius ``margin_mm``; else ``None`` (no foreground known).
+
+    Parameters
+    ----------
+    mask : ndarray of bool, shape (*spatial), or None
+    fixed_labels : ndarray of int, shape (*spatial), or None
+    spacing : sequence of float, optional
+        Voxel size in mm along the array axes; ``None`` means 1.
+    margin_mm : float
+        Dilation radius, default :data:`FOREGROUND_MARGIN_MM` (5 mm).
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    from metrics._common import check_spacing
+
+    if mask is not None:
+        return np.asarray(mask, dtype=bool)
+    if fixed_labels is None:
+        return None
+    union = np.asarray(fixed_labels) > 0
+    if not union.any():
+        return union
+    s = check_spacing(spacing, union.ndim)
+    return distance_transform_edt(~union, sampling=s) <= margin_mm

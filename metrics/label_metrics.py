@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from benchmark.errors import BenchError
-from metrics._common import check_same_shape, check_spacing
+from metrics._common import NAN, STATUS_ABSENT_MOVING, STATUS_LOST, check_same_shape, check_spacing
 from metrics.dice import dice
 from metrics.hausdorff import hausdorff_distance
 
@@ -18,6 +18,7 @@ def label_metrics(
     labels: Mapping[str, int],
     *,
     spacing: Sequence[float] | None,
+    moving_labels: np.ndarray | None = None,
     percentile_mode: str = "max-directed",
 ) -> list[dict[str, object]]:
     """Dice, Hausdorff and 95th-percentile Hausdorff of every named structure.
@@ -33,6 +34,12 @@ def label_metrics(
         background is not listed.
     spacing : sequence of float or None
         Voxel size of the fixed grid in mm along the array axes (``None`` = 1 mm).
+    moving_labels : ndarray of int, optional
+        The moving labels before warping (any shape). A structure present in ``fixed_labels`` and
+        in ``moving_labels`` but absent from ``warped_labels`` was warped away by the method: its
+        Dice is 0 and its distances NaN, all with status ``"label-lost"``, so the case stays in
+        summaries and paired tests instead of dropping out (without ``moving_labels`` such a
+        structure gets NaN with ``"label-absent-moving"``).
     percentile_mode : {"max-directed", "pooled"}
         95th-percentile convention of :func:`metrics.hausdorff_distance`.
 
@@ -43,7 +50,8 @@ def label_metrics(
         ``{"structure": name, "metric": "dice"|"hd"|"hd95", "value": float, "unit": "1"|"mm",
         "status": str}`` — the last five columns of ``results.csv``; the caller adds method,
         fold, case and pair. A structure absent from one or both maps gets NaN values with the
-        status ``"label-absent-fixed"``, ``"label-absent-moving"`` or ``"label-absent-both"``.
+        status ``"label-absent-fixed"``, ``"label-absent-moving"`` or ``"label-absent-both"``;
+        a structure lost by the warp gets Dice 0 with ``"label-lost"`` (see ``moving_labels``).
 
     Raises
     ------
@@ -72,14 +80,29 @@ def label_metrics(
             percentile=95.0,
             percentile_mode=percentile_mode,
         )
-        for metric, mv in (("dice", d), ("hd", h.hd), ("hd95", h.hd_percentile)):
+        values = [
+            ("dice", float(d.value), d.unit, d.status),
+            ("hd", float(h.hd.value), h.hd.unit, h.hd.status),
+            ("hd95", float(h.hd_percentile.value), h.hd_percentile.unit, h.hd_percentile.status),
+        ]
+        if (
+            d.status == STATUS_ABSENT_MOVING
+            and moving_labels is not None
+            and bool(np.any(np.asarray(moving_labels) == int(value)))
+        ):
+            values = [
+                ("dice", 0.0, d.unit, STATUS_LOST),
+                ("hd", NAN, h.hd.unit, STATUS_LOST),
+                ("hd95", NAN, h.hd_percentile.unit, STATUS_LOST),
+            ]
+        for metric, v, unit, status in values:
             rows.append(
                 {
                     "structure": str(structure),
                     "metric": metric,
-                    "value": float(mv.value),
-                    "unit": mv.unit,
-                    "status": mv.status,
+                    "value": v,
+                    "unit": unit,
+                    "status": status,
                 }
             )
     return rows

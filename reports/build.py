@@ -1,6 +1,10 @@
-"""Assembling the report of a run folder: title page, missing-data note, summary and comparison
-tables, the Figure 4, 2 and 1/3 analogues, and (with rankings) Table 1 with its statistics. Writes
-the PDF and, beside it, every figure as PNG (``figures/``) and every table as CSV (``tables/``).
+"""Assembling the report of a run folder: title page, missing-data note, summary and case-level
+comparison tables, the ranking across metrics (with its critical-difference diagram and DSC30), the
+Figure 4, 2 and 1/3 analogues, and (with rankings) Table 1 with its statistics and the readers'
+ranks beside the metrics' ranks. Each section has its own builder (:data:`SECTION_BUILDERS`)
+returning a :class:`Section` (pages, figures, tables); :func:`build_report` runs them in the order
+of :data:`SECTION_TITLES`. Writes the PDF and, beside it, every figure as PNG (``figures/``) and
+every table as CSV (``tables/``).
 """
 
 from __future__ import annotations
@@ -30,11 +34,13 @@ SECTION_TITLES = (
     "Missing data",
     "Summary tables",
     "Comparison statistics",
+    "Ranking across metrics",
     "NMI- versus NCC-trained networks",
     "Figure 4 analogue",
     "Figure 2 analogue",
     "Figure 1/3 analogue",
     "Reader study: Table 1",
+    "Reader study versus metrics",
 )
 
 
@@ -208,6 +214,319 @@ def _unit(summary: pd.DataFrame, structure: str, metric: str) -> str:
     return f" [{u}]" if u not in ("", "1") else ""
 
 
+@dataclass
+class Section:
+    """What one section builder returns: PDF pages, named figures (also written as PNG) and named
+    tables (written as CSV), in order."""
+
+    pages: list[Figure] = field(default_factory=list)
+    figures: list[tuple[str, Figure]] = field(default_factory=list)
+    tables: list[tuple[str, pd.DataFrame]] = field(default_factory=list)
+
+
+@dataclass
+class Context:
+    """The inputs every section builder reads (computed once by :func:`build_report`)."""
+
+    run: RunFolder
+    methods: list[str]
+    results: pd.DataFrame
+    summary: pd.DataFrame
+    comparisons: pd.DataFrame
+    selection: pd.DataFrame
+    criterion: str
+    rankings: pd.DataFrame | None
+    ranking_stats: object | None
+    progress: bool
+
+
+def _contents(ctx: Context) -> list[str]:
+    items = [
+        "Methods and settings",
+        "Missing data",
+        "Summary tables (mean ± SD, median [IQR] per method)",
+        "Comparison statistics (paired Wilcoxon over cases, Holm)",
+        "Ranking across metrics (significance ranks, bootstrap stability, Friedman, DSC30)",
+        "NMI- versus NCC-trained networks",
+        "Figure 4 analogue: folding, Dice, Hausdorff",
+        "Figure 2 analogue: NMI and folding",
+        f"Figure 1/3 analogue: {len(ctx.selection)} example case(s)",
+    ]
+    if ctx.rankings is not None:
+        items += ["Reader study: Table 1 and its statistics", "Reader study versus metrics"]
+    return items
+
+
+def _title_section(ctx: Context) -> Section:
+    return Section(pages=[_title_page(ctx.run, _contents(ctx))])
+
+
+def _methods_section(ctx: Context) -> Section:
+    return Section(pages=_methods_page(ctx.run))
+
+
+def _missing_section(ctx: Context) -> Section:
+    return Section(pages=_missing_pages(ctx.run), tables=[("missing_data", ctx.run.missing)])
+
+
+def _summary_section(ctx: Context) -> Section:
+    summary = ctx.summary
+    blocks = [
+        (f"{s} / {m}{_unit(summary, s, m)}", frame)
+        for (s, m), frame in tables.summary_display(summary).items()
+    ]
+    pages = tables.table_pages(
+        "Summary tables",
+        blocks,
+        subtitle="Per structure and metric: n finite values (pairs), NaN count, mean ± SD "
+        "(ddof 1), median [25th, 75th percentile].",
+    )
+    return Section(pages=pages, tables=[("summary", summary)])
+
+
+def _comparison_section(ctx: Context) -> Section:
+    from benchmark.stats.comparisons import TEST_LEVEL_NOTE
+
+    blocks = [
+        (f"{s} / {m}", frame)
+        for (s, m), frame in tables.comparisons_display(ctx.comparisons).items()
+    ]
+    pages = tables.table_pages(
+        "Comparison statistics",
+        blocks,
+        subtitle=TEST_LEVEL_NOTE + "; n = cases; zero differences discarded; P Holm: Holm over "
+        "the method pairs of each block; favours: by the median difference and the metric's "
+        "direction.",
+    )
+    return Section(pages=pages, tables=[("comparisons", ctx.comparisons)])
+
+
+def _metric_ranking_section(ctx: Context) -> Section:
+    """Significance ranks per metric and overall with bootstrap stability, Friedman with
+    Nemenyi post-hoc and the critical-difference diagram, DSC30."""
+    from benchmark.errors import BenchError
+    from benchmark.stats.metric_ranking import SCHEME_NOTE, rank_methods
+
+    title = "Ranking across metrics"
+    try:
+        ranking = rank_methods(ctx.results, methods=ctx.methods)
+    except BenchError as exc:
+        return Section(pages=tables.text_page(title, [f"No ranking: {exc}"]))
+    ranks = ranking.ranks
+    rank_frame = pd.DataFrame(
+        {
+            "method": ranks["method"],
+            **{m: ranks[f"rank_{m}"].astype(str) for m in ranking.metrics},
+            "geo mean": [tables.fmt_num(v, 3) for v in ranks["geo_mean"]],
+            "rank": ranks["rank"].astype(str),
+            "kept": [f"{100 * v:.0f}%" for v in ranks["stability"]],
+            "95% rank": [
+                f"{lo:g}-{hi:g}" for lo, hi in zip(ranks["rank_lo"], ranks["rank_hi"], strict=True)
+            ],
+        }
+    )
+    friedman = ranking.friedman
+    friedman_frame = pd.DataFrame(
+        {
+            "metric": friedman["metric"],
+            "cases": friedman["n"].astype(str),
+            "chi2": [tables.fmt_num(v, 4) for v in friedman["statistic"]],
+            "P": [tables.fmt_p(v) for v in friedman["p"]],
+            "CD": [tables.fmt_num(v, 3) for v in friedman["cd"]],
+            "average ranks (1 = best)": [
+                ", ".join(f"{k} {v:.2f}" for k, v in ranking.mean_ranks[m].sort_values().items())
+                for m in friedman["metric"]
+            ],
+        }
+    )
+    blocks = [
+        (
+            f"Ranks ({ranking.n_boot} bootstrap resamples of the cases, alpha {ranking.alpha:g})",
+            rank_frame,
+        ),
+        (f"Friedman tests, {ranking.posthoc} post-hoc", friedman_frame),
+    ]
+    if len(ranking.dsc30):
+        d = ranking.dsc30
+        blocks.append(
+            (
+                f"DSC30: mean Dice over the {d['n'].iloc[0]} hardest cases (lowest Dice before "
+                "registration)",
+                pd.DataFrame(
+                    {
+                        "method": d["method"],
+                        "DSC30": [tables.fmt_num(v, 4) for v in d["dsc30"]],
+                        "NaN": d["n_nan"].astype(str),
+                    }
+                ),
+            )
+        )
+    pages = tables.table_pages(title, blocks, subtitle=SCHEME_NOTE)
+    fig = figures.critical_difference_figure(
+        ranking.mean_ranks,
+        ranking.posthoc_p,
+        dict(zip(friedman["metric"], friedman["cd"], strict=True)),
+        alpha=ranking.alpha,
+    )
+    return Section(
+        pages=[*pages, fig],
+        figures=[("critical_difference", fig)],
+        tables=[
+            ("metric_ranks", ranks),
+            ("metric_rank_tests", ranking.tests),
+            ("metric_rank_friedman", friedman),
+            ("dsc30", ranking.dsc30),
+        ],
+    )
+
+
+def _loss_section(ctx: Context) -> Section:
+    from benchmark.stats.comparisons import nmi_vs_ncc
+
+    loss_pairs = nmi_vs_ncc(ctx.comparisons)
+    loss_frame = pd.DataFrame(
+        {
+            "structure": loss_pairs["structure"],
+            "metric": loss_pairs["metric"],
+            "NMI vs NCC": [
+                f"{a} vs {b}" for a, b in zip(loss_pairs["a"], loss_pairs["b"], strict=True)
+            ],
+            "n": loss_pairs["n"].astype(str),
+            "median a-b": [tables.fmt_num(v) for v in loss_pairs["median_diff"]],
+            "P": [tables.fmt_p(v) for v in loss_pairs["p"]],
+            "P Holm": [tables.fmt_p(v) for v in loss_pairs["p_holm"]],
+            "favours": loss_pairs["favours"],
+        }
+    )
+    pages = tables.table_pages(
+        "NMI- versus NCC-trained networks",
+        [("The same network trained with either loss", loss_frame)] if len(loss_frame) else [],
+        subtitle="Rows of the comparison statistics where both methods are one architecture "
+        "(unet-nmi vs unet-ncc, poolnet-nmi vs poolnet-ncc).",
+    )
+    return Section(pages=pages, tables=[("nmi_vs_ncc", loss_pairs)])
+
+
+def _figure4_section(ctx: Context) -> Section:
+    fig = figures.boxplot_figure(ctx.results, ctx.methods)
+    return Section(
+        pages=[fig],
+        figures=[("fig4_boxplots", fig)],
+        tables=[("folding_counts", figures.folding_counts(ctx.results, ctx.methods))],
+    )
+
+
+def _figure2_section(ctx: Context) -> Section:
+    fig = figures.nmi_folding_figure(ctx.results, ctx.methods)
+    return Section(pages=[fig], figures=[("fig2_nmi_folding", fig)])
+
+
+def _case_section(ctx: Context) -> Section:
+    from tqdm.auto import tqdm
+
+    selection, run = ctx.selection, ctx.run
+    named: list[tuple[str, Figure]] = []
+    shown = shown_methods(run)
+    for i, row in enumerate(
+        tqdm(
+            list(selection.itertuples(index=False)),
+            desc="case figures",
+            unit="case",
+            disable=not ctx.progress,
+            leave=False,
+        )
+    ):
+        view = load_case_view(
+            run, int(row.fold), str(row.case), str(row.pair), score=float(row.score)
+        )
+        named.append(
+            (
+                f"fig1_case{i + 1}_{_safe(row.case)}_{_safe(row.pair)}",
+                figures.case_figure(view, shown),
+            )
+        )
+    if len(selection):
+        note = tables.text_page(
+            "Figure 1/3 analogue",
+            [
+                *textwrap.wrap(f"Pairs shown: {len(selection)}, chosen by {ctx.criterion}.", 95),
+                "Columns: no registration (moving image) and every method but identity. Rows: fixed,",
+                "warped, warped - fixed, and the displacement field as RGBA (i, j, k components",
+                "as red, green, blue; vector length as alpha). Scales are shared within a page.",
+            ],
+        )
+    else:
+        note = tables.text_page(
+            "Figure 1/3 analogue",
+            ["No example cases: pairs.csv lists no test pairs or --cases is 0."],
+        )
+    return Section(
+        pages=[*note, *(f for _, f in named)],
+        figures=named,
+        tables=[("case_selection", selection)],
+    )
+
+
+def _reader_table1_section(ctx: Context) -> Section:
+    if ctx.ranking_stats is None:
+        return Section()
+    return _ranking_pages(ctx.ranking_stats)
+
+
+def _readers_vs_metrics_section(ctx: Context) -> Section:
+    """Readers' ranks of each ranked case beside the metric-based ranks, Kendall's tau."""
+    from benchmark.errors import BenchError
+    from benchmark.stats.readers_vs_metrics import readers_vs_metrics
+
+    if ctx.rankings is None:
+        return Section()
+    title = "Reader study versus metrics"
+    try:
+        per_case, summary = readers_vs_metrics(ctx.rankings, ctx.results)
+    except BenchError as exc:
+        return Section(pages=tables.text_page(title, [f"Not compared: {exc}"]))
+    lines = [
+        f"Metric-based rank of a case: geometric mean of the within-case ranks on "
+        f"{', '.join(summary['metrics']) or 'no metric'} (means over structures), ranked.",
+        f"Cases compared: {summary['n_cases']}; without results: {len(summary['unmatched'])}.",
+        f"Same best method: {tables.fmt_num(100 * summary['share_same_best'], 3)} % of cases; "
+        f"mean Kendall tau per case: {tables.fmt_num(summary['mean_tau'], 3)}; "
+        f"tau of mean ranks: {tables.fmt_num(summary['tau_overall'], 3)} "
+        f"(P {tables.fmt_p(summary['p_overall'])}).",
+    ]
+    display = pd.DataFrame(
+        {
+            "case": per_case["case"],
+            "readers": per_case["readers"].astype(str),
+            "readers' ranks": per_case["reader_ranks"],
+            "metric ranks": per_case["metric_ranks"],
+            "same best": per_case["same_best"].map({True: "yes", False: "no"}),
+            "tau": [tables.fmt_num(v, 3) for v in per_case["tau"]],
+        }
+    )
+    pages = tables.table_pages(
+        title, [("Per case", display)] if len(display) else [], subtitle=" ".join(lines)
+    )
+    return Section(pages=pages, tables=[("readers_vs_metrics", per_case)])
+
+
+#: One builder per entry of :data:`SECTION_TITLES`, in that order.
+SECTION_BUILDERS = {
+    "MIRBench report": _title_section,
+    "Methods and settings": _methods_section,
+    "Missing data": _missing_section,
+    "Summary tables": _summary_section,
+    "Comparison statistics": _comparison_section,
+    "Ranking across metrics": _metric_ranking_section,
+    "NMI- versus NCC-trained networks": _loss_section,
+    "Figure 4 analogue": _figure4_section,
+    "Figure 2 analogue": _figure2_section,
+    "Figure 1/3 analogue": _case_section,
+    "Reader study: Table 1": _reader_table1_section,
+    "Reader study versus metrics": _readers_vs_metrics_section,
+}
+
+
 def build_report(
     run_dir: str | os.PathLike,
     *,
@@ -227,7 +546,7 @@ def build_report(
         to ``tables/*.csv`` in the PDF's folder.
     rankings : path-like, optional
         A rankings CSV of a reader study (``case, method, rank[, reader]``): adds Table 1 and its
-        statistics.
+        statistics, and the readers' ranks beside the metric-based ranks of the same cases.
     n_cases : int
         Pairs shown in the Figure 1/3 analogue (default 2; the largest deformations, see
         :mod:`reports.cases`).
@@ -241,140 +560,43 @@ def build_report(
     """
     from tqdm.auto import tqdm
 
-    from benchmark.stats.comparisons import compare_methods, nmi_vs_ncc, summarize_metrics
+    from benchmark.stats.comparisons import compare_methods, summarize_metrics
 
     run = load_run(run_dir)
     pdf_path = Path(out) if out is not None else run.path / "report" / "report.pdf"
     fig_dir, tab_dir = pdf_path.parent / "figures", pdf_path.parent / "tables"
     report = Report(pdf=pdf_path)
-    methods = run.methods
-    results = run.results
 
-    def save_table(name: str, frame: pd.DataFrame) -> None:
-        path = tab_dir / f"{name}.csv"
-        write_text(path, frame.to_csv(index=False, lineterminator="\n"))
-        report.tables.append(path)
-
-    ranking_stats = None
+    table = ranking_stats = None
     if rankings is not None:
         from benchmark.stats.ranking import analyze_rankings, read_rankings
 
-        ranking_stats = analyze_rankings(read_rankings(rankings), validate=False)
-
-    summary = summarize_metrics(results, methods=methods)
-    comparisons = compare_methods(results, methods=methods)
-    loss_pairs = nmi_vs_ncc(comparisons)
+        table = read_rankings(rankings)
+        ranking_stats = analyze_rankings(table, validate=False)
     selection, criterion = select_cases(run, n_cases, progress=progress)
-    save_table("summary", summary)
-    save_table("comparisons", comparisons)
-    save_table("nmi_vs_ncc", loss_pairs)
-    save_table("folding_counts", figures.folding_counts(results, methods))
-    save_table("missing_data", run.missing)
-    save_table("case_selection", selection)
-
-    contents = [
-        "Methods and settings",
-        "Missing data",
-        "Summary tables (mean ± SD, median [IQR] per method)",
-        "Comparison statistics (paired Wilcoxon, Holm)",
-        "NMI- versus NCC-trained networks",
-        "Figure 4 analogue: folding, Dice, Hausdorff",
-        "Figure 2 analogue: NMI and folding",
-        f"Figure 1/3 analogue: {len(selection)} example case(s)",
-    ]
-    if ranking_stats is not None:
-        contents.append("Reader study: Table 1 and its statistics")
-
+    ctx = Context(
+        run=run,
+        methods=run.methods,
+        results=run.results,
+        summary=summarize_metrics(run.results, methods=run.methods),
+        comparisons=compare_methods(run.results, methods=run.methods),
+        selection=selection,
+        criterion=criterion,
+        rankings=table,
+        ranking_stats=ranking_stats,
+        progress=progress,
+    )
+    pages: list[Figure] = []
+    named: list[tuple[str, Figure]] = []
     with report_style():
-        pages: list[Figure] = [_title_page(run, contents)]
-        pages += _methods_page(run)
-        pages += _missing_pages(run)
-        blocks = [
-            (f"{s} / {m}{_unit(summary, s, m)}", frame)
-            for (s, m), frame in tables.summary_display(summary).items()
-        ]
-        pages += tables.table_pages(
-            "Summary tables",
-            blocks,
-            subtitle="Per structure and metric: n finite values, NaN count, mean ± SD (ddof 1), "
-            "median [25th, 75th percentile].",
-        )
-        blocks = [
-            (f"{s} / {m}", frame)
-            for (s, m), frame in tables.comparisons_display(comparisons).items()
-        ]
-        pages += tables.table_pages(
-            "Comparison statistics",
-            blocks,
-            subtitle="Paired Wilcoxon signed-rank tests over (case, pair); pairs with a NaN "
-            "skipped, zero differences discarded; P Holm: Holm over the method pairs "
-            "of each block; favours: by the median difference and the metric's direction.",
-        )
-        loss_frame = pd.DataFrame(
-            {
-                "structure": loss_pairs["structure"],
-                "metric": loss_pairs["metric"],
-                "NMI vs NCC": [
-                    f"{a} vs {b}" for a, b in zip(loss_pairs["a"], loss_pairs["b"], strict=True)
-                ],
-                "n": loss_pairs["n"].astype(str),
-                "median a-b": [tables.fmt_num(v) for v in loss_pairs["median_diff"]],
-                "P": [tables.fmt_p(v) for v in loss_pairs["p"]],
-                "P Holm": [tables.fmt_p(v) for v in loss_pairs["p_holm"]],
-                "favours": loss_pairs["favours"],
-            }
-        )
-        pages += tables.table_pages(
-            "NMI- versus NCC-trained networks",
-            [("The same network trained with either loss", loss_frame)] if len(loss_frame) else [],
-            subtitle="Rows of the comparison statistics where both methods are one architecture "
-            "(unet-nmi vs unet-ncc, poolnet-nmi vs poolnet-ncc).",
-        )
-
-        named: list[tuple[str, Figure]] = [
-            ("fig4_boxplots", figures.boxplot_figure(results, methods)),
-            ("fig2_nmi_folding", figures.nmi_folding_figure(results, methods)),
-        ]
-        shown = shown_methods(run)
-        for i, row in enumerate(
-            tqdm(
-                list(selection.itertuples(index=False)),
-                desc="case figures",
-                unit="case",
-                disable=not progress,
-                leave=False,
-            )
-        ):
-            view = load_case_view(
-                run, int(row.fold), str(row.case), str(row.pair), score=float(row.score)
-            )
-            named.append(
-                (
-                    f"fig1_case{i + 1}_{_safe(row.case)}_{_safe(row.pair)}",
-                    figures.case_figure(view, shown),
-                )
-            )
-        if len(selection):
-            note = tables.text_page(
-                "Figure 1/3 analogue",
-                [
-                    *textwrap.wrap(f"Pairs shown: {len(selection)}, chosen by {criterion}.", 95),
-                    "Columns: no registration (moving image) and every method but identity. Rows: fixed,",
-                    "warped, warped - fixed, and the displacement field as RGBA (i, j, k components",
-                    "as red, green, blue; vector length as alpha). Scales are shared within a page.",
-                ],
-            )
-        else:
-            note = tables.text_page(
-                "Figure 1/3 analogue",
-                ["No example cases: pairs.csv lists no test pairs or --cases is 0."],
-            )
-        figure_pages = [named[0][1], named[1][1], *note, *(f for _, f in named[2:])]
-        pages += figure_pages
-
-        if ranking_stats is not None:
-            pages += _ranking_pages(ranking_stats, save_table, named)
-
+        for title in SECTION_TITLES:
+            section = SECTION_BUILDERS[title](ctx)
+            pages += section.pages
+            named += section.figures
+            for name, frame in section.tables:
+                path = tab_dir / f"{name}.csv"
+                write_text(path, frame.to_csv(index=False, lineterminator="\n"))
+                report.tables.append(path)
         fig_dir.mkdir(parents=True, exist_ok=True)
         for name, fig in tqdm(named, desc="figures", unit="fig", disable=not progress, leave=False):
             report.figures.append(write_png(fig_dir / f"{name}.png", fig))
@@ -401,6 +623,7 @@ _VARIABLE_OUTPUTS = (
     ("figures", "fig1_case*.png"),
     ("figures", "table1_ranks.png"),
     ("tables", "ranking_*.csv"),
+    ("tables", "readers_vs_metrics.csv"),
 )
 
 
@@ -417,13 +640,11 @@ def _remove_stale(report: Report, fig_dir: Path, tab_dir: Path) -> None:
                 path.unlink()
 
 
-def _ranking_pages(stats, save_table, named: list) -> list[Figure]:
+def _ranking_pages(stats) -> Section:
     """Table 1 (ranks x methods as in the paper), its tests, and the pairwise preferences."""
     contingency = stats.contingency
     table1 = contingency.T.copy()
     table1.index = [f"rank {r}" for r in table1.index]
-    save_table("ranking_contingency", contingency.reset_index())
-    save_table("ranking_pairwise", stats.pairwise)
     tests = pd.DataFrame(
         [
             {
@@ -446,7 +667,6 @@ def _ranking_pages(stats, save_table, named: list) -> list[Figure]:
             },
         ]
     )
-    save_table("ranking_tests", tests)
     display = table1.reset_index().rename(columns={"index": "rank"}).astype(str)
     pair_display = pd.DataFrame(
         {
@@ -507,5 +727,12 @@ def _ranking_pages(stats, save_table, named: list) -> list[Figure]:
         "are over all method pairs.",
     )
     fig = figures.ranking_figure(contingency)
-    named.append(("table1_ranks", fig))
-    return [*pages, fig]
+    return Section(
+        pages=[*pages, fig],
+        figures=[("table1_ranks", fig)],
+        tables=[
+            ("ranking_contingency", contingency.reset_index()),
+            ("ranking_pairwise", stats.pairwise),
+            ("ranking_tests", tests),
+        ],
+    )

@@ -5,6 +5,7 @@
 * :func:`case_figure` -- Figure 1/3 analogue: fixed, warped, subtraction and colour-coded field of
   one pair for every method, on one intensity window;
 * :func:`ranking_figure` -- the ranks of a reader study per method (Table 1 as bars).
+* :func:`critical_difference_figure` -- Friedman/post-hoc critical-difference diagrams per metric.
 """
 
 from __future__ import annotations
@@ -326,4 +327,45 @@ def ranking_figure(contingency: pd.DataFrame) -> Figure:
     ax.set_xlabel("rankings")
     ax.set_title("Ranks per method (1 = preferred)", fontsize=10, weight="bold")
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=k, frameon=False)
+    return fig
+
+
+def critical_difference_figure(
+    mean_ranks: dict[str, pd.Series],
+    posthoc_p: dict[str, pd.DataFrame],
+    cds: dict[str, float],
+    *,
+    alpha: float = 0.05,
+) -> Figure:
+    """Critical-difference diagrams (Demšar 2006), one per metric, drawn by scikit-posthocs.
+
+    Methods are placed at their average within-case rank (1 = best, left); methods joined by a
+    bar are not significantly different by the post-hoc test at ``alpha``; the critical
+    difference (Nemenyi) is given in the panel title.
+    """
+    import scikit_posthocs as sp
+
+    metrics = list(mean_ranks)
+    colours = method_colours(list(next(iter(mean_ranks.values())).index)) if metrics else {}
+    fig = Figure(figsize=(A4_LANDSCAPE[0], 8.27))
+    axes = fig.subplots(max(len(metrics), 1), 1, squeeze=False)[:, 0]
+    fig.subplots_adjust(left=0.2, right=0.8, top=0.9, bottom=0.05, hspace=1.0)
+    fig.suptitle(
+        f"Critical-difference diagrams (average rank over cases; bars: not different at "
+        f"{alpha:g})",
+        fontsize=11,
+        weight="bold",
+    )
+    for ax, metric in zip(axes, metrics, strict=True):
+        ranks = mean_ranks[metric]
+        p = posthoc_p[metric]
+        if p.isna().all().all():
+            ax.axis("off")
+            ax.set_title(f"{metric}: fewer than 3 methods or 2 cases", fontsize=9)
+            continue
+        sp.critical_difference_diagram(
+            ranks, p, ax=ax, alpha=alpha, label_props={"fontsize": 7}, color_palette=colours
+        )
+        cd = cds.get(metric, float("nan"))
+        ax.set_title(f"{metric} (CD = {cd:.2f})", fontsize=9)
     return fig

@@ -172,7 +172,8 @@ def test_acdc_layout_follows_real_acdc(acdc_dirs):
             f"{name}_disp_ED-ES.nii.gz",
             f"{name}_disp_ES-ED.nii.gz",
         }
-        assert {p.name for p in folder.iterdir()} == expected
+        landmarks = {f"{name}_frame{ed:02d}_landmarks.csv", f"{name}_frame{es:02d}_landmarks.csv"}
+        assert {p.name for p in folder.iterdir()} == expected | landmarks
         images = [
             read_image(folder / f)
             for f in sorted(expected)
@@ -288,7 +289,8 @@ def test_dce_layout(dce_dirs):
         expected |= {f"phase_{k:02d}_labels.nii.gz" for k in range(5)}
         disps = {f"disp_phase_00-phase_{k:02d}.nii.gz" for k in range(1, 5)}
         expected |= {"mask.nii.gz"} | disps
-        assert {p.name for p in folder.iterdir()} == expected
+        landmarks = {f"phase_{k:02d}_landmarks.csv" for k in range(5)}
+        assert {p.name for p in folder.iterdir()} == expected | landmarks
         ref = read_image(folder / "phase_00.nii.gz")
         assert 88 <= min(ref.shape[:2]) and max(ref.shape[:2]) <= 104 and 28 <= ref.shape[2] <= 36
         assert all(1.4 <= s <= 2.0 for s in ref.spacing)

@@ -256,3 +256,30 @@ def test_results_from_result_json_and_errors(tmp_path):
     assert main(["report", str(tmp_path / "absent")]) == 2
     with pytest.raises(BenchError, match="nothing to report"):
         load_run(tmp_path / "data")
+
+
+def test_report_sets_readers_ranks_beside_the_metrics(fake_run_dir, tmp_path):
+    """Rankings of the run's own methods and pairs: the readers-versus-metrics section lists every
+    ranked pair with both rankings and Kendall's tau; the ranking section has its CD diagram."""
+    results = pd.read_csv(fake_run_dir / "results.csv", dtype={"case": str, "pair": str})
+    keys = sorted(set(results["case"] + "/" + results["pair"]))
+    methods = ["elastix", "unet-nmi", "poolnet-nmi"]
+    rankings = pd.DataFrame(
+        [
+            {"case": key, "method": m, "rank": (i + r) % 3 + 1, "reader": "r1"}
+            for r, key in enumerate(keys)
+            for i, m in enumerate(methods)
+        ]
+    )
+    path = tmp_path / "rankings.csv"
+    rankings.to_csv(path, index=False)
+    report = build_report(
+        fake_run_dir, out=tmp_path / "r" / "report.pdf", rankings=path, n_cases=0, progress=False
+    )
+    text = "\n".join(_text(report.pdf))
+    assert "Reader study versus metrics" in text and "Kendall tau" in text
+    table = pd.read_csv(tmp_path / "r" / "tables" / "readers_vs_metrics.csv")
+    assert table["case"].tolist() == keys
+    assert table["tau"].between(-1, 1).all()
+    assert "critical_difference.png" in {p.name for p in report.figures}
+    assert {"metric_ranks.csv", "dsc30.csv"} <= {p.name for p in report.tables}

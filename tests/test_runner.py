@@ -52,7 +52,10 @@ def test_run_writes_the_tidy_table_and_run_folder(demo_root, tmp_path, capsys):
         for metric in ("dice", "hd", "hd95"):
             assert ((results["structure"] == structure) & (results["metric"] == metric)).sum() == 2 * len(test_keys)
     image_metrics = set(results.loc[results["structure"] == "image", "metric"])
-    assert image_metrics == {"nmi_before", "nmi", "folding_pct", "sdlogj", "disp_error_mm", "runtime_s"}
+    assert image_metrics == {
+        "nmi_before", "nmi", "folding_pct", "folding_fwd_pct", "sdlogj", "disp_error_mm",
+        "disp_error_grid_mm", "tre_mm", "runtime_s",
+    }
     identity = results[results["method"] == "identity"]
     assert (identity.loc[identity["metric"] == "folding_pct", "value"] == 0).all()
     nmi_before = identity[identity["metric"] == "nmi_before"]["value"].to_numpy()

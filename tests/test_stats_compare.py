@@ -99,7 +99,7 @@ def test_wilcoxon_and_holm_match_scipy_statsmodels(synthetic):
         x, y = synthetic[r.a], synthetic[r.b]
         ok = np.isfinite(x) & np.isfinite(y)
         ref = stats.wilcoxon(x[ok], y[ok])
-        assert r.n == ok.sum() and r.n_nan == (~ok).sum() and r.n_pairs == 15
+        assert r.n == ok.sum() and r.n_nan == (~ok).sum() and r.n_cases == 15
         assert r.statistic == pytest.approx(ref.statistic)
         assert r.p == pytest.approx(ref.pvalue)
         assert r.median_diff == pytest.approx(np.median(x[ok] - y[ok]))
@@ -202,3 +202,62 @@ def test_fake_run_and_cli(tmp_path, capsys):
     assert "== LVb / dice" in text and "(NMI vs NCC)" in text and "median [IQR]" in text
     assert main(["stats", "compare", str(tmp_path / "nothing")]) == 2
     assert "results table not found" in capsys.readouterr().err
+
+
+def _repeated_measures(rng, n_cases: int, effect: float) -> pd.DataFrame:
+    """Two methods, two correlated pairs per case (ED-ES, ES-ED) sharing a per-case difference."""
+    case_diff = rng.normal(effect, 1.0, n_cases)  # shared by both pairs of a case
+    base = rng.normal(0.8, 0.05, (n_cases, 2))
+    b = base + case_diff[:, None] * 0.02 + rng.normal(0, 0.002, (n_cases, 2))
+    cases = np.repeat([f"p{i:03d}" for i in range(n_cases)], 2)
+    pairs = np.tile(["ED-ES", "ES-ED"], n_cases)
+    frames = [
+        pd.DataFrame(
+            {
+                "method": m,
+                "fold": 0,
+                "case": cases,
+                "pair": pairs,
+                "structure": "LVb",
+                "metric": "dice",
+                "value": v.ravel(),
+                "unit": "1",
+                "status": "ok",
+            }
+        )
+        for m, v in (("a", base), ("b", b))
+    ]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_null_simulation_keeps_the_false_positive_rate_at_the_case_level():
+    """No true difference, two pairs per patient with a shared patient effect: treating the pairs
+    as independent gave about 15 % significant tests; the case-level test stays near 5 %."""
+    rng = np.random.default_rng(2026)
+    reps, pair_reps = 700, 200
+    hits = pair_level_hits = 0
+    for rep in range(reps):
+        table = _repeated_measures(rng, 100, 0.0)
+        hits += compare_methods(table)["p"].iloc[0] < 0.05
+        if rep < pair_reps:  # the pair-level (wrong) test on the same data
+            wide = table.pivot(index=["case", "pair"], columns="method", values="value")
+            pair_level_hits += stats.wilcoxon(wide["a"], wide["b"]).pvalue < 0.05
+    assert 0.03 <= hits / reps <= 0.07, hits / reps
+    assert pair_level_hits / pair_reps > 0.1, pair_level_hits / pair_reps
+
+
+def test_a_planted_difference_is_found_at_the_case_level():
+    rng = np.random.default_rng(11)
+    table = _repeated_measures(rng, 40, 0.8)  # b better by 0.8 SD of the per-case difference
+    row = compare_methods(table).iloc[0]
+    assert row["n"] == 40 and row["n_cases"] == 40
+    assert row["p"] < 0.001 and row["favours"] == "b"
+
+
+def test_a_failed_pair_removes_its_case_instead_of_being_averaged_away():
+    rng = np.random.default_rng(3)
+    table = _repeated_measures(rng, 10, 0.0)
+    hit = (table["method"] == "b") & (table["case"] == "p000") & (table["pair"] == "ES-ED")
+    table.loc[hit, ["value", "status"]] = [np.nan, "failed: diverged"]
+    row = compare_methods(table).iloc[0]
+    assert (row["n_cases"], row["n"], row["n_nan"]) == (10, 9, 1)

@@ -15,6 +15,7 @@ A manifest is a YAML mapping::
     split: {train: 90, val: 10, test: 50, stratify: null, seed: 0}   # instead of cv
     presets: {quick: {...}, paper: {...}}                             # training settings
     demo: {generator: demo-acdc, cases: 8, seed: 0}                  # demo datasets only
+    landmarks: "{stem}_landmarks.csv"  # landmark CSV beside each image (optional; TRE metric)
 
 plus loader options (``subset``, ``require_labels`` for acdc; ``pattern`` for dce; ``pairs_csv``
 for explicit). Unknown keys are errors, so a typo never passes silently.
@@ -63,6 +64,7 @@ COMMON_KEYS = (
     "split",
     "presets",
     "demo",
+    "landmarks",
 )
 #: Extra manifest keys each loader understands.
 LOADER_KEYS = {
@@ -144,6 +146,10 @@ class Manifest:
     root_source : str
         Where ``root`` came from (``argument``, ``environment ACDC_ROOT``, ``manifest``,
         ``demo cache``), for messages and ``run.json``.
+    landmarks : str or None
+        File-name pattern of each image's landmark CSV in the image's folder, ``{stem}`` standing
+        for the image name without suffix (:func:`benchmark.landmarks.landmark_path`). A pair gets
+        landmarks (and the ``tre_mm`` metric) when both its images have such a file.
     """
 
     name: str
@@ -161,6 +167,7 @@ class Manifest:
     training_pairing: list[str] | None = None
     description: str = ""
     root_source: str = ""
+    landmarks: str | None = None
     _scan: Any = field(default=None, init=False, repr=False)
     _training_scan: Any = field(default=None, init=False, repr=False)
 
@@ -172,7 +179,21 @@ class Manifest:
             from benchmark.data.loaders import scan
 
             self._scan = scan(self)
+            if self.landmarks:
+                self._scan.pairs[:] = [self._with_landmarks(p) for p in self._scan.pairs]
         return self._scan
+
+    def _with_landmarks(self, spec: PairSpec) -> PairSpec:
+        """``spec`` with its landmark files when both images have one (``landmarks:`` pattern)."""
+        import dataclasses
+
+        from benchmark.landmarks import landmark_path
+
+        assert self.landmarks is not None
+        files = [landmark_path(p, self.landmarks) for p in (spec.fixed, spec.moving)]
+        if not all(f.is_file() for f in files):
+            return spec
+        return dataclasses.replace(spec, fixed_landmarks=files[0], moving_landmarks=files[1])
 
     def pairs(self, *, strict: bool = True) -> list[PairSpec]:
         """The dataset's pairs (``group`` filled for stratification) in loader order: cases in
@@ -277,6 +298,7 @@ class Manifest:
             "split": vars(self.split).copy() if self.split else None,
             "presets": {k: dict(v) for k, v in self.presets.items()},
             "demo": vars(self.demo).copy() if self.demo else None,
+            "landmarks": self.landmarks,
         }
 
 
@@ -449,7 +471,20 @@ def parse_manifest(raw: dict, path: Path) -> dict[str, Any]:
         "presets": _parse_presets(path, raw.get("presets")),
         "demo": _parse_demo(path, raw.get("demo")),
         "description": str(raw.get("description", "")).strip(),
+        "landmarks": _parse_landmarks(path, raw.get("landmarks")),
     }
+
+
+def _parse_landmarks(path: Path, pattern) -> str | None:
+    if pattern is None:
+        return None
+    if not isinstance(pattern, str) or "{stem}" not in pattern or "/" in pattern:
+        _fail(
+            path,
+            f"landmarks must be a file-name pattern with {{stem}} and no '/' "
+            f"(e.g. '{{stem}}_landmarks.csv'), got {pattern!r}",
+        )
+    return pattern
 
 
 def demo_spec(name: str) -> DemoSpec | None:

@@ -70,7 +70,7 @@ def run_pair_job(job: PairJob) -> list[dict]:
     except BenchError as exc:  # RegistrationFailed included
         method_log = getattr(exc, "log", None)
         log.warning("%s failed on %s: %s", job.method_name, pair.key, exc)
-        rows = failure_rows(job.labels, str(exc), has_labels=pair.fixed_labels is not None)
+        rows = failure_rows(job.labels, str(exc), pair=pair)
         status = "failed"
     else:
         method_log = result.log

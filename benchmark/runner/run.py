@@ -33,7 +33,7 @@ from benchmark.runner.pair_job import (
     read_result,
     run_pair_job,
 )
-from benchmark.runner.scoring import METRIC_UNITS
+from benchmark.runner.scoring import METHOD_CONVENTIONS, METRIC_CONVENTIONS, METRIC_UNITS
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,7 @@ def _write_run_files(
             }
             for name in method_names
         },
+        "conventions": {"metrics": METRIC_CONVENTIONS, "methods": METHOD_CONVENTIONS},
         "preset": preset,
         "folds": [f.index for f in folds],
         "seed": seed,

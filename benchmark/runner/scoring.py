@@ -12,25 +12,57 @@ from collections.abc import Mapping
 import numpy as np
 
 from benchmark.pairs import RegistrationPair
+from metrics.displacement import FOREGROUND_MARGIN_MM
 
 #: The metrics of ``results.csv`` in report order, with their units.
 METRIC_UNITS: dict[str, str] = {
+    "dice_before": "1",
     "dice": "1",
     "hd": "mm",
     "hd95": "mm",
     "nmi_before": "1",
     "nmi": "1",
     "folding_pct": "%",
+    "folding_fwd_pct": "%",
     "sdlogj": "1",
     "disp_error_mm": "mm",
+    "disp_error_grid_mm": "mm",
+    "tre_mm": "mm",
     "runtime_s": "s",
 }
-LABEL_METRICS = ("dice", "hd", "hd95")
+LABEL_METRICS = ("dice_before", "dice", "hd", "hd95")
+
+#: How each metric is computed, in one line each; written into ``run.json`` (``conventions``) and
+#: tabulated with the edge cases in ``docs/conventions.md``.
+METRIC_CONVENTIONS: dict[str, str] = {
+    "dice_before": "Dice of fixed and unwarped moving labels (the 'no registration' value)",
+    "dice": "Dice of fixed and warped labels (nearest neighbour); 0 with status label-lost when "
+    "the warp removed a structure present in fixed and moving",
+    "hd": "Hausdorff distance of label surfaces, mm",
+    "hd95": "95th percentile of the directed surface distances (max of both directions), mm",
+    "nmi_before": "histogram NMI (64 bins) of fixed and moving, percentile-normalised, in the mask",
+    "nmi": "histogram NMI (64 bins) of fixed and warped, percentile-normalised, in the mask",
+    "folding_pct": "% voxels with Jacobian determinant <= 0, central differences (blind to "
+    "voxel-scale folding), whole grid",
+    "folding_fwd_pct": "% voxel cells with Jacobian determinant <= 0, forward differences, "
+    "whole grid",
+    "sdlogj": "SD of log(clip(det J, 1e-9, 1e9)), central differences, whole grid",
+    "disp_error_mm": "mean |u - u_true| in the foreground: the dataset mask, else the fixed "
+    f"labels dilated by {FOREGROUND_MARGIN_MM:g} mm",
+    "disp_error_grid_mm": "mean |u - u_true| over the whole grid (background included)",
+    "tre_mm": "mean distance of mapped fixed landmarks to moving landmarks, mm (u linear)",
+    "runtime_s": "wall-clock seconds of the method's register() call",
+}
+#: Training-side conventions of the methods, recorded beside the metrics in ``run.json``.
+METHOD_CONVENTIONS: dict[str, str] = {
+    "ncc": "networks trained with NCC use one global NCC per patch (VoxelMorph uses a local "
+    "9-voxel window)",
+    "elastix": "preset paper: NormalizedMutualInformation; preset quick: "
+    "AdvancedMattesMutualInformation",
+}
 
 
-def warp_pair(
-    pair: RegistrationPair, disp: np.ndarray
-) -> tuple[np.ndarray, np.ndarray | None]:
+def warp_pair(pair: RegistrationPair, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``(warped image float32, warped labels or None)`` of the pair's moving image and labels."""
     from methods.transforms import warp_array
 
@@ -55,12 +87,27 @@ def score_pair(
 ) -> list[dict]:
     """The metric rows of one pair: ``structure, metric, value, unit, status`` each.
 
-    ``nmi_before`` compares fixed and moving, ``nmi`` fixed and warped (hard 64-bin histogram on
-    percentile-normalised images, inside ``pair.mask`` when there is one); ``folding_pct`` and
-    ``sdlogj`` are over the whole fixed grid; ``disp_error_mm`` only when the pair has a ground
-    truth; ``dice``, ``hd``, ``hd95`` per structure of ``labels`` when both label maps exist.
+    ``dice_before`` compares fixed and moving labels; ``dice``, ``hd``, ``hd95`` fixed and warped
+    labels, per structure of ``labels`` when both label maps exist (a structure the warp removed:
+    Dice 0, status ``label-lost``). ``nmi_before`` compares fixed and moving, ``nmi`` fixed and
+    warped (hard 64-bin histogram on percentile-normalised images, inside ``pair.mask`` when there
+    is one); ``folding_pct`` (central differences), ``folding_fwd_pct`` (forward differences)
+    and ``sdlogj`` are over the whole fixed grid; ``disp_error_mm`` (in the foreground, see
+    :func:`metrics.foreground_mask`) and ``disp_error_grid_mm`` (whole grid) only when the pair
+    has a ground truth; ``tre_mm`` only when it has landmarks. See :data:`METRIC_CONVENTIONS`.
     """
-    from metrics import displacement_error, folding_percentage, histogram_nmi, label_metrics, sdlogj
+    from metrics import (
+        STATUS_NO_FOREGROUND,
+        dice,
+        displacement_error,
+        folding_forward_percentage,
+        folding_percentage,
+        foreground_mask,
+        histogram_nmi,
+        label_metrics,
+        sdlogj,
+        target_registration_error,
+    )
 
     spacing = pair.spacing
     rows: list[dict] = []
@@ -76,33 +123,64 @@ def score_pair(
             }
         )
 
-    if pair.fixed_labels is not None and warped_labels is not None:
+    if (
+        pair.fixed_labels is not None
+        and pair.moving_labels is not None
+        and warped_labels is not None
+    ):
+        fixed_labels, moving_labels = pair.fixed_labels.array, pair.moving_labels.array
+        for name, value in labels.items():
+            d = dice(fixed_labels, moving_labels, label=int(value))
+            add("dice_before", d.value, d.status, structure=str(name))
         rows.extend(
-            label_metrics(pair.fixed_labels.array, warped_labels, labels, spacing=spacing)
+            label_metrics(
+                fixed_labels, warped_labels, labels, spacing=spacing, moving_labels=moving_labels
+            )
         )
     for metric, image in (("nmi_before", pair.moving.array), ("nmi", warped)):
         v = histogram_nmi(pair.fixed.array, image, mask=pair.mask)
         add(metric, v.value, v.status)
-    folding = folding_percentage(disp, spacing=spacing)
-    add("folding_pct", folding.percent, "ok" if np.isfinite(folding.percent) else "empty-mask")
+    for metric, fold in (
+        ("folding_pct", folding_percentage(disp, spacing=spacing)),
+        ("folding_fwd_pct", folding_forward_percentage(disp, spacing=spacing)),
+    ):
+        add(metric, fold.percent, fold.status)
     v = sdlogj(disp, spacing=spacing)
     add("sdlogj", v.value, v.status)
     if pair.true_displacement is not None:
+        fg = foreground_mask(
+            mask=pair.mask,
+            fixed_labels=None if pair.fixed_labels is None else pair.fixed_labels.array,
+            spacing=spacing,
+        )
+        if fg is None:
+            add("disp_error_mm", float("nan"), STATUS_NO_FOREGROUND)
+        else:
+            err = displacement_error(disp, pair.true_displacement, mask=fg)
+            add("disp_error_mm", err.mean, err.status)
         err = displacement_error(disp, pair.true_displacement)
-        add("disp_error_mm", err.mean, err.status)
+        add("disp_error_grid_mm", err.mean, err.status)
+    if pair.landmarks is not None:
+        v = target_registration_error(*pair.landmarks, disp, spacing=spacing)
+        add("tre_mm", v.value, v.status)
     add("runtime_s", runtime_s)
     return rows
 
 
-def failure_rows(labels: Mapping[str, int], reason: str, *, has_labels: bool) -> list[dict]:
-    """NaN rows for every metric of a pair whose registration failed, with the reason."""
+def failure_rows(labels: Mapping[str, int], reason: str, *, pair: RegistrationPair) -> list[dict]:
+    """NaN rows, status ``failed: reason``, for every metric :func:`score_pair` would give."""
     status = f"failed: {reason}".replace("\n", " ")[:500]
     rows = []
-    if has_labels:
+    if pair.fixed_labels is not None and pair.moving_labels is not None:
         for name in labels:
             for metric in LABEL_METRICS:
                 rows.append(_nan_row(name, metric, status))
-    for metric in ("nmi_before", "nmi", "folding_pct", "sdlogj", "runtime_s"):
+    image_metrics = ["nmi_before", "nmi", "folding_pct", "folding_fwd_pct", "sdlogj"]
+    if pair.true_displacement is not None:
+        image_metrics += ["disp_error_mm", "disp_error_grid_mm"]
+    if pair.landmarks is not None:
+        image_metrics.append("tre_mm")
+    for metric in (*image_metrics, "runtime_s"):
         rows.append(_nan_row("image", metric, status))
     return rows
 

@@ -11,6 +11,8 @@ import sys
 
 import pandas as pd
 
+from benchmark.stats.comparisons import TEST_LEVEL_NOTE
+
 
 def ranking(args: argparse.Namespace) -> int:
     """Print the contingency table, chi-square, pairwise and Friedman tests of a rankings CSV."""
@@ -75,8 +77,8 @@ def format_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
                 )
         lines.append("")
     lines.append(
-        "Paired Wilcoxon signed-rank tests over (case, pair); NaN pairs skipped, zero "
-        "differences discarded; Holm over the method pairs of each structure x metric."
+        TEST_LEVEL_NOTE + "; zero differences discarded; Holm over the method pairs of each "
+        "structure x metric. n = cases."
     )
     return "\n".join(lines)
 
@@ -98,9 +100,34 @@ def compare(args: argparse.Namespace) -> int:
     if args.json:
         print(
             json.dumps(
-                {"summary": _records(summary), "comparisons": _records(comparisons)}, indent=2
+                {
+                    "test_level": "case",
+                    "test_note": TEST_LEVEL_NOTE,
+                    "summary": _records(summary),
+                    "comparisons": _records(comparisons),
+                },
+                indent=2,
             )
         )
     else:
         sys.stdout.write(format_comparisons(summary, comparisons) + "\n")
+    return 0
+
+
+def rank(args: argparse.Namespace) -> int:
+    """Print the ranking across metrics with its uncertainty (text or ``--json``)."""
+    from benchmark.stats.metric_ranking import rank_methods
+    from benchmark.stats.results import read_results
+
+    ranking = rank_methods(
+        read_results(args.run_dir),
+        n_boot=args.bootstrap,
+        seed=args.seed,
+        alpha=args.alpha,
+        posthoc=args.posthoc,
+    )
+    if args.json:
+        print(json.dumps(ranking.to_dict(), indent=2))
+    else:
+        sys.stdout.write(ranking.to_text() + "\n")
     return 0

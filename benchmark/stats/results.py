@@ -25,18 +25,36 @@ RESULT_COLUMNS = (
     "status",
 )
 METRICS = (
+    "dice_before",
     "dice",
     "hd",
     "hd95",
     "nmi_before",
     "nmi",
     "folding_pct",
+    "folding_fwd_pct",
     "sdlogj",
     "disp_error_mm",
+    "disp_error_grid_mm",
+    "tre_mm",
     "runtime_s",
 )
+#: Metrics that do not depend on the method (the images before registration).
+BEFORE_METRICS = ("dice_before", "nmi_before")
 HIGHER_IS_BETTER = frozenset({"dice", "nmi"})
-LOWER_IS_BETTER = frozenset({"hd", "hd95", "folding_pct", "sdlogj", "disp_error_mm", "runtime_s"})
+LOWER_IS_BETTER = frozenset(
+    {
+        "hd",
+        "hd95",
+        "folding_pct",
+        "folding_fwd_pct",
+        "sdlogj",
+        "disp_error_mm",
+        "disp_error_grid_mm",
+        "tre_mm",
+        "runtime_s",
+    }
+)
 IMAGE = "image"  # the structure of whole-image metrics
 
 

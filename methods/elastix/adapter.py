@@ -131,7 +131,10 @@ class Elastix(Method):
     """
 
     name = "elastix"
-    description = "elastix B-spline registration with normalized mutual information (paper's map)"
+    description = (
+        "elastix B-spline registration (paper's map); metric NormalizedMutualInformation with "
+        "preset paper, AdvancedMattesMutualInformation with preset quick"
+    )
     learns = False
 
     def __init__(

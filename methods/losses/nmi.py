@@ -22,7 +22,8 @@ Estimator (both implementations)
   normalised to a probability table; the marginals are its row and column sums; entropies use the
   natural logarithm with ``0 log 0 = 0``.
 - ``NMI = I / max(H(A) + H(B), eps)`` with ``eps = 1e-6`` nats. ``NMI`` lies in ``[0, 0.5]``;
-  ``NMI(A, A) = 0.5`` is the maximum (not 1). Degenerate inputs (constant images, a single
+  ``0.5`` is the maximum (not 1), reached by ``NMI(A, A)`` only when the window puts every voxel
+  into one bin (see :func:`nmi_loss`: about 0.46 at the default sigma). Degenerate inputs (constant images, a single
   intensity, one voxel, a fully masked patch) have ``I = 0`` and hence a loss of ``0``, with finite
   gradients; a fully masked patch has an all-zero histogram, loss ``0`` and zero gradient.
 - The histogram and the entropies are accumulated in float64 (the histogram is tiny); the per-voxel
@@ -390,7 +391,12 @@ def nmi_loss(
     Returns
     -------
     torch.Tensor
-        Loss in ``[-0.5, 0]``, dtype of ``a``; ``-0.5`` for identical (non-constant) images.
+        Loss in ``[-0.5, 0]``, dtype of ``a``. Identical images reach ``-0.5`` only when each
+        voxel falls into a single bin (intensities at bin centres, window narrower than the
+        truncation); otherwise the Parzen window spreads a voxel over neighbouring bins and
+        identical images give ``-I / (H_A + H_B) > -0.5``. Measured on intensities spread evenly over ``[0, 1)``
+        (64 x 64 x 8, 64 bins, float64): -0.494 at sigma 1e-3, -0.462 at the default 3e-3, -0.263
+        at 0.02 (the demos' quick preset).
     """
     reduction = check_reduction(reduction)
     joint = parzen_joint_histogram(a, b, bins=bins, sigma=sigma, mask=mask)

@@ -22,7 +22,7 @@ from benchmark.errors import BenchError
 log = logging.getLogger(__name__)
 
 #: Bumped whenever a change to the generators changes the files they write.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: Written last into the output folder; its presence marks a complete dataset.
 MARKER = "demo.json"

@@ -39,6 +39,7 @@ import numpy as np
 
 from benchmark.atomic import write_text
 from benchmark.data.demo.deform import GaussianBumps, invert_map, quantize
+from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.data.demo.phantom import (
     FourierField,
     ellipsoid_distance,
@@ -418,6 +419,13 @@ def write_patient(root: Path, case: int, *, seed: int = 0) -> Path:
     write_image(folder / f"{name}_frame{es_f:02d}_gt.nii.gz", p["es_gt"], aff)
     write_displacement(folder / f"{name}_disp_ED-ES.nii.gz", p["disp_ed_es"], aff)
     write_displacement(folder / f"{name}_disp_ES-ED.nii.gz", p["disp_es_ed"], aff)
+    write_landmarks_from_displacement(
+        folder / f"{name}_frame{ed_f:02d}_landmarks.csv",
+        [folder / f"{name}_frame{es_f:02d}_landmarks.csv"],
+        p["ed_gt"],
+        [p["disp_ed_es"]],
+        np.linalg.norm(np.asarray(aff)[:3, :3], axis=0),
+    )
     write_text(folder / "Info.cfg", info_cfg(p["info"]))
     log.info("demo-acdc: wrote %s (%s)", folder, p["info"]["Group"])
     return folder

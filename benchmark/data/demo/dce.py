@@ -38,6 +38,7 @@ import numpy as np
 
 from benchmark.atomic import write_text
 from benchmark.data.demo.deform import GaussianBumps, Rigid, compose_sum, invert_map, quantize
+from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.data.demo.phantom import (
     FourierField,
     ellipsoid_distance,
@@ -253,6 +254,13 @@ def write_study(root: Path, case: int, *, seed: int = 0) -> tuple[Path, str]:
     write_image(folder / "mask.nii.gz", s["mask"], aff)
     for k in range(1, PHASES):
         write_displacement(folder / f"disp_phase_00-phase_{k:02d}.nii.gz", s["disps"][k - 1], aff)
+    write_landmarks_from_displacement(
+        folder / "phase_00_landmarks.csv",
+        [folder / f"phase_{k:02d}_landmarks.csv" for k in range(1, PHASES)],
+        s["labels"][0],
+        s["disps"],
+        np.linalg.norm(np.asarray(aff)[:3, :3], axis=0),
+    )
     log.info("demo-dce: wrote %s (%s)", folder, s["group"])
     return folder, s["group"]
 
