@@ -1,16 +1,21 @@
 """Tests of the blinded reader study (``benchmark.reader_study``): case selection, one rendering
-pipeline, blinding of everything a reader can reach, seeded randomisation, rank validation,
-reader isolation, CSRF, path traversal, resume/finish, WAL + append-only event log, concurrency,
-export and analysis.
+pipeline, blinding of everything a reader can reach, randomisation (seeded case orders,
+cryptographic per-reader label orders), rank validation, reader isolation, CSRF, path traversal,
+private files, server-side sessions, one-time invitations, time fields, resume/finish, admin
+actions, WAL + append-only event log, concurrency (in-process and against a real server killed
+mid-write), export and analysis.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import os
 import shutil
 import sqlite3
+import stat
 import threading
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -25,11 +30,13 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from benchmark.cli import main
+from benchmark.errors import BenchError
 from benchmark.images import read_displacement, read_image
 from benchmark.reader_study import auth, db
-from benchmark.reader_study.app import create_app, parse_ranks
+from benchmark.reader_study.app import create_app
 from benchmark.reader_study.export import rankings_table
-from benchmark.reader_study.prepare import blind_labels, decode, load_key, load_study
+from benchmark.reader_study.prepare import decode, load_key, load_study, panel_tokens
+from benchmark.reader_study.reader import parse_ranks
 
 METHODS = ("elastix", "unet-nmi", "poolnet-nmi")
 SEED = 3
@@ -75,19 +82,52 @@ def study(template, tmp_path):
     return dst
 
 
+def make_app(study: Path, **config):
+    """The app of ``study`` in testing mode (extra Flask/app settings as keywords)."""
+    return create_app({"STUDY_DIR": study, "TESTING": True, **config})
+
+
 def add_reader(study: Path, name: str) -> str:
+    """Add a reader as ``bench reader-study add-reader`` does; return their invitation token."""
     token = auth.new_token()
+    st_ = load_study(study)
     conn = db.connect(study / db.DB_NAME)
     try:
         db.add_reader(
             conn,
             name,
-            token_hash=auth.hash_token(token),
-            case_ids=[c["id"] for c in load_study(study)["cases"]],
+            invite_hash=auth.hash_token(token),
+            invite_expires=time.time() + 3600,
+            cases={c["id"]: len(c["panels"]["results"]) for c in st_["cases"]},
+            repeats=st_["options"]["repeats"],
+            per_reader_labels=st_["options"]["per_reader_labels"],
         )
     finally:
         conn.close()
     return token
+
+
+def new_invitation(study: Path, name: str) -> str:
+    """A fresh invitation for an existing reader (as ``rotate``)."""
+    token = auth.new_token()
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        row = db.reader_by_name(conn, name)
+        db.set_invitation(conn, int(row["id"]), auth.hash_token(token), time.time() + 3600)
+    finally:
+        conn.close()
+    return token
+
+
+def methods_of(study: Path, reader_id: int, case: str, read: int = 1) -> dict[str, str]:
+    """Letter -> method of one reader's item (letter -> slot in the database, slot -> method in
+    the key)."""
+    key = load_key(study)["cases"][case]
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        return {k: key[s] for k, s in db.label_order(conn, reader_id, case, read).items()}
+    finally:
+        conn.close()
 
 
 def csrf_of(html: str) -> str:
@@ -97,7 +137,7 @@ def csrf_of(html: str) -> str:
 
 
 def login(client, token: str):
-    page = client.get(f"/login?token={token}")
+    page = client.get("/login")
     assert page.status_code == 200
     resp = client.post("/login", data={"token": token, "csrf_token": csrf_of(page.text)})
     assert resp.status_code == 302, resp.text
@@ -187,13 +227,8 @@ def test_key_is_a_permutation_per_case_and_kept_private(template):
     study = load_study(study_dir)
     assert set(key["cases"]) == {c["id"] for c in study["cases"]}
     for case in study["cases"]:
-        mapping = key["cases"][case["id"]]
-        assert sorted(mapping) == case["labels"] == ["A", "B", "C"]
-        assert sorted(mapping.values()) == sorted(METHODS)
-    # the seeded order is reproduced by blind_labels
-    assert [key["cases"][c["id"]] for c in study["cases"]] == blind_labels(
-        list(METHODS), N_CASES, seed=SEED
-    )
+        assert sorted(key["cases"][case["id"]]) == sorted(METHODS)
+        assert len(case["panels"]["results"]) == len(METHODS)
     # nothing outside key/ names a method or the run folder
     for path in study_dir.rglob("*"):
         if path.is_file() and path.parent.name != "key" and path.suffix != ".db":
@@ -206,18 +241,10 @@ def test_key_is_a_permutation_per_case_and_kept_private(template):
         assert re.fullmatch(r"[0-9a-f]{32}\.bin", path.name), path.name
 
 
-def test_blind_labels_seeded():
-    a = blind_labels(list(METHODS), 20, seed=7)
-    assert a == blind_labels(list(METHODS), 20, seed=7)
-    assert a != blind_labels(list(METHODS), 20, seed=8)
-    assert all(sorted(m.values()) == sorted(METHODS) for m in a)
-    # every method gets label A sometimes (the order really is random)
-    assert {m["A"] for m in a} == set(METHODS)
-
-
 def test_panels_rendered_by_one_pipeline(template):
     """Decoded panels match an independent warp (scipy cubic B-spline, border padding) of the
-    moving image with each method's field; subtraction = warped - fixed; same code for all."""
+    moving image with each method's field; subtraction = warped - fixed; the reference panels are
+    the moving image and moving - fixed; one code for all."""
     run, study_dir = template
     study, key = load_study(study_dir), load_key(study_dir)
     pairs = (
@@ -237,8 +264,14 @@ def test_panels_rendered_by_one_pipeline(template):
         return decode(data, shape, offset=case["offset"], scale=case["scale"])
 
     np.testing.assert_allclose(panel(case["panels"]["fixed"]), fixed.array, atol=step / 2 + 1e-6)
+    np.testing.assert_allclose(panel(case["panels"]["moving"]), moving.array, atol=step / 2 + 1e-6)
+    np.testing.assert_allclose(
+        panel(case["panels"]["moving_subtraction"]),
+        moving.array - fixed.array,
+        atol=step / 2 + 1e-4,
+    )
     grid = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
-    for label, method in key["cases"][case["id"]].items():
+    for slot, method in enumerate(key["cases"][case["id"]]):
         disp, _ = read_displacement(
             run
             / "pairs"
@@ -256,9 +289,10 @@ def test_panels_rendered_by_one_pipeline(template):
         ref = ndimage.map_coordinates(
             moving.array.astype(np.float64), coords, order=3, mode="mirror", prefilter=True
         )
-        warped = panel(case["panels"][label]["warped"])
+        result = case["panels"]["results"][slot]
+        warped = panel(result["warped"])
         np.testing.assert_allclose(warped, ref, atol=1e-4 * np.ptp(ref) + step)
-        sub = panel(case["panels"][label]["subtraction"])
+        sub = panel(result["subtraction"])
         np.testing.assert_allclose(sub, warped - fixed.array, atol=2 * step + 1e-4)
 
 
@@ -276,7 +310,7 @@ class _Links(HTMLParser):
 
 def test_reader_never_sees_a_method_name_or_run_path(study, template):
     run, _ = template
-    app = create_app(study, testing=True)
+    app = make_app(study)
     client = app.test_client()
     token = add_reader(study, "alice")
     leaks: list[str] = []
@@ -321,12 +355,12 @@ def test_reader_never_sees_a_method_name_or_run_path(study, template):
                 r'<script id="case-data" type="application/json">(.*?)</script>', resp.text, re.S
             ):
                 data = json.loads(m.group(1))
-                data_urls.add(data["fixed"])
+                data_urls |= {data["fixed"], data["moving"], data["moving_subtraction"]}
                 for kinds in data["panels"].values():
                     data_urls.update(kinds.values())
     assert {f"/case/{i}" for i in range(1, N_CASES + 1)} <= seen
     assert any(u.endswith("viewer.js") for u in seen) and any(u.endswith(".css") for u in seen)
-    assert len(data_urls) == N_CASES * (1 + 2 * len(METHODS))
+    assert len(data_urls) == N_CASES * (3 + 2 * len(METHODS))
     for url in data_urls:
         resp = client.get(url)
         assert resp.status_code == 200
@@ -335,39 +369,36 @@ def test_reader_never_sees_a_method_name_or_run_path(study, template):
         assert "Last-Modified" not in resp.headers and "ETag" not in resp.headers
         assert "Content-Disposition" not in resp.headers
         assert re.fullmatch(r"/data/[0-9a-f]{32}", url)
-    # the session cookie (readable by the client) holds only ids and the CSRF token
+    # the session cookie holds only a random session id
     cookie = client.get_cookie("reader_study_session")
-    for word in forbidden:
-        assert word not in cookie.value.lower().encode()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie.value)
     assert not leaks, leaks
 
 
 def test_data_sizes_identical_within_a_case(study):
     for case in load_study(study)["cases"]:
-        sizes = {
-            (study / "data" / f"{t}.bin").stat().st_size
-            for t in [case["panels"]["fixed"]]
-            + [case["panels"][lab][k] for lab in case["labels"] for k in ("warped", "subtraction")]
-        }
+        sizes = {(study / "data" / f"{t}.bin").stat().st_size for t in panel_tokens(case)}
         assert sizes == {2 * int(np.prod(case["shape"]))}
 
 
 def test_path_traversal_and_unlisted_files_rejected(study):
-    app = create_app(study, testing=True)
+    app = make_app(study)
     client = app.test_client()
     # not logged in: no data at all
-    token0 = load_study(study)["cases"][0]["panels"]["fixed"]
-    assert client.get(f"/data/{token0}").status_code == 302
     login(client, add_reader(study, "bob"))
-    assert client.get(f"/data/{token0}").status_code == 200
+    _, data = case_page(client, 1)
+    url0 = data["fixed"]
+    assert client.get(url0).status_code == 200
+    token0 = load_study(study)["cases"][0]["panels"]["fixed"]
     (study / "data" / ("f" * 32 + ".bin")).write_bytes(b"secret")  # on disk but not listed
     for url in [
         "/data/../key/key.json",
         "/data/..%2fkey%2fkey.json",
         "/data/%2e%2e/study.json",
         "/data/" + "f" * 32,
-        f"/data/{token0}.bin",
-        f"/data/{token0.upper()}",
+        f"/data/{token0}",  # a panel id is not a URL: only the reader's own tags are
+        f"{url0}.bin",
+        url0.upper(),
         "/data/study.json",
         "/static/../key/key.json",
         "/static/..%2fstudy.json",
@@ -380,6 +411,8 @@ def test_path_traversal_and_unlisted_files_rejected(study):
         resp = client.get(url)
         assert resp.status_code in (404, 308), (url, resp.status_code)
         assert b"secret" not in resp.data and b"elastix" not in resp.data
+    anonymous = app.test_client()
+    assert anonymous.get(url0).status_code == 302
 
 
 # ---------------------------------------------------------------- randomisation
@@ -392,14 +425,14 @@ def test_reader_orders_seeded_and_stored(study):
         assert row["order_seed"] == db.reader_order_seed(SEED, row["id"])
         order = db.assignments(conn, row["id"])
         assert order == db.case_order(case_ids, row["order_seed"])
-        assert sorted(order) == sorted(case_ids)
+        assert sorted(order) == sorted((c, 1) for c in case_ids)
         orders.append(order)
     conn.close()
     assert len({tuple(o) for o in orders}) > 1  # different readers, different orders
     # what the reader sees follows the stored order
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, tokens[2])
-    assert case_ids_in_order(client) == orders[2]
+    assert case_ids_in_order(client) == [c for c, _ in orders[2]]
     # the same seed in another database gives the same orders
     assert db.case_order(case_ids, db.reader_order_seed(SEED, 3)) == orders[2]
 
@@ -414,7 +447,7 @@ def _count(study, sql, *args):
 
 
 def test_server_rejects_incomplete_duplicate_and_unknown_ranks(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, add_reader(study, "carol"))
     bad = [
         {"A": 1, "B": 2},
@@ -437,7 +470,7 @@ def test_server_rejects_incomplete_duplicate_and_unknown_ranks(study):
 
 
 def test_posts_without_csrf_token_rejected(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     token = add_reader(study, "dave")
     # login itself needs the token
     assert client.post("/login", data={"token": token}).status_code == 400
@@ -495,7 +528,7 @@ def test_parse_ranks_rejects_repeated_fields():
 
 # ---------------------------------------------------------------- isolation, sessions, admin
 def test_reader_cannot_see_or_change_another_readers_answers(study):
-    app = create_app(study, testing=True)
+    app = make_app(study)
     c1, c2 = app.test_client(), app.test_client()
     login(c1, add_reader(study, "r1"))
     login(c2, add_reader(study, "r2"))
@@ -504,17 +537,19 @@ def test_reader_cannot_see_or_change_another_readers_answers(study):
     # reader 2 opens the same case: nothing pre-selected, progress 0
     pos2 = ids2.index(ids1[0]) + 1
     page, _ = case_page(c2, pos2)
-    assert "checked" not in page.text
+    assert not re.search(r"rank_[A-Z]_[0-9]+\"[^>]* checked", page.text)
     assert "0 of 4 cases ranked" in c2.get("/").text
     # reader 2 ranks the same case differently: reader 1's answer is unchanged
     assert submit(c2, pos2, {"A": 1, "B": 2, "C": 3}).status_code == 302
     conn = db.connect(study / db.DB_NAME)
-    assert db.answers(conn, 1) == {ids1[0]: {"A": 3, "B": 1, "C": 2}}
-    assert db.answers(conn, 2) == {ids1[0]: {"A": 1, "B": 2, "C": 3}}
+    assert db.answers(conn, 1)[(ids1[0], 1)]["ranks"] == {"A": 3, "B": 1, "C": 2}
+    assert db.answers(conn, 2)[(ids1[0], 1)]["ranks"] == {"A": 1, "B": 2, "C": 3}
+    assert list(db.answers(conn, 2)) == [(ids1[0], 1)]
     conn.close()
-    # a session cookie signed with another key (e.g. claiming reader 1) is ignored
+    # a client-side session cookie (e.g. claiming reader 1, signed with the study's secret) and
+    # a guessed session id are both ignored: sessions exist only on the server
     other = Flask("other")
-    other.secret_key = "not-the-study-key"
+    other.secret_key = db.setting(db.connect(study / db.DB_NAME), "secret_key")
     forged = other.session_interface.get_signing_serializer(other).dumps({"reader_id": 1})
     c3 = app.test_client()
     c3.set_cookie("reader_study_session", forged)
@@ -523,7 +558,7 @@ def test_reader_cannot_see_or_change_another_readers_answers(study):
 
 
 def test_session_cookie_flags_and_security_headers(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     resp = login(client, add_reader(study, "erin"))
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -539,7 +574,7 @@ def test_session_cookie_flags_and_security_headers(study):
 
 
 def test_wrong_token_rejected(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     add_reader(study, "frank")
     page = client.get("/login")
     resp = client.post("/login", data={"token": "guess", "csrf_token": csrf_of(page.text)})
@@ -557,7 +592,7 @@ def test_admin_page_protected_and_shows_progress(study, capsys):
     )
     conn.commit()
     conn.close()
-    app = create_app(study, testing=True)
+    app = make_app(study)
     reader = app.test_client()
     login(reader, add_reader(study, "gina"))
     add_reader(study, "hank")
@@ -586,7 +621,7 @@ def test_admin_page_protected_and_shows_progress(study, capsys):
 
 # ---------------------------------------------------------------- resume, revise, finish, time
 def test_resume_revise_finish_and_time(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     resp = login(client, add_reader(study, "ivy"))
     assert resp.headers["Location"].endswith("/resume")
     assert client.get("/resume").headers["Location"].endswith("/case/1")
@@ -601,11 +636,7 @@ def test_resume_revise_finish_and_time(study):
     page = client.get("/")
     client.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert client.get("/").status_code == 302
-    conn = db.connect(study / db.DB_NAME)
-    token = auth.new_token()
-    conn.execute("UPDATE readers SET token_hash = ? WHERE name = 'ivy'", (auth.hash_token(token),))
-    conn.close()
-    login(client, token)
+    login(client, new_invitation(study, "ivy"))
     assert client.get("/resume").headers["Location"].endswith("/case/3")
     # finishing early is refused
     page = client.get("/")
@@ -623,18 +654,18 @@ def test_resume_revise_finish_and_time(study):
     assert submit(client, 1, {"A": 1, "B": 2, "C": 3}).status_code == 409
     conn = db.connect(study / db.DB_NAME)
     ids = db.assignments(conn, 1)
-    assert db.answers(conn, 1)[ids[0]] == {"A": 3, "B": 2, "C": 1}
+    assert db.answers(conn, 1)[ids[0]]["ranks"] == {"A": 3, "B": 2, "C": 1}
     rows = {r["case_id"]: dict(r) for r in conn.execute("SELECT * FROM responses")}
-    assert rows[ids[0]]["submissions"] == 2
-    assert rows[ids[0]]["active_seconds"] == pytest.approx(1.5)
-    assert all(r["seconds"] >= 0 for r in rows.values())
+    assert rows[ids[0][0]]["submissions"] == 2
+    # the browser's active time never exceeds the server's time of the visit
+    assert all(0 <= r["active_seconds"] <= r["seconds"] for r in rows.values())
     assert conn.execute("SELECT finished FROM readers").fetchone()[0]
     conn.close()
 
 
 # ---------------------------------------------------------------- database
 def test_wal_mode_and_append_only_event_log(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, add_reader(study, "jack"))
     submit(client, 1, {"A": 1, "B": 2, "C": 3})
     conn = sqlite3.connect(study / db.DB_NAME)
@@ -658,7 +689,7 @@ def test_wal_mode_and_append_only_event_log(study):
 
 
 def test_concurrent_readers_lose_nothing(study):
-    app = create_app(study, testing=True)
+    app = make_app(study)
     n_readers = 6
     tokens = [add_reader(study, f"c{i}") for i in range(n_readers)]
     clients = [app.test_client() for _ in tokens]
@@ -697,7 +728,8 @@ def test_concurrent_readers_lose_nothing(study):
     conn = db.connect(study / db.DB_NAME)
     for i in range(n_readers):
         order = db.assignments(conn, i + 1)
-        assert db.answers(conn, i + 1) == {order[p]: plans[i][p] for p in range(N_CASES)}
+        got = {item: a["ranks"] for item, a in db.answers(conn, i + 1).items()}
+        assert got == {order[p]: plans[i][p] for p in range(N_CASES)}
     assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'answer'").fetchone()[0] == (
         2 * n_readers * N_CASES
     )
@@ -708,27 +740,34 @@ def test_concurrent_readers_lose_nothing(study):
 
 
 # ---------------------------------------------------------------- export and analysis
+def finish(client) -> None:
+    page = client.get("/")
+    assert client.post("/finish", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+
+
 def test_export_and_analyze_match_answers(study, capsys):
     from benchmark.stats.ranking import analyze_rankings, read_rankings
 
-    app = create_app(study, testing=True)
-    key = load_key(study)
+    app = make_app(study)
     preference = {"poolnet-nmi": 1, "elastix": 2, "unet-nmi": 3}
     expected = []
-    for name, flip in (("r1", False), ("r2", True)):
+    for reader_id, (name, flip) in enumerate((("r1", False), ("r2", True)), 1):
         client = app.test_client()
         login(client, add_reader(study, name))
         for pos, case in enumerate(case_ids_in_order(client), 1):
-            ranks = {label: preference[m] for label, m in key["cases"][case].items()}
+            letters = methods_of(study, reader_id, case)
+            ranks = {label: preference[m] for label, m in letters.items()}
             if flip and pos == 1:  # one disagreement: swap elastix and unet
                 ranks = {k: {2: 3, 3: 2}.get(v, v) for k, v in ranks.items()}
             assert submit(client, pos, ranks).status_code == 302
             expected += [
-                {"case": case, "method": key["cases"][case][lab], "rank": r, "reader": name}
+                {"case": case, "method": letters[lab], "rank": r, "reader": name}
                 for lab, r in ranks.items()
             ]
+        finish(client)
     out = study / "out.csv"
     assert main(["reader-study", "export", str(study), "--out", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # unblinded: private
     table = pd.read_csv(out)
     assert list(table.columns) == ["case", "method", "rank", "reader"]
     key_cols = ["reader", "case", "method"]
@@ -756,14 +795,14 @@ def test_export_without_answers_fails_cleanly(study, capsys):
 
 
 def test_export_refuses_mismatched_key(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, add_reader(study, "kim"))
     submit(client, 1, {"A": 1, "B": 2, "C": 3})
     key = load_key(study)
     key["cases"] = {}
     (study / "key" / "key.json").write_text(json.dumps(key))
-    with pytest.raises(Exception, match="no method for case"):
-        rankings_table(study)
+    with pytest.raises(BenchError, match="no method for case"):
+        rankings_table(study, include_unfinished=True)
 
 
 # ---------------------------------------------------------------- command line
@@ -798,9 +837,9 @@ def test_create_with_pairs_file_and_errors(template, tmp_path, capsys):
     assert main(["reader-study", "add-reader", str(out), "lena"]) == 0
     printed = capsys.readouterr().out
     link = re.search(r"login link: (\S+)", printed).group(1)
-    assert link.startswith("http://127.0.0.1:8000/login?token=")
-    client = create_app(out, testing=True).test_client()
-    login(client, link.split("token=")[1])
+    assert link.startswith("http://127.0.0.1:8000/login#invite=")
+    client = make_app(out).test_client()
+    login(client, link.split("#invite=")[1])
     assert main(["reader-study", "add-reader", str(out), "lena"]) == 2  # duplicate name
     bad = [
         (["--methods", "elastix,unet-nmi", "--out", str(out)], "not an empty folder"),
@@ -830,22 +869,25 @@ def test_loopback_detection():
 
 
 def test_serve_binds_loopback_and_warns_otherwise(study, monkeypatch, caplog):
-    import werkzeug.serving
+    import waitress
 
     calls = []
-    monkeypatch.setattr(
-        werkzeug.serving,
-        "run_simple",
-        lambda host, port, app, **kw: calls.append((host, port, app, kw)),
-    )
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: calls.append((app, kw)))
     assert main(["reader-study", "serve", str(study)]) == 0
-    host, port, app, kw = calls[-1]
-    assert (host, port, kw["threaded"], kw["use_debugger"]) == ("127.0.0.1", 8000, True, False)
+    app, kw = calls[-1]
+    assert (kw["host"], kw["port"]) == ("127.0.0.1", 8000)
     assert app.config["SESSION_COOKIE_HTTPONLY"] and not app.config["TESTING"]
+    assert not app.config["SESSION_COOKIE_SECURE"]
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert main(["reader-study", "serve", str(study), "--host", "0.0.0.0", "--port", "9000"]) == 0
-    assert calls[-1][:2] == ("0.0.0.0", 9000)
+    assert (calls[-1][1]["host"], calls[-1][1]["port"]) == ("0.0.0.0", 9000)
     assert any("reachable from other machines" in r.getMessage() for r in caplog.records)
+    # behind an HTTPS proxy: secure cookies, the public host trusted
+    args = ["--public-url", "https://study.example.org"]
+    assert main(["reader-study", "serve", str(study), *args]) == 0
+    app, kw = calls[-1]
+    assert app.config["SESSION_COOKIE_SECURE"] and kw["url_scheme"] == "https"
+    assert "study.example.org" in app.config["TRUSTED_HOSTS"]
 
 
 def test_failed_create_leaves_nothing_behind(tmp_path, capsys):
