@@ -8,9 +8,10 @@ mid-write), export and analysis.
 
 from __future__ import annotations
 
+import io
 import json
-import re
 import os
+import re
 import shutil
 import sqlite3
 import stat
@@ -905,3 +906,318 @@ def test_failed_create_leaves_nothing_behind(tmp_path, capsys):
     )
     assert "cannot read displacement" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- issue 15: the seven defects
+def test_study_files_private_and_exposed_study_refused(study, template, tmp_path, capsys):
+    """Defect 1: study folders 0700, files 0600; a key or database others can read is refused
+    with the fix command."""
+    _, src = template
+    for path in [src, *src.rglob("*")]:
+        if path.name == "study.db-shm":
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    make_app(study)  # private: served
+    for victim in (study / "key" / "key.json", study / db.DB_NAME):
+        os.chmod(victim, 0o644)
+        with pytest.raises(BenchError, match=f"chmod -R go= {re.escape(str(study))}"):
+            make_app(study)
+        capsys.readouterr()
+        assert main(["reader-study", "serve", str(study)]) == 2
+        assert str(victim) in capsys.readouterr().err
+        os.chmod(victim, 0o600)
+    make_app(study)
+
+
+def test_logout_and_inactivity_end_the_session_on_the_server(study):
+    """Defect 2: a captured cookie and CSRF token stop working at logout, also in a restarted
+    server, and sessions expire after inactivity."""
+    app = make_app(study)
+    client = app.test_client()
+    login(client, add_reader(study, "mallory-victim"))
+    page, _ = case_page(client, 1)
+    cookie, csrf = client.get_cookie("reader_study_session").value, csrf_of(page.text)
+    thief = app.test_client()
+    thief.set_cookie("reader_study_session", cookie)
+    assert thief.get("/case/1").status_code == 200  # the stolen cookie works while logged in
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    assert _count(study, "SELECT COUNT(*) FROM sessions WHERE reader_id IS NOT NULL") == 0
+    for app_now in (app, make_app(study)):  # the same server and a restarted one
+        thief = app_now.test_client()
+        thief.set_cookie("reader_study_session", cookie)
+        assert thief.get("/case/1").status_code == 302
+        resp = thief.post(
+            "/case/1", data={"rank_A": "1", "rank_B": "2", "rank_C": "3", "csrf_token": csrf}
+        )
+        assert resp.status_code == 400
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 0
+    # inactivity: a session idle longer than SESSION_IDLE_SECONDS is gone
+    short = make_app(study, SESSION_IDLE_SECONDS=0.5)
+    client = short.test_client()
+    login(client, new_invitation(study, "mallory-victim"))
+    assert client.get("/case/1").status_code == 200
+    time.sleep(0.8)
+    assert client.get("/case/1").status_code == 302
+
+
+def test_invitations_are_one_time_revocable_and_linked_to_the_served_address(
+    study, monkeypatch, capsys
+):
+    """Defect 3: no token in a URL the server sees; an invitation works once; revoke and rotate
+    end sessions; links carry the served host and port."""
+    import waitress
+
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: None)
+    assert main(["reader-study", "serve", str(study), "--port", "8123"]) == 0
+    capsys.readouterr()
+    assert main(["reader-study", "add-reader", str(study), "nina"]) == 0
+    link = re.search(r"login link: (\S+)", capsys.readouterr().out).group(1)
+    assert link.startswith("http://127.0.0.1:8123/login#invite=")
+    token = link.split("#invite=")[1]
+    app = make_app(study)
+    # the login page never takes a token from the query string
+    assert token not in app.test_client().get(f"/login?token={token}").text
+    first = app.test_client()
+    login(first, token)
+    assert first.get("/case/1").status_code == 200
+    second = app.test_client()  # the same link again: refused
+    page = second.get("/login")
+    resp = second.post("/login", data={"token": token, "csrf_token": csrf_of(page.text)})
+    assert resp.status_code == 403 and "ask the study organiser" in resp.text
+    # rotate: the old session ends, the new one-time link works
+    assert main(["reader-study", "rotate", str(study), "nina", "--url", "https://rs.example/"]) == 0
+    link2 = re.search(r"login link: (\S+)", capsys.readouterr().out).group(1)
+    assert link2.startswith("https://rs.example/login#invite=")
+    assert first.get("/case/1").status_code == 302
+    login(second, link2.split("#invite=")[1])
+    assert second.get("/case/1").status_code == 200
+    # revoke: the session ends, no invitation is left
+    assert main(["reader-study", "revoke", str(study), "nina"]) == 0
+    assert second.get("/case/1").status_code == 302
+    assert _count(study, "SELECT COUNT(*) FROM readers WHERE invite_hash IS NOT NULL") == 0
+    assert main(["reader-study", "revoke", str(study), "nobody"]) == 2
+    assert "no reader 'nobody'" in capsys.readouterr().err
+    # expired invitations are refused
+    expired = auth.new_token()
+    conn = db.connect(study / db.DB_NAME)
+    db.set_invitation(conn, 1, auth.hash_token(expired), time.time() - 1)
+    conn.close()
+    page = second.get("/login")
+    resp = second.post("/login", data={"token": expired, "csrf_token": csrf_of(page.text)})
+    assert resp.status_code == 403
+
+
+def test_time_fields_validated_and_not_counted_twice(study):
+    """Defect 4: non-finite or negative active time is rejected (400, nothing saved), large values
+    are clamped to the server's visit time, and two saves without a reload count each second
+    once."""
+    client = make_app(study).test_client()
+    login(client, add_reader(study, "tim"))
+    ranks = {"A": 1, "B": 2, "C": 3}
+    for bad in ("nan", "inf", "-inf", "-5", "abc", "1e400"):
+        resp = submit(client, 1, ranks, active_ms=bad)
+        assert resp.status_code == 400, bad
+        assert "active_ms must be a finite number" in resp.text
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 0
+    page, _ = case_page(client, 1)  # the view starts the clock
+    t0 = time.time()
+    csrf = csrf_of(page.text)
+    form = {f"rank_{k}": str(v) for k, v in ranks.items()} | {"csrf_token": csrf}
+    time.sleep(0.3)
+    assert client.post("/case/1", data=form | {"active_ms": "1e12"}).status_code == 302
+    time.sleep(0.3)
+    assert client.post("/case/1", data=form | {"active_ms": "1e12"}).status_code == 302
+    wall = time.time() - t0
+    conn = db.connect(study / db.DB_NAME)
+    row = conn.execute("SELECT * FROM responses").fetchone()
+    conn.close()
+    assert row["submissions"] == 2
+    assert 0.6 <= row["seconds"] <= wall  # not (t1 - t0) + (t2 - t0)
+    assert row["active_seconds"] <= row["seconds"]
+
+
+def test_analyze_defaults_to_finished_readers_and_common_cases(study, capsys, caplog):
+    """Defect 5: an unfinished reader no longer empties the common cases; what is left out is
+    said; --include-unfinished takes everything."""
+    app = make_app(study)
+    for name, n in (("done1", N_CASES), ("done2", N_CASES), ("busy", 1)):
+        client = app.test_client()
+        login(client, add_reader(study, name))
+        for pos in range(1, n + 1):
+            assert submit(client, pos, {"A": 1, "B": 2, "C": 3}).status_code == 302
+        if n == N_CASES:
+            finish(client)
+    caplog.clear()
+    assert main(["reader-study", "analyze", str(study), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["readers"] == ["done1", "done2"]
+    assert stats["reader_agreement"]["n_cases"] == N_CASES
+    assert np.isfinite(stats["reader_agreement"]["kendall_w_per_case"])
+    assert any("busy" in note for note in stats["left_out"])
+    assert any("busy" in r.getMessage() for r in caplog.records)
+    assert main(["reader-study", "analyze", str(study), "--json", "--include-unfinished"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["readers"] == ["done1", "done2", "busy"]
+    assert stats["n_rankings"] == 2 * N_CASES + 1
+
+
+def test_label_orders_cryptographic_private_and_per_reader(template, tmp_path, study):
+    """Defect 6: the seed does not rebuild the key (it is not even public), and each reader has
+    their own letter order per case."""
+    run, _ = template
+    keys = []
+    for name in ("s1", "s2"):
+        args = ["--methods", ",".join(METHODS), "--cases", "4", "--seed", str(SEED)]
+        assert main(["reader-study", "create", str(run), *args, "--out", str(tmp_path / name)]) == 0
+        assert "seed" not in load_study(tmp_path / name)
+        keys.append(load_key(tmp_path / name)["cases"])
+    assert keys[0] != keys[1]  # same command, same seed: other label orders (p = 6**-4)
+    # readers: 8 readers x 4 cases; letter A names the same method for everybody with p = 1/3
+    # per reader and case, so identical orders everywhere would be a certain failure
+    for i in range(8):
+        add_reader(study, f"q{i}")
+    cases = [c["id"] for c in load_study(study)["cases"]]
+    orders = {
+        (i, case): tuple(methods_of(study, i, case).values()) for i in range(1, 9) for case in cases
+    }
+    for case in cases:
+        assert len({orders[(i, case)] for i in range(1, 9)}) > 1
+    assert all(sorted(o) == sorted(METHODS) for o in orders.values())
+    # shared letters on request: every reader sees slot order A, B, C
+    shared = tmp_path / "shared"
+    args = ["--methods", ",".join(METHODS), "--cases", "2", "--shared-labels"]
+    assert main(["reader-study", "create", str(run), *args, "--out", str(shared)]) == 0
+    for i in range(3):
+        add_reader(shared, f"p{i}")
+    conn = db.connect(shared / db.DB_NAME)
+    assert {
+        tuple(db.label_order(conn, i, c, 1).values())
+        for i in range(1, 4)
+        for c in (x["id"] for x in load_study(shared)["cases"])
+    } == {(0, 1, 2)}
+    conn.close()
+
+
+def test_server_is_waitress_and_checks_the_host_header(study, monkeypatch):
+    """Defect 7: ``serve`` runs waitress (not Werkzeug's development server) and the app answers
+    only to the served host names (DNS rebinding)."""
+    import waitress
+    import werkzeug.serving
+
+    served = []
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.append((app, kw)))
+    monkeypatch.setattr(werkzeug.serving, "run_simple", lambda *a, **k: pytest.fail("dev server"))
+    assert main(["reader-study", "serve", str(study), "--port", "8124"]) == 0
+    app, kw = served[-1]
+    assert kw["threads"] >= 4 and kw["ident"] == "reader-study"
+    client = app.test_client()
+    assert client.get("/login", headers={"Host": "127.0.0.1:8124"}).status_code == 200
+    assert client.get("/login", headers={"Host": "localhost:8124"}).status_code == 200
+    for host in ("evil.example", "evil.example:8124", "127.0.0.1.evil.example"):
+        resp = client.get("/login", headers={"Host": host})
+        assert resp.status_code == 400, host
+
+
+# ---------------------------------------------------------------- options and admin actions
+@pytest.fixture(scope="module")
+def options_study(template, tmp_path_factory):
+    """A 3-case study with 'cannot judge', comments and 2 repeated cases."""
+    run, _ = template
+    out = tmp_path_factory.mktemp("opt") / "study"
+    args = ["--methods", ",".join(METHODS), "--cases", "3", "--cannot-judge", "--comment"]
+    assert (
+        main(["reader-study", "create", str(run), *args, "--repeats", "2", "--out", str(out)]) == 0
+    )
+    return out
+
+
+def test_cannot_judge_comment_and_repeats(options_study, tmp_path, capsys):
+    study = tmp_path / "s"
+    shutil.copytree(options_study, study)
+    client = make_app(study).test_client()
+    login(client, add_reader(study, "opt"))
+    conn = db.connect(study / db.DB_NAME)
+    order = db.assignments(conn, 1)
+    conn.close()
+    assert len(order) == 5 and [r for _, r in order] == [1, 1, 1, 2, 2]
+    assert {c for c, r in order if r == 2} <= {c for c, r in order if r == 1}
+    page, _ = case_page(client, 1)
+    assert 'id="cannot-judge"' in page.text and 'id="comment"' in page.text
+    resp = submit(client, 1, {}, cannot_judge="1", comment="motion artefact")
+    assert resp.status_code == 302
+    assert submit(client, 2, {"A": 1, "B": 2, "C": 3}, comment="x" * 2001).status_code == 400
+    prefs = {"elastix": 1, "unet-nmi": 2, "poolnet-nmi": 3}
+    for pos in range(2, 6):
+        case, read = order[pos - 1]
+        letters = methods_of(study, 1, case, read)
+        assert submit(client, pos, {k: prefs[m] for k, m in letters.items()}).status_code == 302
+    finish(client)
+    conn = db.connect(study / db.DB_NAME)
+    first = db.answers(conn, 1)[order[0]]
+    conn.close()
+    assert first == {"state": "cannot-judge", "comment": "motion artefact", "ranks": {}}
+    capsys.readouterr()
+    assert main(["reader-study", "analyze", str(study), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["n_rankings"] == 2  # 3 cases, one 'cannot judge'; repeats separate
+    assert any("cannot judge" in note for note in stats["left_out"])
+    intra = stats["intra_reader_agreement"]
+    repeated_ranked = {c for c, r in order if r == 2} - {order[0][0]}
+    assert intra[0]["n_cases"] == len(repeated_ranked)
+    assert intra[0]["identical"] == 1.0 and intra[0]["kendall_w"] == pytest.approx(1.0)
+    assert main(["reader-study", "export", str(study)]) == 0
+    repeats = pd.read_csv(study / "rankings_repeats.csv")
+    assert sorted(repeats["read"].unique()) == [1, 2]
+
+
+def test_admin_reopens_removes_and_downloads(study):
+    conn = sqlite3.connect(study / db.DB_NAME)
+    conn.execute(
+        "UPDATE settings SET value = ? WHERE key = 'admin_token_hash'",
+        (auth.hash_token("admintoken"),),
+    )
+    conn.commit()
+    conn.close()
+    app = make_app(study)
+    reader = app.test_client()
+    login(reader, add_reader(study, "ola"))
+    other = app.test_client()
+    login(other, add_reader(study, "pia"))
+    for pos in range(1, N_CASES + 1):
+        submit(reader, pos, {"A": 1, "B": 2, "C": 3})
+    finish(reader)
+    admin = app.test_client()
+    page = admin.get("/admin/login")
+    admin.post("/admin/login", data={"token": "admintoken", "csrf_token": csrf_of(page.text)})
+    text = admin.get("/admin").text
+    csrf = csrf_of(text)
+    # download: blinded (letters and slots, no method names)
+    csv = admin.get("/admin/answers.csv")
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    table = pd.read_csv(io.StringIO(csv.get_data(as_text=True)))
+    assert len(table) == 3 * N_CASES and set(table["reader"]) == {"ola"}
+    for word in FORBIDDEN:
+        assert word not in csv.get_data(as_text=True).lower()
+    assert reader.get("/admin/answers.csv").status_code == 302  # readers cannot
+    # reopen case 2 for ola: unlocked, answer cleared, must finish again
+    resp = admin.post("/admin/reopen", data={"reader_id": "1", "position": "2", "csrf_token": csrf})
+    assert resp.status_code == 302
+    assert "3 of 4 cases ranked" in reader.get("/").text
+    assert submit(reader, 2, {"A": 3, "B": 2, "C": 1}).status_code == 302
+    finish(reader)
+    # remove pia: her session ends, she is out of every export
+    resp = admin.post(
+        "/admin/remove", data={"reader_id": "2", "confirm": "nope", "csrf_token": csrf}
+    )
+    assert resp.status_code == 400
+    resp = admin.post(
+        "/admin/remove", data={"reader_id": "2", "confirm": "pia", "csrf_token": csrf}
+    )
+    assert resp.status_code == 302
+    assert other.get("/").status_code == 302
+    assert "pia</td>" not in admin.get("/admin").text
+    conn = db.connect(study / db.DB_NAME)
+    kinds = [r["kind"] for r in conn.execute("SELECT kind FROM events")]
+    conn.close()
+    assert {"reopen", "remove-reader", "admin-download"} <= set(kinds)
