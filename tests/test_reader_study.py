@@ -1020,8 +1020,8 @@ def test_time_fields_validated_and_not_counted_twice(study):
         assert resp.status_code == 400, bad
         assert "active_ms must be a finite number" in resp.text
     assert _count(study, "SELECT COUNT(*) FROM answers") == 0
-    page, _ = case_page(client, 1)  # the view starts the clock
     t0 = time.time()
+    page, _ = case_page(client, 1)  # the view starts the clock
     csrf = csrf_of(page.text)
     form = {f"rank_{k}": str(v) for k, v in ranks.items()} | {"csrf_token": csrf}
     time.sleep(0.3)

@@ -111,6 +111,7 @@ def test_twenty_readers_and_a_server_killed_mid_write(tmp_path):
     confirmed = [0] * N_READERS
     errors: list[BaseException] = []
     start = threading.Barrier(N_READERS + 1)
+    logged_in = threading.Barrier(N_READERS)
 
     def work(i: int) -> None:
         try:
@@ -120,13 +121,14 @@ def test_twenty_readers_and_a_server_killed_mid_write(tmp_path):
                 "/login", {"token": tokens[i], "csrf_token": reader.csrf("/login")}
             )
             assert status == 200
+            logged_in.wait()  # the kill hits answers, not one-time logins
             for rep in range(3):  # every case three times: revisions replace, never duplicate
                 for pos in range(1, N_CASES + 1):
                     ranks = plans[i][pos - 1] if rep == 2 else np.roll(plans[i][pos - 1], rep)
                     form = {f"rank_{'ABC'[k]}": str(r) for k, r in enumerate(ranks)}
                     form["csrf_token"] = reader.csrf(f"/case/{pos}")
-                    status, _ = reader.request(f"/case/{pos}", form)
-                    assert status == 200, status  # 302 followed to the next page
+                    status, text = reader.request(f"/case/{pos}", form)
+                    assert status == 200, (i, rep, pos, status, text[-800:])  # 302 followed
                     confirmed[i] += 1
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             errors.append(exc)

@@ -21,7 +21,7 @@ from flask import (
 )
 
 from benchmark.errors import BenchError
-from benchmark.reader_study import auth, db
+from benchmark.reader_study import auth, db, sessions
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -48,6 +48,7 @@ def login():
         return render_template("admin_login.html")
     token = request.form.get("token", "").strip()
     conn = db.get_db()
+    sessions.expire(conn, current_app.config)
     if not token or not auth.same(auth.hash_token(token), current_app.config["ADMIN_TOKEN_HASH"]):
         db.log_event(conn, None, "admin-login-failed", None, {})
         return render_template("admin_login.html", error="Invalid admin token."), 403

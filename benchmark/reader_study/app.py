@@ -36,10 +36,9 @@ from flask import Flask, Response, current_app, render_template, request
 from flask.globals import request_ctx
 
 from benchmark.errors import BenchError
-from benchmark.reader_study import auth, db
+from benchmark.reader_study import auth, db, sessions
 from benchmark.reader_study.prepare import load_study, panel_tokens
 from benchmark.reader_study.private import check_private
-from benchmark.reader_study.sessions import DatabaseSessionInterface
 
 TOKEN_RE = re.compile(r"[0-9a-f]{32}")
 CSP = (
@@ -121,17 +120,13 @@ def create_app(config: Mapping[str, Any]) -> Flask:
     try:
         secret = db.setting(conn, "secret_key")
         app.config["ADMIN_TOKEN_HASH"] = db.setting(conn, "admin_token_hash")
-        db.sessions_expire(
-            conn,
-            idle_s=app.config["SESSION_IDLE_SECONDS"],
-            max_age_s=app.config["SESSION_MAX_SECONDS"],
-        )
+        sessions.expire(conn, app.config)
     finally:
         conn.close()
     app.secret_key = secret  # not used for sessions (server-side); Flask wants one for flash
     app.extensions["reader_study"] = Study(study_dir, secret=secret)
     db.init_app(app)
-    app.session_interface = DatabaseSessionInterface()
+    app.session_interface = sessions.DatabaseSessionInterface()
     app.jinja_env.globals["csrf_token"] = auth.csrf_token
 
     from benchmark.reader_study import admin, reader

@@ -193,18 +193,16 @@ def trusted_hosts(host: str, public_url: str) -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     """Serve the study with waitress (a production WSGI server); loopback only unless ``--host``
-    says else. Refuses a study whose key or database other users can read."""
+    says else. Refuses a study whose key or database other users can read (:func:`create_app`)."""
     import waitress
 
     from benchmark.reader_study import db
     from benchmark.reader_study.app import create_app
-    from benchmark.reader_study.private import check_private
 
     if not 0 < args.port < 65536:
         raise BenchError(f"--port must be 1-65535, got {args.port}")
     if args.threads < 1:
         raise BenchError(f"--threads must be >= 1, got {args.threads}")
-    check_private(args.study_dir)
     local = login_url(args.host, args.port, "")
     if args.public_url:
         public = check_url(args.public_url, "--public-url")
@@ -221,18 +219,18 @@ def serve(args: argparse.Namespace) -> int:
             "" if public.startswith("https://") else ", over plain HTTP",
         )
         log.warning("!" * 70)
-    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
-    try:
-        db.set_setting(conn, PUBLIC_URL, public)
-    finally:
-        conn.close()
     config = {
         "STUDY_DIR": args.study_dir,
         "TRUSTED_HOSTS": trusted_hosts(args.host, public),
         "SESSION_COOKIE_SECURE": public.startswith("https://"),
         "SESSION_IDLE_SECONDS": args.idle_minutes * 60.0,
     }
-    app = create_app(config)
+    app = create_app(config)  # refuses a study other users can read
+    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
+    try:
+        db.set_setting(conn, PUBLIC_URL, public)  # links of add-reader/rotate use it
+    finally:
+        conn.close()
     print(
         f"reader study at {public}/  (admin: {public}/admin/login; listening on {local}); "
         "Ctrl-C stops",

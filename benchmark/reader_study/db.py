@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.errors import BenchError
+from benchmark.reader_study.prepare import LETTERS
 from benchmark.reader_study.private import FILE_MODE
 
 DB_NAME = "study.db"
@@ -298,8 +299,6 @@ def add_reader(
     (int, list)
         Reader id and their ``(case, read)`` items in order.
     """
-    from benchmark.reader_study.prepare import LETTERS
-
     name = name.strip()
     if not name or len(name) > 100:
         raise BenchError(f"reader name must be 1-100 characters, got {name!r}")

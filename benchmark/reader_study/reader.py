@@ -15,6 +15,7 @@ from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -26,7 +27,7 @@ from flask import (
 from werkzeug.wsgi import wrap_file
 
 from benchmark.errors import BenchError
-from benchmark.reader_study import auth, db
+from benchmark.reader_study import auth, db, sessions
 from benchmark.reader_study.app import TOKEN_RE, get_study
 
 bp = Blueprint("reader", __name__)
@@ -133,6 +134,7 @@ def login():
         return render_template("login.html")
     token = request.form.get("token", "").strip()
     conn = db.get_db()
+    sessions.expire(conn, current_app.config)
     row = db.redeem_invitation(conn, auth.hash_token(token)) if token else None
     if row is None:
         db.log_event(conn, None, "login-failed", None, {})

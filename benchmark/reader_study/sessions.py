@@ -25,6 +25,14 @@ from benchmark.reader_study.auth import hash_token
 TOUCH_EVERY_S = 30.0
 
 
+def expire(conn, config) -> None:
+    """Delete the sessions that ``config``'s idle or absolute lifetime has ended (at app start and
+    at each login, so anonymous sessions cannot pile up)."""
+    db.sessions_expire(
+        conn, idle_s=config["SESSION_IDLE_SECONDS"], max_age_s=config["SESSION_MAX_SECONDS"]
+    )
+
+
 class ServerSession(CallbackDict, SessionMixin):
     """Session data plus its id; ``regenerate()`` asks for a fresh id at the next save."""
 
