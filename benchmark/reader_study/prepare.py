@@ -26,6 +26,7 @@ are *not* used, so no method can be recognised by its own resampler, dtype or fi
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -456,9 +457,7 @@ def _write_study(
             *panels.subtraction.values(),
         ]
         offset, scale = encoding(all_arrays)
-
-        def put(array: np.ndarray, offset=offset, scale=scale) -> str:
-            return _write_panel(out, array, offset=offset, scale=scale)
+        put = functools.partial(_write_panel, out, offset=offset, scale=scale)
 
         cases.append(
             {

@@ -214,6 +214,7 @@ def render_case(position: int, order, answered, *, form=None, errors=(), status=
         cannot_judge=cannot_judge,
         comment=comment,
         options=study.options,
+        max_comment=MAX_COMMENT,
         errors=list(errors),
         n_done=len(answered),
         finished=bool(g.reader["finished"]),

@@ -80,16 +80,12 @@ class DatabaseSessionInterface(SessionInterface):
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
         conn = db.get_db()
-        if session.renew and session.sid:
+        if session.sid and (session.renew or not session):  # login, logout, or emptied
             db.session_delete(conn, hash_token(session.sid))
             session.sid = None
-        if not session:
-            if session.sid or session.renew:
-                if session.sid:
-                    db.session_delete(conn, hash_token(session.sid))
+            if not session:
                 response.delete_cookie(name, domain=domain, path=path)
-            return
-        if not (session.modified or session.renew) and session.sid:
+        if not session or (session.sid and not session.modified):
             return
         if session.sid is None:
             session.sid = secrets.token_urlsafe(32)
