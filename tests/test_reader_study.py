@@ -519,6 +519,27 @@ def test_parse_ranks_accepts_exactly_permutations(form):
         assert ranks == {k[5:]: int(v) for k, v in form.items()}
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["", "nan", "NaN", "inf", "-0", "1e400", "x", "1_000", " 5 "]),
+        st.text(max_size=8),
+    )
+)
+def test_parse_active_ms_accepts_exactly_finite_non_negative_numbers(text):
+    from benchmark.reader_study.reader import parse_active_ms
+
+    seconds, problems = parse_active_ms(text)
+    try:
+        value = float(text.strip()) if text.strip() else 0.0
+    except ValueError:
+        value = float("nan")
+    ok = np.isfinite(value) and value >= 0
+    assert (not problems) == ok
+    assert seconds == (value / 1000.0 if ok else 0.0)
+
+
 def test_parse_ranks_rejects_repeated_fields():
     from werkzeug.datastructures import MultiDict
 
@@ -996,6 +1017,8 @@ def test_invitations_are_one_time_revocable_and_linked_to_the_served_address(
     assert main(["reader-study", "revoke", str(study), "nina"]) == 0
     assert second.get("/case/1").status_code == 302
     assert _count(study, "SELECT COUNT(*) FROM readers WHERE invite_hash IS NOT NULL") == 0
+    assert main(["reader-study", "rotate", str(study), "nina", "--url", "https://x/sub"]) == 2
+    assert "expected http(s)://HOST[:PORT]" in capsys.readouterr().err
     assert main(["reader-study", "revoke", str(study), "nobody"]) == 2
     assert "no reader 'nobody'" in capsys.readouterr().err
     # expired invitations are refused

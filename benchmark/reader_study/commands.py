@@ -41,10 +41,17 @@ def is_loopback(host: str) -> bool:
 
 
 def check_url(url: str, option: str) -> str:
-    """``url`` without a trailing slash; BenchError unless it is ``http(s)://HOST[:PORT][/PATH]``."""
+    """``url`` without a trailing slash; BenchError unless it is ``http(s)://HOST[:PORT]`` (the
+    app is served at the root of its host)."""
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise BenchError(f"{option}: expected http(s)://HOST[:PORT][/PATH], got {url!r}")
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise BenchError(f"{option}: expected http(s)://HOST[:PORT], got {url!r}")
     return url.rstrip("/")
 
 
