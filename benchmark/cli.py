@@ -152,25 +152,60 @@ def build_parser() -> argparse.ArgumentParser:
     group = create.add_mutually_exclusive_group()
     group.add_argument("--cases", type=int, default=None, help="number of cases")
     group.add_argument("--pairs", default=None, help="file listing case/pair keys, one a line")
-    create.add_argument("--seed", type=int, default=0)
+    create.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the readers' case orders (labels are not seeded)",
+    )
     create.add_argument("--out", required=True, metavar="STUDY_DIR")
+    create.add_argument(
+        "--cannot-judge", action="store_true", help="readers may answer 'cannot judge'"
+    )
+    create.add_argument("--comment", action="store_true", help="a free-text comment per case")
+    create.add_argument(
+        "--repeats", type=int, default=0, help="cases shown twice (intra-reader agreement)"
+    )
+    create.add_argument(
+        "--shared-labels",
+        action="store_true",
+        help="one letter order per case for all readers (default: each reader their own)",
+    )
     _handler(create, "benchmark.reader_study.commands:create")
-    serve = rs_sub.add_parser("serve", help="serve the study to readers")
+    serve = rs_sub.add_parser("serve", help="serve the study to readers (waitress)")
     serve.add_argument("study_dir")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--public-url", default=None, help="URL readers use, e.g. https://study.example.org"
+    )
+    serve.add_argument("--threads", type=int, default=8)
+    serve.add_argument(
+        "--idle-minutes", type=float, default=120.0, help="sessions end after this inactivity"
+    )
     _handler(serve, "benchmark.reader_study.commands:serve")
-    add = rs_sub.add_parser("add-reader", help="create a reader and print their login")
-    add.add_argument("study_dir")
-    add.add_argument("name")
-    _handler(add, "benchmark.reader_study.commands:add_reader")
+    for name, help_text, target in (
+        ("add-reader", "create a reader and print their one-time invitation link", "add_reader"),
+        ("rotate", "replace a reader's invitation by a new link; ends sessions", "rotate"),
+        ("revoke", "end a reader's sessions and invitation", "revoke"),
+    ):
+        cmd = rs_sub.add_parser(name, help=help_text)
+        cmd.add_argument("study_dir")
+        cmd.add_argument("name", metavar="READER")
+        if target != "revoke":
+            cmd.add_argument("--url", default=None, help="server URL for the link")
+            cmd.add_argument("--valid-days", type=float, default=14.0, help="invitation lifetime")
+        _handler(cmd, f"benchmark.reader_study.commands:{target}")
+    unfinished = "also readers who have not finished, and every case they ranked"
     export = rs_sub.add_parser("export", help="write the rankings CSV (unblinds)")
     export.add_argument("study_dir")
     export.add_argument("--out", default=None, help="CSV path (default STUDY_DIR/rankings.csv)")
+    export.add_argument("--include-unfinished", action="store_true", help=unfinished)
     _handler(export, "benchmark.reader_study.commands:export")
     analyze = rs_sub.add_parser("analyze", help="print the ranking statistics (unblinds)")
     analyze.add_argument("study_dir")
     analyze.add_argument("--json", action="store_true")
+    analyze.add_argument("--include-unfinished", action="store_true", help=unfinished)
     _handler(analyze, "benchmark.reader_study.commands:analyze")
 
     return parser

@@ -1,16 +1,22 @@
 """Tests of the blinded reader study (``benchmark.reader_study``): case selection, one rendering
-pipeline, blinding of everything a reader can reach, seeded randomisation, rank validation,
-reader isolation, CSRF, path traversal, resume/finish, WAL + append-only event log, concurrency,
-export and analysis.
+pipeline, blinding of everything a reader can reach, randomisation (seeded case orders,
+cryptographic per-reader label orders), rank validation, reader isolation, CSRF, path traversal,
+private files, server-side sessions, one-time invitations, time fields, resume/finish, admin
+actions, WAL + append-only event log, concurrency (in-process and against a real server killed
+mid-write), export and analysis.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import re
 import shutil
 import sqlite3
+import stat
 import threading
+import time
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -25,11 +31,13 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from benchmark.cli import main
+from benchmark.errors import BenchError
 from benchmark.images import read_displacement, read_image
 from benchmark.reader_study import auth, db
-from benchmark.reader_study.app import create_app, parse_ranks
+from benchmark.reader_study.app import create_app
 from benchmark.reader_study.export import rankings_table
-from benchmark.reader_study.prepare import blind_labels, decode, load_key, load_study
+from benchmark.reader_study.prepare import decode, load_key, load_study, panel_tokens
+from benchmark.reader_study.reader import parse_ranks
 
 METHODS = ("elastix", "unet-nmi", "poolnet-nmi")
 SEED = 3
@@ -75,19 +83,52 @@ def study(template, tmp_path):
     return dst
 
 
+def make_app(study: Path, **config):
+    """The app of ``study`` in testing mode (extra Flask/app settings as keywords)."""
+    return create_app({"STUDY_DIR": study, "TESTING": True, **config})
+
+
 def add_reader(study: Path, name: str) -> str:
+    """Add a reader as ``bench reader-study add-reader`` does; return their invitation token."""
     token = auth.new_token()
+    st_ = load_study(study)
     conn = db.connect(study / db.DB_NAME)
     try:
         db.add_reader(
             conn,
             name,
-            token_hash=auth.hash_token(token),
-            case_ids=[c["id"] for c in load_study(study)["cases"]],
+            invite_hash=auth.hash_token(token),
+            invite_expires=time.time() + 3600,
+            cases={c["id"]: len(c["panels"]["results"]) for c in st_["cases"]},
+            repeats=st_["options"]["repeats"],
+            per_reader_labels=st_["options"]["per_reader_labels"],
         )
     finally:
         conn.close()
     return token
+
+
+def new_invitation(study: Path, name: str) -> str:
+    """A fresh invitation for an existing reader (as ``rotate``)."""
+    token = auth.new_token()
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        row = db.reader_by_name(conn, name)
+        db.set_invitation(conn, int(row["id"]), auth.hash_token(token), time.time() + 3600)
+    finally:
+        conn.close()
+    return token
+
+
+def methods_of(study: Path, reader_id: int, case: str, read: int = 1) -> dict[str, str]:
+    """Letter -> method of one reader's item (letter -> slot in the database, slot -> method in
+    the key)."""
+    key = load_key(study)["cases"][case]
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        return {k: key[s] for k, s in db.label_order(conn, reader_id, case, read).items()}
+    finally:
+        conn.close()
 
 
 def csrf_of(html: str) -> str:
@@ -97,7 +138,7 @@ def csrf_of(html: str) -> str:
 
 
 def login(client, token: str):
-    page = client.get(f"/login?token={token}")
+    page = client.get("/login")
     assert page.status_code == 200
     resp = client.post("/login", data={"token": token, "csrf_token": csrf_of(page.text)})
     assert resp.status_code == 302, resp.text
@@ -187,13 +228,8 @@ def test_key_is_a_permutation_per_case_and_kept_private(template):
     study = load_study(study_dir)
     assert set(key["cases"]) == {c["id"] for c in study["cases"]}
     for case in study["cases"]:
-        mapping = key["cases"][case["id"]]
-        assert sorted(mapping) == case["labels"] == ["A", "B", "C"]
-        assert sorted(mapping.values()) == sorted(METHODS)
-    # the seeded order is reproduced by blind_labels
-    assert [key["cases"][c["id"]] for c in study["cases"]] == blind_labels(
-        list(METHODS), N_CASES, seed=SEED
-    )
+        assert sorted(key["cases"][case["id"]]) == sorted(METHODS)
+        assert len(case["panels"]["results"]) == len(METHODS)
     # nothing outside key/ names a method or the run folder
     for path in study_dir.rglob("*"):
         if path.is_file() and path.parent.name != "key" and path.suffix != ".db":
@@ -206,18 +242,10 @@ def test_key_is_a_permutation_per_case_and_kept_private(template):
         assert re.fullmatch(r"[0-9a-f]{32}\.bin", path.name), path.name
 
 
-def test_blind_labels_seeded():
-    a = blind_labels(list(METHODS), 20, seed=7)
-    assert a == blind_labels(list(METHODS), 20, seed=7)
-    assert a != blind_labels(list(METHODS), 20, seed=8)
-    assert all(sorted(m.values()) == sorted(METHODS) for m in a)
-    # every method gets label A sometimes (the order really is random)
-    assert {m["A"] for m in a} == set(METHODS)
-
-
 def test_panels_rendered_by_one_pipeline(template):
     """Decoded panels match an independent warp (scipy cubic B-spline, border padding) of the
-    moving image with each method's field; subtraction = warped - fixed; same code for all."""
+    moving image with each method's field; subtraction = warped - fixed; the reference panels are
+    the moving image and moving - fixed; one code for all."""
     run, study_dir = template
     study, key = load_study(study_dir), load_key(study_dir)
     pairs = (
@@ -237,8 +265,14 @@ def test_panels_rendered_by_one_pipeline(template):
         return decode(data, shape, offset=case["offset"], scale=case["scale"])
 
     np.testing.assert_allclose(panel(case["panels"]["fixed"]), fixed.array, atol=step / 2 + 1e-6)
+    np.testing.assert_allclose(panel(case["panels"]["moving"]), moving.array, atol=step / 2 + 1e-6)
+    np.testing.assert_allclose(
+        panel(case["panels"]["moving_subtraction"]),
+        moving.array - fixed.array,
+        atol=step / 2 + 1e-4,
+    )
     grid = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in shape), indexing="ij")
-    for label, method in key["cases"][case["id"]].items():
+    for slot, method in enumerate(key["cases"][case["id"]]):
         disp, _ = read_displacement(
             run
             / "pairs"
@@ -256,9 +290,10 @@ def test_panels_rendered_by_one_pipeline(template):
         ref = ndimage.map_coordinates(
             moving.array.astype(np.float64), coords, order=3, mode="mirror", prefilter=True
         )
-        warped = panel(case["panels"][label]["warped"])
+        result = case["panels"]["results"][slot]
+        warped = panel(result["warped"])
         np.testing.assert_allclose(warped, ref, atol=1e-4 * np.ptp(ref) + step)
-        sub = panel(case["panels"][label]["subtraction"])
+        sub = panel(result["subtraction"])
         np.testing.assert_allclose(sub, warped - fixed.array, atol=2 * step + 1e-4)
 
 
@@ -276,7 +311,7 @@ class _Links(HTMLParser):
 
 def test_reader_never_sees_a_method_name_or_run_path(study, template):
     run, _ = template
-    app = create_app(study, testing=True)
+    app = make_app(study)
     client = app.test_client()
     token = add_reader(study, "alice")
     leaks: list[str] = []
@@ -321,12 +356,12 @@ def test_reader_never_sees_a_method_name_or_run_path(study, template):
                 r'<script id="case-data" type="application/json">(.*?)</script>', resp.text, re.S
             ):
                 data = json.loads(m.group(1))
-                data_urls.add(data["fixed"])
+                data_urls |= {data["fixed"], data["moving"], data["moving_subtraction"]}
                 for kinds in data["panels"].values():
                     data_urls.update(kinds.values())
     assert {f"/case/{i}" for i in range(1, N_CASES + 1)} <= seen
     assert any(u.endswith("viewer.js") for u in seen) and any(u.endswith(".css") for u in seen)
-    assert len(data_urls) == N_CASES * (1 + 2 * len(METHODS))
+    assert len(data_urls) == N_CASES * (3 + 2 * len(METHODS))
     for url in data_urls:
         resp = client.get(url)
         assert resp.status_code == 200
@@ -335,39 +370,36 @@ def test_reader_never_sees_a_method_name_or_run_path(study, template):
         assert "Last-Modified" not in resp.headers and "ETag" not in resp.headers
         assert "Content-Disposition" not in resp.headers
         assert re.fullmatch(r"/data/[0-9a-f]{32}", url)
-    # the session cookie (readable by the client) holds only ids and the CSRF token
+    # the session cookie holds only a random session id
     cookie = client.get_cookie("reader_study_session")
-    for word in forbidden:
-        assert word not in cookie.value.lower().encode()
+    assert re.fullmatch(r"[A-Za-z0-9_-]{43}", cookie.value)
     assert not leaks, leaks
 
 
 def test_data_sizes_identical_within_a_case(study):
     for case in load_study(study)["cases"]:
-        sizes = {
-            (study / "data" / f"{t}.bin").stat().st_size
-            for t in [case["panels"]["fixed"]]
-            + [case["panels"][lab][k] for lab in case["labels"] for k in ("warped", "subtraction")]
-        }
+        sizes = {(study / "data" / f"{t}.bin").stat().st_size for t in panel_tokens(case)}
         assert sizes == {2 * int(np.prod(case["shape"]))}
 
 
 def test_path_traversal_and_unlisted_files_rejected(study):
-    app = create_app(study, testing=True)
+    app = make_app(study)
     client = app.test_client()
     # not logged in: no data at all
-    token0 = load_study(study)["cases"][0]["panels"]["fixed"]
-    assert client.get(f"/data/{token0}").status_code == 302
     login(client, add_reader(study, "bob"))
-    assert client.get(f"/data/{token0}").status_code == 200
+    _, data = case_page(client, 1)
+    url0 = data["fixed"]
+    assert client.get(url0).status_code == 200
+    token0 = load_study(study)["cases"][0]["panels"]["fixed"]
     (study / "data" / ("f" * 32 + ".bin")).write_bytes(b"secret")  # on disk but not listed
     for url in [
         "/data/../key/key.json",
         "/data/..%2fkey%2fkey.json",
         "/data/%2e%2e/study.json",
         "/data/" + "f" * 32,
-        f"/data/{token0}.bin",
-        f"/data/{token0.upper()}",
+        f"/data/{token0}",  # a panel id is not a URL: only the reader's own tags are
+        f"{url0}.bin",
+        url0.upper(),
         "/data/study.json",
         "/static/../key/key.json",
         "/static/..%2fstudy.json",
@@ -380,6 +412,8 @@ def test_path_traversal_and_unlisted_files_rejected(study):
         resp = client.get(url)
         assert resp.status_code in (404, 308), (url, resp.status_code)
         assert b"secret" not in resp.data and b"elastix" not in resp.data
+    anonymous = app.test_client()
+    assert anonymous.get(url0).status_code == 302
 
 
 # ---------------------------------------------------------------- randomisation
@@ -392,14 +426,14 @@ def test_reader_orders_seeded_and_stored(study):
         assert row["order_seed"] == db.reader_order_seed(SEED, row["id"])
         order = db.assignments(conn, row["id"])
         assert order == db.case_order(case_ids, row["order_seed"])
-        assert sorted(order) == sorted(case_ids)
+        assert sorted(order) == sorted((c, 1) for c in case_ids)
         orders.append(order)
     conn.close()
     assert len({tuple(o) for o in orders}) > 1  # different readers, different orders
     # what the reader sees follows the stored order
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, tokens[2])
-    assert case_ids_in_order(client) == orders[2]
+    assert case_ids_in_order(client) == [c for c, _ in orders[2]]
     # the same seed in another database gives the same orders
     assert db.case_order(case_ids, db.reader_order_seed(SEED, 3)) == orders[2]
 
@@ -414,7 +448,7 @@ def _count(study, sql, *args):
 
 
 def test_server_rejects_incomplete_duplicate_and_unknown_ranks(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, add_reader(study, "carol"))
     bad = [
         {"A": 1, "B": 2},
@@ -437,7 +471,7 @@ def test_server_rejects_incomplete_duplicate_and_unknown_ranks(study):
 
 
 def test_posts_without_csrf_token_rejected(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     token = add_reader(study, "dave")
     # login itself needs the token
     assert client.post("/login", data={"token": token}).status_code == 400
@@ -485,6 +519,27 @@ def test_parse_ranks_accepts_exactly_permutations(form):
         assert ranks == {k[5:]: int(v) for k, v in form.items()}
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.one_of(
+        st.floats(allow_nan=True, allow_infinity=True).map(repr),
+        st.sampled_from(["", "nan", "NaN", "inf", "-0", "1e400", "x", "1_000", " 5 "]),
+        st.text(max_size=8),
+    )
+)
+def test_parse_active_ms_accepts_exactly_finite_non_negative_numbers(text):
+    from benchmark.reader_study.reader import parse_active_ms
+
+    seconds, problems = parse_active_ms(text)
+    try:
+        value = float(text.strip()) if text.strip() else 0.0
+    except ValueError:
+        value = float("nan")
+    ok = np.isfinite(value) and value >= 0
+    assert (not problems) == ok
+    assert seconds == (value / 1000.0 if ok else 0.0)
+
+
 def test_parse_ranks_rejects_repeated_fields():
     from werkzeug.datastructures import MultiDict
 
@@ -495,7 +550,7 @@ def test_parse_ranks_rejects_repeated_fields():
 
 # ---------------------------------------------------------------- isolation, sessions, admin
 def test_reader_cannot_see_or_change_another_readers_answers(study):
-    app = create_app(study, testing=True)
+    app = make_app(study)
     c1, c2 = app.test_client(), app.test_client()
     login(c1, add_reader(study, "r1"))
     login(c2, add_reader(study, "r2"))
@@ -504,17 +559,19 @@ def test_reader_cannot_see_or_change_another_readers_answers(study):
     # reader 2 opens the same case: nothing pre-selected, progress 0
     pos2 = ids2.index(ids1[0]) + 1
     page, _ = case_page(c2, pos2)
-    assert "checked" not in page.text
+    assert not re.search(r"rank_[A-Z]_[0-9]+\"[^>]* checked", page.text)
     assert "0 of 4 cases ranked" in c2.get("/").text
     # reader 2 ranks the same case differently: reader 1's answer is unchanged
     assert submit(c2, pos2, {"A": 1, "B": 2, "C": 3}).status_code == 302
     conn = db.connect(study / db.DB_NAME)
-    assert db.answers(conn, 1) == {ids1[0]: {"A": 3, "B": 1, "C": 2}}
-    assert db.answers(conn, 2) == {ids1[0]: {"A": 1, "B": 2, "C": 3}}
+    assert db.answers(conn, 1)[(ids1[0], 1)]["ranks"] == {"A": 3, "B": 1, "C": 2}
+    assert db.answers(conn, 2)[(ids1[0], 1)]["ranks"] == {"A": 1, "B": 2, "C": 3}
+    assert list(db.answers(conn, 2)) == [(ids1[0], 1)]
     conn.close()
-    # a session cookie signed with another key (e.g. claiming reader 1) is ignored
+    # a client-side session cookie (e.g. claiming reader 1, signed with the study's secret) and
+    # a guessed session id are both ignored: sessions exist only on the server
     other = Flask("other")
-    other.secret_key = "not-the-study-key"
+    other.secret_key = db.setting(db.connect(study / db.DB_NAME), "secret_key")
     forged = other.session_interface.get_signing_serializer(other).dumps({"reader_id": 1})
     c3 = app.test_client()
     c3.set_cookie("reader_study_session", forged)
@@ -523,7 +580,7 @@ def test_reader_cannot_see_or_change_another_readers_answers(study):
 
 
 def test_session_cookie_flags_and_security_headers(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     resp = login(client, add_reader(study, "erin"))
     cookie = resp.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
@@ -539,7 +596,7 @@ def test_session_cookie_flags_and_security_headers(study):
 
 
 def test_wrong_token_rejected(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     add_reader(study, "frank")
     page = client.get("/login")
     resp = client.post("/login", data={"token": "guess", "csrf_token": csrf_of(page.text)})
@@ -557,7 +614,7 @@ def test_admin_page_protected_and_shows_progress(study, capsys):
     )
     conn.commit()
     conn.close()
-    app = create_app(study, testing=True)
+    app = make_app(study)
     reader = app.test_client()
     login(reader, add_reader(study, "gina"))
     add_reader(study, "hank")
@@ -586,7 +643,7 @@ def test_admin_page_protected_and_shows_progress(study, capsys):
 
 # ---------------------------------------------------------------- resume, revise, finish, time
 def test_resume_revise_finish_and_time(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     resp = login(client, add_reader(study, "ivy"))
     assert resp.headers["Location"].endswith("/resume")
     assert client.get("/resume").headers["Location"].endswith("/case/1")
@@ -601,11 +658,7 @@ def test_resume_revise_finish_and_time(study):
     page = client.get("/")
     client.post("/logout", data={"csrf_token": csrf_of(page.text)})
     assert client.get("/").status_code == 302
-    conn = db.connect(study / db.DB_NAME)
-    token = auth.new_token()
-    conn.execute("UPDATE readers SET token_hash = ? WHERE name = 'ivy'", (auth.hash_token(token),))
-    conn.close()
-    login(client, token)
+    login(client, new_invitation(study, "ivy"))
     assert client.get("/resume").headers["Location"].endswith("/case/3")
     # finishing early is refused
     page = client.get("/")
@@ -623,18 +676,18 @@ def test_resume_revise_finish_and_time(study):
     assert submit(client, 1, {"A": 1, "B": 2, "C": 3}).status_code == 409
     conn = db.connect(study / db.DB_NAME)
     ids = db.assignments(conn, 1)
-    assert db.answers(conn, 1)[ids[0]] == {"A": 3, "B": 2, "C": 1}
+    assert db.answers(conn, 1)[ids[0]]["ranks"] == {"A": 3, "B": 2, "C": 1}
     rows = {r["case_id"]: dict(r) for r in conn.execute("SELECT * FROM responses")}
-    assert rows[ids[0]]["submissions"] == 2
-    assert rows[ids[0]]["active_seconds"] == pytest.approx(1.5)
-    assert all(r["seconds"] >= 0 for r in rows.values())
+    assert rows[ids[0][0]]["submissions"] == 2
+    # the browser's active time never exceeds the server's time of the visit
+    assert all(0 <= r["active_seconds"] <= r["seconds"] for r in rows.values())
     assert conn.execute("SELECT finished FROM readers").fetchone()[0]
     conn.close()
 
 
 # ---------------------------------------------------------------- database
 def test_wal_mode_and_append_only_event_log(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, add_reader(study, "jack"))
     submit(client, 1, {"A": 1, "B": 2, "C": 3})
     conn = sqlite3.connect(study / db.DB_NAME)
@@ -658,7 +711,7 @@ def test_wal_mode_and_append_only_event_log(study):
 
 
 def test_concurrent_readers_lose_nothing(study):
-    app = create_app(study, testing=True)
+    app = make_app(study)
     n_readers = 6
     tokens = [add_reader(study, f"c{i}") for i in range(n_readers)]
     clients = [app.test_client() for _ in tokens]
@@ -697,7 +750,8 @@ def test_concurrent_readers_lose_nothing(study):
     conn = db.connect(study / db.DB_NAME)
     for i in range(n_readers):
         order = db.assignments(conn, i + 1)
-        assert db.answers(conn, i + 1) == {order[p]: plans[i][p] for p in range(N_CASES)}
+        got = {item: a["ranks"] for item, a in db.answers(conn, i + 1).items()}
+        assert got == {order[p]: plans[i][p] for p in range(N_CASES)}
     assert conn.execute("SELECT COUNT(*) FROM events WHERE kind = 'answer'").fetchone()[0] == (
         2 * n_readers * N_CASES
     )
@@ -708,27 +762,34 @@ def test_concurrent_readers_lose_nothing(study):
 
 
 # ---------------------------------------------------------------- export and analysis
+def finish(client) -> None:
+    page = client.get("/")
+    assert client.post("/finish", data={"csrf_token": csrf_of(page.text)}).status_code == 302
+
+
 def test_export_and_analyze_match_answers(study, capsys):
     from benchmark.stats.ranking import analyze_rankings, read_rankings
 
-    app = create_app(study, testing=True)
-    key = load_key(study)
+    app = make_app(study)
     preference = {"poolnet-nmi": 1, "elastix": 2, "unet-nmi": 3}
     expected = []
-    for name, flip in (("r1", False), ("r2", True)):
+    for reader_id, (name, flip) in enumerate((("r1", False), ("r2", True)), 1):
         client = app.test_client()
         login(client, add_reader(study, name))
         for pos, case in enumerate(case_ids_in_order(client), 1):
-            ranks = {label: preference[m] for label, m in key["cases"][case].items()}
+            letters = methods_of(study, reader_id, case)
+            ranks = {label: preference[m] for label, m in letters.items()}
             if flip and pos == 1:  # one disagreement: swap elastix and unet
                 ranks = {k: {2: 3, 3: 2}.get(v, v) for k, v in ranks.items()}
             assert submit(client, pos, ranks).status_code == 302
             expected += [
-                {"case": case, "method": key["cases"][case][lab], "rank": r, "reader": name}
+                {"case": case, "method": letters[lab], "rank": r, "reader": name}
                 for lab, r in ranks.items()
             ]
+        finish(client)
     out = study / "out.csv"
     assert main(["reader-study", "export", str(study), "--out", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600  # unblinded: private
     table = pd.read_csv(out)
     assert list(table.columns) == ["case", "method", "rank", "reader"]
     key_cols = ["reader", "case", "method"]
@@ -756,14 +817,14 @@ def test_export_without_answers_fails_cleanly(study, capsys):
 
 
 def test_export_refuses_mismatched_key(study):
-    client = create_app(study, testing=True).test_client()
+    client = make_app(study).test_client()
     login(client, add_reader(study, "kim"))
     submit(client, 1, {"A": 1, "B": 2, "C": 3})
     key = load_key(study)
     key["cases"] = {}
     (study / "key" / "key.json").write_text(json.dumps(key))
-    with pytest.raises(Exception, match="no method for case"):
-        rankings_table(study)
+    with pytest.raises(BenchError, match="no method for case"):
+        rankings_table(study, include_unfinished=True)
 
 
 # ---------------------------------------------------------------- command line
@@ -798,9 +859,9 @@ def test_create_with_pairs_file_and_errors(template, tmp_path, capsys):
     assert main(["reader-study", "add-reader", str(out), "lena"]) == 0
     printed = capsys.readouterr().out
     link = re.search(r"login link: (\S+)", printed).group(1)
-    assert link.startswith("http://127.0.0.1:8000/login?token=")
-    client = create_app(out, testing=True).test_client()
-    login(client, link.split("token=")[1])
+    assert link.startswith("http://127.0.0.1:8000/login#invite=")
+    client = make_app(out).test_client()
+    login(client, link.split("#invite=")[1])
     assert main(["reader-study", "add-reader", str(out), "lena"]) == 2  # duplicate name
     bad = [
         (["--methods", "elastix,unet-nmi", "--out", str(out)], "not an empty folder"),
@@ -830,22 +891,25 @@ def test_loopback_detection():
 
 
 def test_serve_binds_loopback_and_warns_otherwise(study, monkeypatch, caplog):
-    import werkzeug.serving
+    import waitress
 
     calls = []
-    monkeypatch.setattr(
-        werkzeug.serving,
-        "run_simple",
-        lambda host, port, app, **kw: calls.append((host, port, app, kw)),
-    )
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: calls.append((app, kw)))
     assert main(["reader-study", "serve", str(study)]) == 0
-    host, port, app, kw = calls[-1]
-    assert (host, port, kw["threaded"], kw["use_debugger"]) == ("127.0.0.1", 8000, True, False)
+    app, kw = calls[-1]
+    assert (kw["host"], kw["port"]) == ("127.0.0.1", 8000)
     assert app.config["SESSION_COOKIE_HTTPONLY"] and not app.config["TESTING"]
+    assert not app.config["SESSION_COOKIE_SECURE"]
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
     assert main(["reader-study", "serve", str(study), "--host", "0.0.0.0", "--port", "9000"]) == 0
-    assert calls[-1][:2] == ("0.0.0.0", 9000)
+    assert (calls[-1][1]["host"], calls[-1][1]["port"]) == ("0.0.0.0", 9000)
     assert any("reachable from other machines" in r.getMessage() for r in caplog.records)
+    # behind an HTTPS proxy: secure cookies, the public host trusted
+    args = ["--public-url", "https://study.example.org"]
+    assert main(["reader-study", "serve", str(study), *args]) == 0
+    app, kw = calls[-1]
+    assert app.config["SESSION_COOKIE_SECURE"] and kw["url_scheme"] == "https"
+    assert "study.example.org" in app.config["TRUSTED_HOSTS"]
 
 
 def test_failed_create_leaves_nothing_behind(tmp_path, capsys):
@@ -863,3 +927,320 @@ def test_failed_create_leaves_nothing_behind(tmp_path, capsys):
     )
     assert "cannot read displacement" in capsys.readouterr().err
     assert not out.exists()
+
+
+# ---------------------------------------------------------------- issue 15: the seven defects
+def test_study_files_private_and_exposed_study_refused(study, template, tmp_path, capsys):
+    """Defect 1: study folders 0700, files 0600; a key or database others can read is refused
+    with the fix command."""
+    _, src = template
+    for path in [src, *src.rglob("*")]:
+        if path.name == "study.db-shm":
+            continue
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    make_app(study)  # private: served
+    for victim in (study / "key" / "key.json", study / db.DB_NAME):
+        os.chmod(victim, 0o644)
+        with pytest.raises(BenchError, match=f"chmod -R go= {re.escape(str(study))}"):
+            make_app(study)
+        capsys.readouterr()
+        assert main(["reader-study", "serve", str(study)]) == 2
+        assert str(victim) in capsys.readouterr().err
+        os.chmod(victim, 0o600)
+    make_app(study)
+
+
+def test_logout_and_inactivity_end_the_session_on_the_server(study):
+    """Defect 2: a captured cookie and CSRF token stop working at logout, also in a restarted
+    server, and sessions expire after inactivity."""
+    app = make_app(study)
+    client = app.test_client()
+    login(client, add_reader(study, "mallory-victim"))
+    page, _ = case_page(client, 1)
+    cookie, csrf = client.get_cookie("reader_study_session").value, csrf_of(page.text)
+    thief = app.test_client()
+    thief.set_cookie("reader_study_session", cookie)
+    assert thief.get("/case/1").status_code == 200  # the stolen cookie works while logged in
+    assert client.post("/logout", data={"csrf_token": csrf}).status_code == 302
+    assert _count(study, "SELECT COUNT(*) FROM sessions WHERE reader_id IS NOT NULL") == 0
+    for app_now in (app, make_app(study)):  # the same server and a restarted one
+        thief = app_now.test_client()
+        thief.set_cookie("reader_study_session", cookie)
+        assert thief.get("/case/1").status_code == 302
+        resp = thief.post(
+            "/case/1", data={"rank_A": "1", "rank_B": "2", "rank_C": "3", "csrf_token": csrf}
+        )
+        assert resp.status_code == 400
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 0
+    # inactivity: a session idle longer than SESSION_IDLE_SECONDS is gone
+    short = make_app(study, SESSION_IDLE_SECONDS=0.5)
+    client = short.test_client()
+    login(client, new_invitation(study, "mallory-victim"))
+    assert client.get("/case/1").status_code == 200
+    time.sleep(0.8)
+    assert client.get("/case/1").status_code == 302
+
+
+def test_invitations_are_one_time_revocable_and_linked_to_the_served_address(
+    study, monkeypatch, capsys
+):
+    """Defect 3: no token in a URL the server sees; an invitation works once; revoke and rotate
+    end sessions; links carry the served host and port."""
+    import waitress
+
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: None)
+    assert main(["reader-study", "serve", str(study), "--port", "8123"]) == 0
+    capsys.readouterr()
+    assert main(["reader-study", "add-reader", str(study), "nina"]) == 0
+    link = re.search(r"login link: (\S+)", capsys.readouterr().out).group(1)
+    assert link.startswith("http://127.0.0.1:8123/login#invite=")
+    token = link.split("#invite=")[1]
+    app = make_app(study)
+    # the login page never takes a token from the query string
+    assert token not in app.test_client().get(f"/login?token={token}").text
+    first = app.test_client()
+    login(first, token)
+    assert first.get("/case/1").status_code == 200
+    second = app.test_client()  # the same link again: refused
+    page = second.get("/login")
+    resp = second.post("/login", data={"token": token, "csrf_token": csrf_of(page.text)})
+    assert resp.status_code == 403 and "ask the study organiser" in resp.text
+    # rotate: the old session ends, the new one-time link works
+    assert main(["reader-study", "rotate", str(study), "nina", "--url", "https://rs.example/"]) == 0
+    link2 = re.search(r"login link: (\S+)", capsys.readouterr().out).group(1)
+    assert link2.startswith("https://rs.example/login#invite=")
+    assert first.get("/case/1").status_code == 302
+    login(second, link2.split("#invite=")[1])
+    assert second.get("/case/1").status_code == 200
+    # revoke: the session ends, no invitation is left
+    assert main(["reader-study", "revoke", str(study), "nina"]) == 0
+    assert second.get("/case/1").status_code == 302
+    assert _count(study, "SELECT COUNT(*) FROM readers WHERE invite_hash IS NOT NULL") == 0
+    assert main(["reader-study", "rotate", str(study), "nina", "--url", "https://x/sub"]) == 2
+    assert "expected http(s)://HOST[:PORT]" in capsys.readouterr().err
+    assert main(["reader-study", "revoke", str(study), "nobody"]) == 2
+    assert "no reader 'nobody'" in capsys.readouterr().err
+    # expired invitations are refused
+    expired = auth.new_token()
+    conn = db.connect(study / db.DB_NAME)
+    db.set_invitation(conn, 1, auth.hash_token(expired), time.time() - 1)
+    conn.close()
+    page = second.get("/login")
+    resp = second.post("/login", data={"token": expired, "csrf_token": csrf_of(page.text)})
+    assert resp.status_code == 403
+
+
+def test_time_fields_validated_and_not_counted_twice(study):
+    """Defect 4: non-finite or negative active time is rejected (400, nothing saved), large values
+    are clamped to the server's visit time, and two saves without a reload count each second
+    once."""
+    client = make_app(study).test_client()
+    login(client, add_reader(study, "tim"))
+    ranks = {"A": 1, "B": 2, "C": 3}
+    for bad in ("nan", "inf", "-inf", "-5", "abc", "1e400"):
+        resp = submit(client, 1, ranks, active_ms=bad)
+        assert resp.status_code == 400, bad
+        assert "active_ms must be a finite number" in resp.text
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 0
+    t0 = time.time()
+    page, _ = case_page(client, 1)  # the view starts the clock
+    csrf = csrf_of(page.text)
+    form = {f"rank_{k}": str(v) for k, v in ranks.items()} | {"csrf_token": csrf}
+    time.sleep(0.3)
+    assert client.post("/case/1", data=form | {"active_ms": "1e12"}).status_code == 302
+    time.sleep(0.3)
+    assert client.post("/case/1", data=form | {"active_ms": "1e12"}).status_code == 302
+    wall = time.time() - t0
+    conn = db.connect(study / db.DB_NAME)
+    row = conn.execute("SELECT * FROM responses").fetchone()
+    conn.close()
+    assert row["submissions"] == 2
+    assert 0.6 <= row["seconds"] <= wall  # not (t1 - t0) + (t2 - t0)
+    assert row["active_seconds"] <= row["seconds"]
+
+
+def test_analyze_defaults_to_finished_readers_and_common_cases(study, capsys, caplog):
+    """Defect 5: an unfinished reader no longer empties the common cases; what is left out is
+    said; --include-unfinished takes everything."""
+    app = make_app(study)
+    for name, n in (("done1", N_CASES), ("done2", N_CASES), ("busy", 1)):
+        client = app.test_client()
+        login(client, add_reader(study, name))
+        for pos in range(1, n + 1):
+            assert submit(client, pos, {"A": 1, "B": 2, "C": 3}).status_code == 302
+        if n == N_CASES:
+            finish(client)
+    caplog.clear()
+    assert main(["reader-study", "analyze", str(study), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["readers"] == ["done1", "done2"]
+    assert stats["reader_agreement"]["n_cases"] == N_CASES
+    assert np.isfinite(stats["reader_agreement"]["kendall_w_per_case"])
+    assert any("busy" in note for note in stats["left_out"])
+    assert any("busy" in r.getMessage() for r in caplog.records)
+    assert main(["reader-study", "analyze", str(study), "--json", "--include-unfinished"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["readers"] == ["done1", "done2", "busy"]
+    assert stats["n_rankings"] == 2 * N_CASES + 1
+
+
+def test_label_orders_cryptographic_private_and_per_reader(template, tmp_path, study):
+    """Defect 6: the seed does not rebuild the key (it is not even public), and each reader has
+    their own letter order per case."""
+    run, _ = template
+    keys = []
+    for name in ("s1", "s2"):
+        args = ["--methods", ",".join(METHODS), "--cases", "4", "--seed", str(SEED)]
+        assert main(["reader-study", "create", str(run), *args, "--out", str(tmp_path / name)]) == 0
+        assert "seed" not in load_study(tmp_path / name)
+        keys.append(load_key(tmp_path / name)["cases"])
+    assert keys[0] != keys[1]  # same command, same seed: other label orders (p = 6**-4)
+    # readers: 8 readers x 4 cases; letter A names the same method for everybody with p = 1/3
+    # per reader and case, so identical orders everywhere would be a certain failure
+    for i in range(8):
+        add_reader(study, f"q{i}")
+    cases = [c["id"] for c in load_study(study)["cases"]]
+    orders = {
+        (i, case): tuple(methods_of(study, i, case).values()) for i in range(1, 9) for case in cases
+    }
+    for case in cases:
+        assert len({orders[(i, case)] for i in range(1, 9)}) > 1
+    assert all(sorted(o) == sorted(METHODS) for o in orders.values())
+    # shared letters on request: every reader sees slot order A, B, C
+    shared = tmp_path / "shared"
+    args = ["--methods", ",".join(METHODS), "--cases", "2", "--shared-labels"]
+    assert main(["reader-study", "create", str(run), *args, "--out", str(shared)]) == 0
+    for i in range(3):
+        add_reader(shared, f"p{i}")
+    conn = db.connect(shared / db.DB_NAME)
+    assert {
+        tuple(db.label_order(conn, i, c, 1).values())
+        for i in range(1, 4)
+        for c in (x["id"] for x in load_study(shared)["cases"])
+    } == {(0, 1, 2)}
+    conn.close()
+
+
+def test_server_is_waitress_and_checks_the_host_header(study, monkeypatch):
+    """Defect 7: ``serve`` runs waitress (not Werkzeug's development server) and the app answers
+    only to the served host names (DNS rebinding)."""
+    import waitress
+    import werkzeug.serving
+
+    served = []
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.append((app, kw)))
+    monkeypatch.setattr(werkzeug.serving, "run_simple", lambda *a, **k: pytest.fail("dev server"))
+    assert main(["reader-study", "serve", str(study), "--port", "8124"]) == 0
+    app, kw = served[-1]
+    assert kw["threads"] >= 4 and kw["ident"] == "reader-study"
+    client = app.test_client()
+    assert client.get("/login", headers={"Host": "127.0.0.1:8124"}).status_code == 200
+    assert client.get("/login", headers={"Host": "localhost:8124"}).status_code == 200
+    for host in ("evil.example", "evil.example:8124", "127.0.0.1.evil.example"):
+        resp = client.get("/login", headers={"Host": host})
+        assert resp.status_code == 400, host
+
+
+# ---------------------------------------------------------------- options and admin actions
+@pytest.fixture(scope="module")
+def options_study(template, tmp_path_factory):
+    """A 3-case study with 'cannot judge', comments and 2 repeated cases."""
+    run, _ = template
+    out = tmp_path_factory.mktemp("opt") / "study"
+    args = ["--methods", ",".join(METHODS), "--cases", "3", "--cannot-judge", "--comment"]
+    assert (
+        main(["reader-study", "create", str(run), *args, "--repeats", "2", "--out", str(out)]) == 0
+    )
+    return out
+
+
+def test_cannot_judge_comment_and_repeats(options_study, tmp_path, capsys):
+    study = tmp_path / "s"
+    shutil.copytree(options_study, study)
+    client = make_app(study).test_client()
+    login(client, add_reader(study, "opt"))
+    conn = db.connect(study / db.DB_NAME)
+    order = db.assignments(conn, 1)
+    conn.close()
+    assert len(order) == 5 and [r for _, r in order] == [1, 1, 1, 2, 2]
+    assert {c for c, r in order if r == 2} <= {c for c, r in order if r == 1}
+    page, _ = case_page(client, 1)
+    assert 'id="cannot-judge"' in page.text and 'id="comment"' in page.text
+    resp = submit(client, 1, {}, cannot_judge="1", comment="motion artefact")
+    assert resp.status_code == 302
+    assert submit(client, 2, {"A": 1, "B": 2, "C": 3}, comment="x" * 2001).status_code == 400
+    prefs = {"elastix": 1, "unet-nmi": 2, "poolnet-nmi": 3}
+    for pos in range(2, 6):
+        case, read = order[pos - 1]
+        letters = methods_of(study, 1, case, read)
+        assert submit(client, pos, {k: prefs[m] for k, m in letters.items()}).status_code == 302
+    finish(client)
+    conn = db.connect(study / db.DB_NAME)
+    first = db.answers(conn, 1)[order[0]]
+    conn.close()
+    assert first == {"state": "cannot-judge", "comment": "motion artefact", "ranks": {}}
+    capsys.readouterr()
+    assert main(["reader-study", "analyze", str(study), "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["n_rankings"] == 2  # 3 cases, one 'cannot judge'; repeats separate
+    assert any("cannot judge" in note for note in stats["left_out"])
+    intra = stats["intra_reader_agreement"]
+    repeated_ranked = {c for c, r in order if r == 2} - {order[0][0]}
+    assert intra[0]["n_cases"] == len(repeated_ranked)
+    assert intra[0]["identical"] == 1.0 and intra[0]["kendall_w"] == pytest.approx(1.0)
+    assert main(["reader-study", "export", str(study)]) == 0
+    repeats = pd.read_csv(study / "rankings_repeats.csv")
+    assert sorted(repeats["read"].unique()) == [1, 2]
+
+
+def test_admin_reopens_removes_and_downloads(study):
+    conn = sqlite3.connect(study / db.DB_NAME)
+    conn.execute(
+        "UPDATE settings SET value = ? WHERE key = 'admin_token_hash'",
+        (auth.hash_token("admintoken"),),
+    )
+    conn.commit()
+    conn.close()
+    app = make_app(study)
+    reader = app.test_client()
+    login(reader, add_reader(study, "ola"))
+    other = app.test_client()
+    login(other, add_reader(study, "pia"))
+    for pos in range(1, N_CASES + 1):
+        submit(reader, pos, {"A": 1, "B": 2, "C": 3})
+    finish(reader)
+    admin = app.test_client()
+    page = admin.get("/admin/login")
+    admin.post("/admin/login", data={"token": "admintoken", "csrf_token": csrf_of(page.text)})
+    text = admin.get("/admin").text
+    csrf = csrf_of(text)
+    # download: blinded (letters and slots, no method names)
+    csv = admin.get("/admin/answers.csv")
+    assert csv.status_code == 200 and csv.mimetype == "text/csv"
+    table = pd.read_csv(io.StringIO(csv.get_data(as_text=True)))
+    assert len(table) == 3 * N_CASES and set(table["reader"]) == {"ola"}
+    for word in FORBIDDEN:
+        assert word not in csv.get_data(as_text=True).lower()
+    assert reader.get("/admin/answers.csv").status_code == 302  # readers cannot
+    # reopen case 2 for ola: unlocked, answer cleared, must finish again
+    resp = admin.post("/admin/reopen", data={"reader_id": "1", "position": "2", "csrf_token": csrf})
+    assert resp.status_code == 302
+    assert "3 of 4 cases ranked" in reader.get("/").text
+    assert submit(reader, 2, {"A": 3, "B": 2, "C": 1}).status_code == 302
+    finish(reader)
+    # remove pia: her session ends, she is out of every export
+    resp = admin.post(
+        "/admin/remove", data={"reader_id": "2", "confirm": "nope", "csrf_token": csrf}
+    )
+    assert resp.status_code == 400
+    resp = admin.post(
+        "/admin/remove", data={"reader_id": "2", "confirm": "pia", "csrf_token": csrf}
+    )
+    assert resp.status_code == 302
+    assert other.get("/").status_code == 302
+    assert "pia</td>" not in admin.get("/admin").text
+    conn = db.connect(study / db.DB_NAME)
+    kinds = [r["kind"] for r in conn.execute("SELECT kind FROM events")]
+    conn.close()
+    assert {"reopen", "remove-reader", "admin-download"} <= set(kinds)

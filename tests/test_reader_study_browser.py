@@ -2,10 +2,15 @@
 
 Playwright drives Debian's Chromium headless (no browser download: ``executable_path`` points at
 ``/usr/bin/chromium``, or at ``$READER_STUDY_CHROMIUM``) against the real server started with
-``bench reader-study serve`` on a free loopback port. A reader logs in with the link printed by
-``add-reader``, scrolls slices, changes window/level, switches views, is stopped by the browser
-on an invalid ranking, ranks every case, reloads and logs in again (the study resumes at the
-first unranked case), finishes; the export then matches what was clicked. A screenshot of a case
+``bench reader-study serve`` (waitress) on a free loopback port. A reader logs in with the one-time
+link printed by ``add-reader`` (token in the URL fragment, removed from the address bar), scrolls
+slices, changes window/level, zooms (Ctrl+wheel) and pans (pan tool), all panels in sync and the
+display checked pixel by pixel against the stored volume, switches to the coronal and sagittal
+views (checked against the volume too) through the crosshair point, switches views, is stopped by
+the browser on an invalid ranking, ranks every case, reloads, comes back with a rotated link (the
+study resumes at the first unranked case), finishes. A second reader, whose letter order differs
+from the first reader's, ranks every case too: the panel under each letter is the right method's
+image for each of them, and the export unblinds exactly what each clicked. A screenshot of a case
 page is saved to ``test-artifacts/reader_study_case.png``.
 
 Marked ``browser`` so it can be selected (``-m browser``); it runs by default and is skipped
@@ -30,7 +35,8 @@ import pytest
 from fake_run import make_fake_run
 
 from benchmark.cli import main
-from benchmark.reader_study.prepare import decode, load_key
+from benchmark.reader_study import db
+from benchmark.reader_study.prepare import decode, load_key, load_study
 
 pytestmark = pytest.mark.browser
 
@@ -73,29 +79,17 @@ def sync_playwright():
     return sync_playwright
 
 
+def _link(printed: str) -> str:
+    return re.search(r"login link: (\S+)", printed).group(1)
+
+
 @pytest.fixture
 def server(tmp_path, capsys):
-    """A study (3 pairs, 3 methods), one reader, and `bench reader-study serve` on a free port."""
+    """A study (3 pairs, 3 methods), readers, and `bench reader-study serve` on a free port."""
     run = make_fake_run(tmp_path / "fake", n_cases=N_CASES, seed=2)
     study = tmp_path / "study"
-    assert (
-        main(
-            [
-                "reader-study",
-                "create",
-                str(run),
-                "--methods",
-                "elastix,unet-nmi,poolnet-nmi",
-                "--seed",
-                "5",
-                "--out",
-                str(study),
-            ]
-        )
-        == 0
-    )
-    assert main(["reader-study", "add-reader", str(study), "Dr Reader"]) == 0
-    token = re.search(r"login\?token=(\S+)", capsys.readouterr().out).group(1)
+    args = ["--methods", "elastix,unet-nmi,poolnet-nmi", "--seed", "5", "--out", str(study)]
+    assert main(["reader-study", "create", str(run), *args]) == 0
     port = _free_port()
     proc = subprocess.Popen(
         [
@@ -123,7 +117,14 @@ def server(tmp_path, capsys):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"server did not start:\n{proc.stdout.read()}") from None
                 time.sleep(0.2)
-        yield base, study, token
+        capsys.readouterr()
+        # readers added while the server runs: their links carry its real address
+        links = {}
+        for name in ("Dr Reader", *(f"Dr Second {i}" for i in range(5))):
+            assert main(["reader-study", "add-reader", str(study), name]) == 0
+            links[name] = _link(capsys.readouterr().out)
+        assert all(link.startswith(f"{base}/login#invite=") for link in links.values())
+        yield base, study, links
     finally:
         proc.terminate()
         try:
@@ -145,25 +146,80 @@ def _canvas_signature(page, selector: str) -> list[float]:
     )
 
 
-def _check_pixels(page, study: Path) -> None:
-    data = page.evaluate("JSON.parse(document.getElementById('case-data').textContent)")
-    shape = tuple(data["shape"])
-    raw = (study / "data" / f"{data['fixed'].rsplit('/', 1)[1]}.bin").read_bytes()
-    volume = decode(raw, shape, offset=data["offset"], scale=data["scale"])
-    k = int(page.get_attribute("#viewer", "data-slice"))
-    lo, hi = (float(v) for v in page.get_attribute("#viewer", "data-image-window").split(","))
-    expected = np.clip((volume[:, :, k] - lo) * 255.0 / (hi - lo), 0, 255)  # (I, J)
-    rgba = page.eval_on_selector(
-        "canvas[data-volume='fixed']",
-        """c => Array.from(
-        c.getContext('2d').getImageData(0, 0, c.width, c.height).data)""",
+def _case_data(page) -> dict:
+    return page.evaluate("JSON.parse(document.getElementById('case-data').textContent)")
+
+
+def _volume(study: Path, data: dict, token: str) -> np.ndarray:
+    raw = (study / "data" / f"{token}.bin").read_bytes()
+    return decode(raw, tuple(data["shape"]), offset=data["offset"], scale=data["scale"])
+
+
+# plane -> (horizontal axis, vertical axis drawn upwards, normal axis)
+PLANES = {"axial": (0, 1, 2), "coronal": (0, 2, 1), "sagittal": (1, 2, 0)}
+
+
+def _expected_plane(page, volume: np.ndarray, kind: str) -> np.ndarray:
+    """The window-mapped plane through the crosshair, rows top to bottom, from the volume."""
+    plane = page.get_attribute("#viewer", "data-plane")
+    cursor = [int(v) for v in page.get_attribute("#viewer", "data-cursor").split(",")]
+    lo, hi = (float(v) for v in page.get_attribute("#viewer", f"data-{kind}-window").split(","))
+    u, v, n = PLANES[plane]
+    index = [slice(None)] * 3
+    index[n] = cursor[n]
+    section = volume[tuple(index)]  # 2D, axes (u, v) in increasing axis order
+    section = section if u < v else section.T
+    return np.clip((section.T[::-1, :] - lo) * 255.0 / (hi - lo), 0, 255)
+
+
+def _check_plane(page, study: Path, key: str, token: str, kind: str = "image") -> None:
+    """The plane the script computed for panel ``key`` equals the stored volume's plane."""
+    got = page.evaluate(
+        f"(() => {{ const p = readerStudy.planeGrey('{key}'); "
+        "return [p.width, p.height, Array.from(p.grey)]; })()"
     )
-    grey = np.asarray(rgba, dtype=np.float64).reshape(shape[1], shape[0], 4)[..., 0]  # (y, x)
-    np.testing.assert_allclose(grey[::-1, :].T, expected, atol=1.0)
+    width, height, grey = got
+    grey = np.asarray(grey, dtype=np.float64).reshape(height, width)
+    expected = _expected_plane(page, _volume(study, _case_data(page), token), kind)
+    np.testing.assert_allclose(grey, expected, atol=1.0)
 
 
-def _login(page, base, token):
-    page.goto(f"{base}/login?token={token}")
+def _check_display(page, study: Path, token: str) -> None:
+    """The fixed panel's canvas shows, at the centre of a voxel near the view centre, that voxel's
+    window-mapped value: the zoom/pan transform (view centre at the canvas centre, isotropic mm
+    scaling that fits the plane at zoom 1) computed here independently of the script."""
+    data = _case_data(page)
+    plane = page.get_attribute("#viewer", "data-plane")
+    u, v, _ = PLANES[plane]
+    n, sp = data["shape"], data["spacing"]
+    zoom = float(page.get_attribute("#viewer", "data-zoom"))
+    cu, cv = (float(x) for x in page.get_attribute("#viewer", "data-center").split(","))
+    css = page.evaluate("readerStudy.cssSize")
+    fit = min(css / (n[u] * sp[u]), css / (n[v] * sp[v]))
+    su, sv = fit * zoom * sp[u], fit * zoom * sp[v]
+    expected = _expected_plane(page, _volume(study, data, token), "image")
+    checked = 0
+    for du, dv in ((0.3, 0.3), (-1.2, 0.7), (1.6, -1.4)):
+        vu, vv = int(np.floor(cu + du)), int(np.floor(cv + dv))
+        if not (0 <= vu < n[u] and 0 <= vv < n[v]):
+            continue
+        x = css / 2 + (vu + 0.5 - cu) * su
+        y = css / 2 - (vv + 0.5 - cv) * sv
+        pixel = page.eval_on_selector(
+            "canvas[data-volume='fixed']",
+            f"""c => {{ const r = c.width / {css};
+                return c.getContext('2d').getImageData(
+                    Math.floor({x} * r), Math.floor({y} * r), 1, 1).data[0]; }}""",
+        )
+        assert abs(pixel - expected[n[v] - 1 - vv, vu]) <= 1.0, (plane, vu, vv)
+        checked += 1
+    assert checked
+
+
+def _login(page, link):
+    page.goto(link)
+    page.wait_for_function("!location.hash")  # the token is gone from the address bar and history
+    assert "invite" not in page.url and page.input_value("#token") == link.split("#invite=")[1]
     page.click("#login-button")
     page.wait_for_url(re.compile(r"/case/\d+$"))
 
@@ -177,14 +233,139 @@ def _rank(page, ranks: dict[str, int]):
         page.check(f"#rank_{label}_{r}")
 
 
-def test_reader_session_in_chromium(sync_playwright, server):
-    base, study, token = server
-    shown: dict[int, str] = {}
+def _letters(study: Path, reader_id: int, case: str) -> dict[str, int]:
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        return db.label_order(conn, reader_id, case, 1)
+    finally:
+        conn.close()
+
+
+def _explore_viewer(page, study: Path) -> None:
+    """Slices, window/level, zoom, pan, crosshair, orthogonal views and view toggle, checked
+    against the stored volumes."""
+    data = _case_data(page)
+    case = next(c for c in load_study(study)["cases"] if c["id"] == page.inner_text(".case-id"))
+    fixed = case["panels"]["fixed"]
+    canvases = page.locator("canvas.panel")
+    assert canvases.count() == (2 + 3) + (1 + 3)  # fixed, moving, results; no fixed subtraction
+    boxes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
+    assert len({(round(b["width"]), round(b["height"])) for b in boxes}) == 1
+    assert len({round(b["y"]) for b in boxes[:5]}) == 1  # image row on one line
+    assert page.locator(".subtraction-row canvas[data-volume='fixed']").count() == 0
+    for i in range(canvases.count()):
+        assert _canvas_signature(page, f"canvas.panel >> nth={i}")[1] > 5
+    _check_plane(page, study, "fixed", fixed)
+    _check_plane(page, study, "moving", case["panels"]["moving"])
+    _check_plane(
+        page, study, "moving_subtraction", case["panels"]["moving_subtraction"], "subtraction"
+    )
+    # slices: wheel over a panel and keys move every panel together
+    k0 = int(page.get_attribute("#viewer", "data-slice"))
+    before = _canvas_signature(page, "canvas[data-volume='B:warped']")
+    page.hover("canvas[data-volume='A:warped']")
+    page.mouse.wheel(0, 120)
+    page.wait_for_function(f"document.getElementById('viewer').dataset.slice == '{k0 + 1}'")
+    assert _canvas_signature(page, "canvas[data-volume='B:warped']") != before
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert page.get_attribute("#viewer", "data-slice") == str(k0 - 1)
+    _check_plane(page, study, "fixed", fixed)
+    # window/level: preset buttons and dragging, synchronised across panels
+    sub_before = page.get_attribute("#viewer", "data-subtraction-window")
+    page.click("button.preset[data-kind='subtraction'] >> nth=2")
+    assert page.get_attribute("#viewer", "data-subtraction-window") != sub_before
+    win_before = page.get_attribute("#viewer", "data-image-window")
+    sig_c = _canvas_signature(page, "canvas[data-volume='C:warped']")
+    box = page.locator("canvas[data-volume='A:warped']").bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx - 60, cy + 40, steps=5)
+    page.mouse.up()
+    lo, hi = (float(v) for v in page.get_attribute("#viewer", "data-image-window").split(","))
+    lo0, hi0 = (float(v) for v in win_before.split(","))
+    assert hi - lo < hi0 - lo0 and (lo + hi) < (lo0 + hi0)  # narrower and lower level
+    assert _canvas_signature(page, "canvas[data-volume='C:warped']") != sig_c
+    # zoom: Ctrl+wheel over panel A zooms every panel; the display shows the right voxels
+    page.keyboard.press("x")  # crosshair off for the pixel checks
+    sigs = {v: _canvas_signature(page, f"canvas[data-volume='{v}']") for v in ("fixed", "C:warped")}
+    page.mouse.move(cx + 10, cy - 10)
+    page.keyboard.down("Control")
+    page.mouse.wheel(0, -300)
+    page.keyboard.up("Control")
+    page.wait_for_function("Number(document.getElementById('viewer').dataset.zoom) > 1.5")
+    for v, sig in sigs.items():
+        assert _canvas_signature(page, f"canvas[data-volume='{v}']") != sig, v
+    _check_display(page, study, fixed)
+    # pan with the pan tool: the centre moves, every panel follows
+    center0 = page.get_attribute("#viewer", "data-center")
+    sig = _canvas_signature(page, "canvas[data-volume='B:subtraction']")
+    page.click("#tool-toggle button[data-tool='pan']")
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx + 30, cy + 20, steps=4)
+    page.mouse.up()
+    assert page.get_attribute("#viewer", "data-center") != center0
+    assert _canvas_signature(page, "canvas[data-volume='B:subtraction']") != sig
+    _check_display(page, study, fixed)
+    # crosshair: a click places it; the orthogonal views cut through that point
+    page.keyboard.press("x")
+    page.click("#tool-toggle button[data-tool='crosshair']")
+    page.click("#reset-view")
+    page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.6)
+    cursor = [int(v) for v in page.get_attribute("#viewer", "data-cursor").split(",")]
+    n = data["shape"]
+    assert cursor[0] < n[0] / 2 and cursor[1] < n[1] / 2  # left and below the centre
+    page.keyboard.press("x")  # crosshair lines off for the pixel checks
+    for plane, normal in (("coronal", 1), ("sagittal", 0), ("axial", 2)):
+        page.click(f"#plane-toggle button[data-plane='{plane}']")
+        assert page.get_attribute("#viewer", "data-plane") == plane
+        assert page.get_attribute("#viewer", "data-slice") == str(cursor[normal])
+        _check_plane(page, study, "fixed", fixed)
+        if plane != "axial":
+            _check_display(page, study, fixed)
+    page.click("#tool-toggle button[data-tool='window']")
+    # view toggle
+    page.click("#view-toggle button[data-view='subtraction']")
+    assert not page.is_visible("canvas[data-volume='A:warped']")
+    assert page.is_visible("canvas[data-volume='A:subtraction']")
+    page.click("#view-toggle button[data-view='both']")
+    assert page.is_visible("canvas[data-volume='A:warped']")
+
+
+def _check_letters(page, study: Path, reader_id: int) -> dict[str, str]:
+    """Each letter's panels are the images of the slot the reader's order puts behind it;
+    return letter -> method."""
+    case = next(c for c in load_study(study)["cases"] if c["id"] == page.inner_text(".case-id"))
+    key = load_key(study)["cases"][case["id"]]
+    letters = _letters(study, reader_id, case["id"])
+    for letter, slot in letters.items():
+        result = case["panels"]["results"][slot]
+        _check_plane(page, study, f"{letter}:warped", result["warped"])
+        _check_plane(page, study, f"{letter}:subtraction", result["subtraction"], "subtraction")
+    return {letter: key[slot] for letter, slot in letters.items()}
+
+
+def test_reader_session_in_chromium(sync_playwright, server, capsys):
+    base, study, links = server
+    cases = [c["id"] for c in load_study(study)["cases"]]
+    # the second reader: one whose letters differ from the first reader's in some case
+    others = [f"Dr Second {i}" for i in range(5)]
+    second = next(
+        name
+        for i, name in enumerate(others, 2)
+        if any(_letters(study, i, c) != _letters(study, 1, c) for c in cases)
+    )
+    second_id = others.index(second) + 2
+    clicked: dict[str, dict[str, dict[str, str]]] = {"Dr Reader": {}, second: {}}
     console_errors: list[str] = []
+    requested: list[str] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
+
+        def new_page():
+            context = browser.new_context(viewport={"width": 1500, "height": 1100})
             page = context.new_page()
             page.on(
                 "console",
@@ -192,64 +373,18 @@ def test_reader_session_in_chromium(sync_playwright, server):
                     console_errors.append(f"{m.text} {m.location}") if m.type == "error" else None
                 ),
             )
-            requested: list[str] = []
             page.on("request", lambda r: requested.append(r.url))
-            _login(page, base, token)
+            return context, page
+
+        try:
+            context, page = new_page()
+            _login(page, links["Dr Reader"])
             assert page.url.endswith("/case/1")
             _wait_loaded(page)
             assert page.inner_text("#position") == "1" and page.inner_text("#n-cases") == "3"
-            shown[1] = page.inner_text(".case-id")
-            canvases = page.locator("canvas.panel")
-            assert canvases.count() == 2 * (1 + 3)
-            # every panel drawn, with contrast, and all panels the same size (aligned)
-            boxes = [canvases.nth(i).bounding_box() for i in range(canvases.count())]
-            assert len({(round(b["width"]), round(b["height"])) for b in boxes}) == 1
-            assert len({round(b["y"]) for b in boxes[:4]}) == 1  # warped row on one line
-            for i in range(canvases.count()):
-                assert _canvas_signature(page, f"canvas.panel >> nth={i}")[1] > 5
-            # the fixed panel shows the stored volume: slice k, i to the right, j upwards, grey =
-            # window-mapped value (checked against the decoded file, independently of the script)
-            _check_pixels(page, study)
-            # slices: wheel over a panel and keys move every panel together
-            first = page.inner_text("#slice-readout")
-            k0 = int(page.get_attribute("#viewer", "data-slice"))
-            before = _canvas_signature(page, "canvas[data-volume='B:warped']")
-            page.hover("canvas[data-volume='A:warped']")
-            page.mouse.wheel(0, 120)
-            page.wait_for_function(f"document.getElementById('viewer').dataset.slice == '{k0 + 1}'")
-            assert page.inner_text("#slice-readout") != first
-            assert _canvas_signature(page, "canvas[data-volume='B:warped']") != before
-            page.keyboard.press("ArrowDown")
-            page.keyboard.press("ArrowDown")
-            assert page.get_attribute("#viewer", "data-slice") == str(k0 - 1)
-            # window/level: preset buttons and dragging, synchronised across panels
-            sub_before = page.get_attribute("#viewer", "data-subtraction-window")
-            page.click("button.preset[data-kind='subtraction'] >> nth=2")
-            assert page.get_attribute("#viewer", "data-subtraction-window") != sub_before
-            win_before = page.get_attribute("#viewer", "data-image-window")
-            sig_a, sig_c = (
-                _canvas_signature(page, f"canvas[data-volume='{v}']")
-                for v in ("A:warped", "C:warped")
-            )
-            box = page.locator("canvas[data-volume='A:warped']").bounding_box()
-            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-            page.mouse.move(cx, cy)
-            page.mouse.down()
-            page.mouse.move(cx - 60, cy + 40, steps=5)
-            page.mouse.up()
-            win_after = page.get_attribute("#viewer", "data-image-window")
-            assert win_after != win_before
-            lo, hi = (float(v) for v in win_after.split(","))
-            lo0, hi0 = (float(v) for v in win_before.split(","))
-            assert hi - lo < hi0 - lo0 and (lo + hi) < (lo0 + hi0)  # narrower and lower level
-            assert _canvas_signature(page, "canvas[data-volume='A:warped']") != sig_a
-            assert _canvas_signature(page, "canvas[data-volume='C:warped']") != sig_c
-            # view toggle
-            page.click("#view-toggle button[data-view='subtraction']")
-            assert not page.is_visible("canvas[data-volume='A:warped']")
-            assert page.is_visible("canvas[data-volume='A:subtraction']")
-            page.click("#view-toggle button[data-view='both']")
-            assert page.is_visible("canvas[data-volume='A:warped']")
+            _explore_viewer(page, study)
+            page.keyboard.press("x")  # crosshair on, zoomed in: what the screenshot shows
+            page.keyboard.press("+")
             ARTIFACTS.mkdir(exist_ok=True)
             page.screenshot(path=str(ARTIFACTS / "reader_study_case.png"), full_page=True)
             # the browser refuses incomplete and tied rankings
@@ -257,54 +392,80 @@ def test_reader_session_in_chromium(sync_playwright, server):
             _rank(page, {"A": 1, "B": 1})
             assert page.is_disabled("#save-button")
             assert "must differ" in page.inner_text("#rank-message")
-            _rank(page, CLICKS[1])
-            assert page.is_enabled("#save-button")
-            page.click("#save-button")
-            page.wait_for_url(re.compile(r"/case/2$"))
-            _wait_loaded(page)
-            shown[2] = page.inner_text(".case-id")
-            _rank(page, CLICKS[2])
-            page.click("#save-button")
-            page.wait_for_url(re.compile(r"/case/3$"))
-            # stop here: reload, then a fresh browser session logs in and resumes at case 3
+            for pos in (1, 2):
+                methods = _check_letters(page, study, 1)
+                clicked["Dr Reader"][page.inner_text(".case-id")] = {
+                    methods[k]: r for k, r in CLICKS[pos].items()
+                }
+                _rank(page, CLICKS[pos])
+                assert page.is_enabled("#save-button")
+                page.click("#save-button")
+                page.wait_for_url(re.compile(rf"/case/{pos + 1}$"))
+                _wait_loaded(page)
+            # stop here: reload; the used link no longer works; a rotated link resumes at 3
             page.reload()
             _wait_loaded(page)
             assert page.url.endswith("/case/3")
             context.close()
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            page = context.new_page()
-            _login(page, base, token)
+            context, page = new_page()
+            page.goto(links["Dr Reader"])
+            page.click("#login-button")
+            assert "ask the study organiser" in page.inner_text("main")
+            assert main(["reader-study", "rotate", str(study), "Dr Reader"]) == 0
+            _login(page, _link(capsys.readouterr().out))
             assert page.url.endswith("/case/3")
             _wait_loaded(page)
-            shown[3] = page.inner_text(".case-id")
             # earlier answers are kept and can be revised
             page.goto(f"{base}/case/1")
             assert page.is_checked(f"#rank_A_{CLICKS[1]['A']}")
             page.goto(f"{base}/case/3")
             _wait_loaded(page)
+            methods = _check_letters(page, study, 1)
+            clicked["Dr Reader"][page.inner_text(".case-id")] = {
+                methods[k]: r for k, r in CLICKS[3].items()
+            }
             _rank(page, CLICKS[3])
             page.click("#save-button")
             page.wait_for_url(re.compile(r"/$"))
             page.click("#finish-button")
             page.wait_for_selector("#finished")
             context.close()
+            # the second reader: same letters clicked, other methods behind them somewhere
+            context, page = new_page()
+            _login(page, links[second])
+            for pos in (1, 2, 3):
+                _wait_loaded(page)
+                methods = _check_letters(page, study, second_id)
+                clicked[second][page.inner_text(".case-id")] = {
+                    methods[k]: r for k, r in CLICKS[pos].items()
+                }
+                _rank(page, CLICKS[pos])
+                page.click("#save-button")
+                page.wait_for_url(re.compile(r"/case/\d+$" if pos < 3 else r"/$"))
+            page.click("#finish-button")
+            page.wait_for_selector("#finished")
+            context.close()
         finally:
             browser.close()
-    assert all(urls.startswith(base) for urls in requested), "request outside the app"
-    assert not console_errors, console_errors
-    # the export unblinds exactly what was clicked
+    assert all(url.startswith(base) for url in requested), "request outside the app"
+    assert not any("invite=" in url for url in requested), "token sent to the server in a URL"
+    # the only error: the deliberate 403 of the used invitation
+    assert [e for e in console_errors if "403" not in e or "/login'" not in e] == []
+    assert len(console_errors) == 1
+    assert clicked["Dr Reader"] != clicked[second]  # same clicks, other methods: own letters
+    # the export unblinds exactly what each reader clicked
     out = study / "export.csv"
     assert main(["reader-study", "export", str(study), "--out", str(out)]) == 0
-    key = load_key(study)["cases"]
     want = pd.DataFrame(
         [
-            {"case": shown[pos], "method": key[shown[pos]][label], "rank": r, "reader": "Dr Reader"}
-            for pos, ranks in CLICKS.items()
-            for label, r in ranks.items()
+            {"case": case, "method": m, "rank": r, "reader": reader}
+            for reader, by_case in clicked.items()
+            for case, ranks in by_case.items()
+            for m, r in ranks.items()
         ]
     )
     got = pd.read_csv(out)
-    cols = ["case", "method"]
+    cols = ["reader", "case", "method"]
     pd.testing.assert_frame_equal(
         got.sort_values(cols).reset_index(drop=True),
         want.sort_values(cols).reset_index(drop=True)[got.columns],

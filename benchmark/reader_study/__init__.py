@@ -1,7 +1,9 @@
 """Blinded reader study: prepare a study folder from a run folder, serve it to readers, export.
 
-``prepare`` selects cases and renders every panel through one pipeline; ``db`` holds the SQLite
-schema; ``auth`` the tokens, hashing and CSRF; ``app`` the Flask app; ``commands`` the
-``bench reader-study`` handlers. Method names live only in the private key
-(``STUDY_DIR/key/key.json``), read by :mod:`benchmark.reader_study.export` and nothing the app serves.
+``prepare`` selects cases and renders every panel through one pipeline; ``private`` keeps the
+study folder readable by its owner only; ``db`` holds the SQLite schema; ``auth`` the tokens,
+hashing and CSRF; ``sessions`` the server-side sessions; ``app`` the Flask app factory with the
+``reader`` and ``admin`` blueprints; ``commands`` the ``bench reader-study`` handlers. Method names
+live only in the private key (``STUDY_DIR/key/key.json``), read by
+:mod:`benchmark.reader_study.export` and nothing the app serves.
 """

@@ -1,8 +1,10 @@
-"""Tokens and request protection of the reader-study app: invite/admin tokens (stored as
+"""Tokens and request protection of the reader-study app: invitation/admin tokens (stored as
 SHA-256 hashes), the per-session CSRF token, and the login-required decorators.
 
 Tokens are 192-bit random strings from :mod:`secrets` (deliberately not seeded: they are
 credentials), so a plain SHA-256 is enough to store them; comparisons are constant-time.
+Invitations are one-time: :func:`benchmark.reader_study.db.redeem_invitation` uses them up when
+they are exchanged for a server-side session (:mod:`benchmark.reader_study.sessions`).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def reader_required(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if g.get("reader") is None:
-            return redirect(url_for("login"))
+            return redirect(url_for("reader.login"))
         return view(*args, **kwargs)
 
     return wrapped
@@ -71,7 +73,7 @@ def admin_required(view: Callable) -> Callable:
     @functools.wraps(view)
     def wrapped(*args, **kwargs):
         if not session.get("admin"):
-            return redirect(url_for("admin_login"))
+            return redirect(url_for("admin.login"))
         return view(*args, **kwargs)
 
     return wrapped

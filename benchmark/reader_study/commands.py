@@ -1,4 +1,5 @@
-"""``bench reader-study`` handlers: create, serve, add-reader, export, analyze (thin wrappers)."""
+"""``bench reader-study`` handlers: create, serve, add-reader, revoke, rotate, export, analyze
+(thin wrappers)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,19 @@ import ipaddress
 import json
 import logging
 import secrets
+import socket
 import sys
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from benchmark.errors import BenchError
 
 log = logging.getLogger(__name__)
+
+#: Setting of the database holding the URL readers reach the server at (written by ``serve``).
+PUBLIC_URL = "public_url"
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def login_url(host: str, port: int, path: str = "/login") -> str:
@@ -32,12 +40,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def check_url(url: str, option: str) -> str:
+    """``url`` without a trailing slash; BenchError unless it is ``http(s)://HOST[:PORT]`` (the
+    app is served at the root of its host)."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise BenchError(f"{option}: expected http(s)://HOST[:PORT], got {url!r}")
+    return url.rstrip("/")
+
+
 def create(args: argparse.Namespace) -> int:
     """Prepare the study folder, its database and the admin token (printed once)."""
     from benchmark.reader_study import auth, db
-    from benchmark.reader_study.prepare import create_study, read_pair_keys
+    from benchmark.reader_study.prepare import StudyOptions, create_study, read_pair_keys
 
     pair_keys = read_pair_keys(args.pairs) if args.pairs else None
+    options = StudyOptions(
+        cannot_judge=args.cannot_judge,
+        comment=args.comment,
+        repeats=args.repeats,
+        per_reader_labels=not args.shared_labels,
+    )
     study = create_study(
         args.run_dir,
         args.out,
@@ -45,6 +74,7 @@ def create(args: argparse.Namespace) -> int:
         n_cases=args.cases,
         pair_keys=pair_keys,
         seed=args.seed,
+        options=options,
     )
     admin_token = auth.new_token()
     db.init_db(
@@ -53,63 +83,174 @@ def create(args: argparse.Namespace) -> int:
         admin_token_hash=auth.hash_token(admin_token),
         seed=args.seed,
     )
-    print(f"study with {len(study['cases'])} case(s) written to {args.out}")
+    print(f"study with {len(study['cases'])} case(s) written to {args.out} (private: mode 0700)")
     print(f"admin token (shown once, keep it): {admin_token}")
-    print(
-        f"admin page: {login_url('127.0.0.1', 8000, '/admin/login')} (after "
-        f"`bench reader-study serve {args.out}`)"
-    )
+    print(f"admin page: /admin/login on the server of `bench reader-study serve {args.out}`")
     print(f"add readers with: bench reader-study add-reader {args.out} NAME")
     return 0
 
 
+def _base_url(conn, given: str | None) -> str:
+    """The URL for links: ``--url``, else the one ``serve`` recorded, else the default."""
+    from benchmark.reader_study import db
+
+    if given:
+        return check_url(given, "--url")
+    recorded = db.setting(conn, PUBLIC_URL, "")
+    if recorded:
+        return recorded
+    log.warning(
+        "the study has not been served yet: the link assumes %s; pass --url (or run `serve` "
+        "first, then `rotate`) if readers reach it elsewhere",
+        DEFAULT_URL,
+    )
+    return DEFAULT_URL
+
+
+def _print_invitation(name: str, base: str, token: str, days: float) -> None:
+    print(f"invitation for {name!r} (works once, within {days:g} days; shown once):")
+    print(f"login link: {base}/login#invite={token}")
+    print(
+        "send it by a private channel; the token after '#' never reaches the server's logs. "
+        f"New link: bench reader-study rotate STUDY_DIR {name!r}"
+    )
+
+
+def _invite_days(days: float) -> float:
+    if not 0 < days <= 365:
+        raise BenchError(f"--valid-days must be in (0, 365], got {days}")
+    return days
+
+
 def add_reader(args: argparse.Namespace) -> int:
-    """Create a reader and print their invitation link (the token is shown once)."""
+    """Create a reader and print their one-time invitation link."""
     from benchmark.reader_study import auth, db
     from benchmark.reader_study.prepare import load_study
 
     study = load_study(args.study_dir)
+    days = _invite_days(args.valid_days)
     token = auth.new_token()
     conn = db.connect(Path(args.study_dir) / db.DB_NAME)
     try:
+        base = _base_url(conn, args.url)
+        options = study["options"]
         reader_id, _ = db.add_reader(
             conn,
             args.name,
-            token_hash=auth.hash_token(token),
-            case_ids=[c["id"] for c in study["cases"]],
+            invite_hash=auth.hash_token(token),
+            invite_expires=time.time() + days * 86400,
+            cases={c["id"]: len(c["panels"]["results"]) for c in study["cases"]},
+            repeats=int(options["repeats"]),
+            per_reader_labels=bool(options["per_reader_labels"]),
         )
     finally:
         conn.close()
     print(f"reader {args.name!r} (id {reader_id}) added")
-    print(f"invitation token (shown once): {token}")
-    print(f"login link: {login_url('127.0.0.1', 8000)}?token={token}")
+    _print_invitation(args.name, base, token, days)
     return 0
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Serve the study (threaded Werkzeug server); loopback only unless ``--host`` says else."""
-    from werkzeug.serving import run_simple
+def rotate(args: argparse.Namespace) -> int:
+    """Replace the reader's invitation by a new one-time link; ends their sessions."""
+    from benchmark.reader_study import auth, db
 
+    days = _invite_days(args.valid_days)
+    token = auth.new_token()
+    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
+    try:
+        row = db.reader_by_name(conn, args.name)
+        if row["removed"]:
+            raise BenchError(f"reader {args.name!r} was removed")
+        base = _base_url(conn, args.url)
+        db.set_invitation(conn, int(row["id"]), auth.hash_token(token), time.time() + days * 86400)
+    finally:
+        conn.close()
+    print(f"old invitation and sessions of {args.name!r} ended")
+    _print_invitation(args.name, base, token, days)
+    return 0
+
+
+def revoke(args: argparse.Namespace) -> int:
+    """End the reader's sessions and invitation (``rotate`` lets them in again)."""
+    from benchmark.reader_study import db
+
+    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
+    try:
+        row = db.reader_by_name(conn, args.name)
+        db.set_invitation(conn, int(row["id"]), None, None)
+    finally:
+        conn.close()
+    print(f"reader {args.name!r}: sessions and invitation revoked (answers kept)")
+    return 0
+
+
+def trusted_hosts(host: str, public_url: str) -> list[str]:
+    """Host names the server answers to: the bound address (all names of this machine when bound
+    to every interface) and the public URL's host."""
+    names = {urlsplit(public_url).hostname or ""}
+    if host in ("0.0.0.0", "::", ""):
+        names |= {socket.gethostname(), socket.getfqdn(), "localhost", "127.0.0.1", "::1"}
+    else:
+        names.add(host)
+        if is_loopback(host):
+            names |= {"localhost", "127.0.0.1", "::1"}
+    names |= {f"[{n}]" for n in names if ":" in n}
+    return sorted(n for n in names if n)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Serve the study with waitress (a production WSGI server); loopback only unless ``--host``
+    says else. Refuses a study whose key or database other users can read (:func:`create_app`)."""
+    import waitress
+
+    from benchmark.reader_study import db
     from benchmark.reader_study.app import create_app
 
+    if not 0 < args.port < 65536:
+        raise BenchError(f"--port must be 1-65535, got {args.port}")
+    if args.threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {args.threads}")
+    local = login_url(args.host, args.port, "")
+    if args.public_url:
+        public = check_url(args.public_url, "--public-url")
+    elif is_loopback(args.host):
+        public = local
+    else:
+        public = login_url(socket.getfqdn(), args.port, "")
     if not is_loopback(args.host):
         log.warning("!" * 70)
         log.warning(
-            "serving on %s: the study is reachable from other machines, over plain "
-            "HTTP. Put it behind an HTTPS reverse proxy and set "
-            "READER_STUDY_SECURE_COOKIES=1.",
+            "serving on %s: the study is reachable from other machines%s. Put it behind an HTTPS "
+            "reverse proxy and pass --public-url https://...",
             args.host,
+            "" if public.startswith("https://") else ", over plain HTTP",
         )
         log.warning("!" * 70)
-    if not 0 < args.port < 65536:
-        raise BenchError(f"--port must be 1-65535, got {args.port}")
-    app = create_app(args.study_dir)
+    config = {
+        "STUDY_DIR": args.study_dir,
+        "TRUSTED_HOSTS": trusted_hosts(args.host, public),
+        "SESSION_COOKIE_SECURE": public.startswith("https://"),
+        "SESSION_IDLE_SECONDS": args.idle_minutes * 60.0,
+    }
+    app = create_app(config)  # refuses a study other users can read
+    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
+    try:
+        db.set_setting(conn, PUBLIC_URL, public)  # links of add-reader/rotate use it
+    finally:
+        conn.close()
     print(
-        f"reader study at {login_url(args.host, args.port, '/')}  "
-        f"(admin: {login_url(args.host, args.port, '/admin/login')}); Ctrl-C stops",
+        f"reader study at {public}/  (admin: {public}/admin/login; listening on {local}); "
+        "Ctrl-C stops",
         file=sys.stderr,
     )
-    run_simple(args.host, args.port, app, threaded=True, use_reloader=False, use_debugger=False)
+    waitress.serve(
+        app,
+        host=args.host,
+        port=args.port,
+        threads=args.threads,
+        ident="reader-study",
+        url_scheme="https" if public.startswith("https://") else "http",
+    )
     return 0
 
 
@@ -117,21 +258,36 @@ def export(args: argparse.Namespace) -> int:
     """Write the unblinded rankings CSV (case, method, rank, reader)."""
     from benchmark.reader_study.export import write_rankings
 
-    path = write_rankings(args.study_dir, args.out)
-    print(f"rankings written to {path}")
+    for path in write_rankings(
+        args.study_dir, args.out, include_unfinished=args.include_unfinished
+    ):
+        print(f"written {path}")
     return 0
 
 
 def analyze(args: argparse.Namespace) -> int:
-    """Print the ranking statistics of :mod:`benchmark.stats.ranking` (unblinds)."""
-    from benchmark.reader_study.export import rankings_table
+    """Print the ranking statistics of :mod:`benchmark.stats.ranking` (unblinds), and the
+    intra-reader agreement when the study repeats cases."""
+    from benchmark.reader_study.export import intra_reader_agreement, unblind
     from benchmark.stats.ranking import analyze_rankings
 
-    stats = analyze_rankings(rankings_table(args.study_dir))
+    result = unblind(args.study_dir, include_unfinished=args.include_unfinished)
+    for note in result.notes:
+        log.warning("%s", note)
+    stats = analyze_rankings(result.rankings)
     for warning in stats.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    intra = intra_reader_agreement(result.repeats)
     if args.json:
-        print(json.dumps(stats.to_dict(), indent=2))
+        out = stats.to_dict()
+        if not intra.empty:
+            out["intra_reader_agreement"] = intra.to_dict(orient="records")
+        if result.notes:
+            out["left_out"] = result.notes
+        print(json.dumps(out, indent=2))
     else:
         print(stats.to_text())
+        if not intra.empty:
+            print("\nIntra-reader agreement (repeated cases):")
+            print(intra.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     return 0

@@ -1,25 +1,32 @@
 """Preparing a blinded study folder from a run folder: case selection, blinding, rendering.
 
-Layout of ``STUDY_DIR`` (written by :func:`create_study`)::
+Layout of ``STUDY_DIR`` (written by :func:`create_study`; folders ``0700``, files ``0600``, see
+:mod:`benchmark.reader_study.private`)::
 
-    study.json      public description the app reads: cases, labels, grid, encoding, presets,
-                    opaque panel ids (no method name, no run path)
+    study.json      public description the app reads: options, cases, grid, encoding, presets,
+                    opaque panel ids per result *slot* (no method name, no run path, no seed)
     data/ID.bin     one volume per (case, panel): raw little-endian uint16, i fastest
                     (``array.transpose(2, 1, 0)`` in C order), no header of any kind
-    key/key.json    private: run folder, methods, selection scores, label -> method per case
+    key/key.json    private: run folder, methods, selection scores, slot -> method per case
     study.db        SQLite (see :mod:`benchmark.reader_study.db`)
+
+Blinding: the methods of a case are put into result slots in an order drawn from the operating
+system's cryptographic source (:mod:`secrets`), recorded only in the key. The letter a reader sees
+(``A``, ``B``...) maps to a slot through a per-reader, per-case permutation (drawn the same way,
+kept in the database), so neither the seed nor another reader's letters tell which method is which.
 
 Rendering pipeline (identical for every method): the moving image is warped onto the fixed grid
 from the method's displacement field with the harness's shared warp
 (:func:`methods.transforms.warp_array`, cubic B-spline, border padding), the subtraction image is
-``warped - fixed``, and all panels of a case (fixed, each warped, each subtraction) are quantised
-with one common linear code ``value = offset + q * scale``, ``q`` uint16, spanning the joint range
-of all panels of the case. The ``warped.nii.gz`` files of the run are *not* used, so no method can
-be recognised by its own resampler, dtype or file metadata.
+``warped - fixed``, and all panels of a case (fixed, moving, moving - fixed, each warped, each
+subtraction) are quantised with one common linear code ``value = offset + q * scale``, ``q``
+uint16, spanning the joint range of all panels of the case. The ``warped.nii.gz`` files of the run
+are *not* used, so no method can be recognised by its own resampler, dtype or file metadata.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -32,13 +39,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.atomic import write_bytes, write_text
 from benchmark.errors import BenchError
 from benchmark.images import read_displacement, read_image
+from benchmark.reader_study.private import make_private_dir, write_private
 
 log = logging.getLogger(__name__)
 
-STUDY_VERSION = 1
+STUDY_VERSION = 2
 #: Default number of cases when neither ``n_cases`` nor ``pairs`` is given.
 DEFAULT_CASES = 10
 LETTERS = string.ascii_uppercase
@@ -56,11 +63,12 @@ SUBTRACTION_PRESETS = (("Wide", 1.0), ("Medium", 0.5), ("Narrow", 0.25))
 class CasePanels:
     """Rendered panels of one case, all on the fixed grid, float64 in original intensity units.
 
-    ``fixed`` has shape ``(I, J, K)`` (2D images get ``K = 1``); ``warped`` and ``subtraction``
-    map each method to an array of the same shape.
+    ``fixed`` and ``moving`` (before registration) have shape ``(I, J, K)`` (2D images get
+    ``K = 1``); ``warped`` and ``subtraction`` map each method to an array of the same shape.
     """
 
     fixed: np.ndarray
+    moving: np.ndarray
     warped: dict[str, np.ndarray]
     subtraction: dict[str, np.ndarray]
     spacing: tuple[float, float, float]
@@ -259,11 +267,11 @@ def render_case(run_dir: Path, row, methods: list[str]) -> CasePanels:
         warped[m] = w
         subtraction[m] = w - fixed
     if fixed.ndim == 2:
-        fixed = fixed[..., None]
+        fixed, moving = fixed[..., None], moving[..., None]
         warped = {m: a[..., None] for m, a in warped.items()}
         subtraction = {m: a[..., None] for m, a in subtraction.items()}
         spacing = (*spacing, 1.0)
-    return CasePanels(fixed, warped, subtraction, tuple(float(s) for s in spacing))
+    return CasePanels(fixed, moving, warped, subtraction, tuple(float(s) for s in spacing))
 
 
 def encoding(arrays: list[np.ndarray]) -> tuple[float, float]:
@@ -310,17 +318,44 @@ def presets(fixed: np.ndarray, moving_range: tuple[float, float]) -> dict:
     return {"image": image, "subtraction": sub}
 
 
-def blind_labels(methods: list[str], n_cases: int, *, seed: int) -> list[dict[str, str]]:
-    """Per case a mapping ``label -> method`` (labels ``A, B, ...``), methods in a random order
-    drawn from ``numpy.random.default_rng(seed)`` case after case."""
+@dataclass(frozen=True)
+class StudyOptions:
+    """Per-study reader options (all off by default: the paper's design).
+
+    Attributes
+    ----------
+    cannot_judge : bool
+        Readers may answer "cannot judge" instead of ranking a case.
+    comment : bool
+        A free-text comment field per case.
+    repeats : int
+        Number of cases shown a second time (at the end of each reader's order, in a random
+        order) to measure intra-reader agreement.
+    per_reader_labels : bool, default True
+        Each reader gets their own letter order per case (readers cannot compare notes).
+    """
+
+    cannot_judge: bool = False
+    comment: bool = False
+    repeats: int = 0
+    per_reader_labels: bool = True
+
+    def to_dict(self) -> dict:
+        return {
+            "cannot_judge": self.cannot_judge,
+            "comment": self.comment,
+            "repeats": self.repeats,
+            "per_reader_labels": self.per_reader_labels,
+        }
+
+
+def blind_slots(methods: list[str], n_cases: int) -> list[list[str]]:
+    """Per case the methods in slot order, each a permutation drawn from the operating system's
+    cryptographic source (:class:`secrets.SystemRandom`; deliberately not seeded)."""
     if len(methods) > len(LETTERS):
         raise BenchError(f"--methods: at most {len(LETTERS)} methods, got {len(methods)}")
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_cases):
-        perm = rng.permutation(len(methods))
-        out.append({LETTERS[i]: methods[p] for i, p in enumerate(perm)})
-    return out
+    rng = secrets.SystemRandom()
+    return [rng.sample(methods, len(methods)) for _ in range(n_cases)]
 
 
 def create_study(
@@ -331,6 +366,7 @@ def create_study(
     n_cases: int | None = None,
     pair_keys: list[str] | None = None,
     seed: int = 0,
+    options: StudyOptions | None = None,
 ) -> dict:
     """Write the study folder (without the database; see :func:`benchmark.reader_study.db`).
 
@@ -345,13 +381,17 @@ def create_study(
     n_cases, pair_keys
         Case selection, see :func:`select_cases`.
     seed : int
-        Seed of the label order per case (and, in the database, of every reader's case order).
+        Recorded in the key only; the readers' case orders are drawn from it (in the database).
+        Label orders are never seeded (see :func:`blind_slots`).
+    options : StudyOptions, optional
+        Reader options (default: all off, per-reader label orders on).
 
     Returns
     -------
     dict
         The public study description (the content of ``study.json``).
     """
+    options = options or StudyOptions()
     run_dir = Path(run_dir).resolve()
     out = Path(out)
     if not run_dir.is_dir():
@@ -361,6 +401,8 @@ def create_study(
         raise BenchError(f"--methods: need at least two distinct methods, got {methods}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BenchError(f"--out {out}: exists and is not an empty folder")
+    if options.repeats < 0:
+        raise BenchError(f"--repeats must be >= 0, got {options.repeats}")
     run_json = run_dir / "run.json"
     if run_json.is_file():
         known = json.loads(run_json.read_text(encoding="utf-8")).get("methods", {})
@@ -369,7 +411,9 @@ def create_study(
             raise BenchError(f"--methods: {unknown} not in {run_json} (has {sorted(known)})")
     created = not out.exists()
     try:
-        return _write_study(run_dir, out, methods, n_cases=n_cases, pair_keys=pair_keys, seed=seed)
+        return _write_study(
+            run_dir, out, methods, n_cases=n_cases, pair_keys=pair_keys, seed=seed, options=options
+        )
     except BaseException:
         # leave no half-written study behind (a retry would find a non-empty folder)
         if created:
@@ -383,35 +427,38 @@ def create_study(
         raise
 
 
+def _write_panel(out: Path, array: np.ndarray, *, offset: float, scale: float) -> str:
+    token = secrets.token_hex(16)
+    write_private(out / "data" / f"{token}.bin", encode(array, offset=offset, scale=scale))
+    return token
+
+
 def _write_study(
-    run_dir: Path, out: Path, methods: list[str], *, n_cases, pair_keys, seed: int
+    run_dir: Path, out: Path, methods: list[str], *, n_cases, pair_keys, seed: int, options
 ) -> dict:
     rows, scores, criterion = select_cases(run_dir, methods, n_cases=n_cases, pair_keys=pair_keys)
-    labels = blind_labels(methods, len(rows), seed=seed)
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    (out / "key").mkdir(parents=True, exist_ok=True)
+    if options.repeats > len(rows):
+        raise BenchError(
+            f"--repeats {options.repeats} exceeds the {len(rows)} case(s) of the study"
+        )
+    slots = blind_slots(methods, len(rows))
+    for sub in (out, out / "data", out / "key"):
+        make_private_dir(sub)
     cases, key_cases = [], {}
-    for row, label_map in zip(rows.itertuples(index=False), labels, strict=True):
+    for row, slot_methods in zip(rows.itertuples(index=False), slots, strict=True):
         log.info("rendering %s", row.key)
         panels = render_case(run_dir, row, methods)
-        all_arrays = [panels.fixed, *panels.warped.values(), *panels.subtraction.values()]
+        before = panels.moving - panels.fixed
+        all_arrays = [
+            panels.fixed,
+            panels.moving,
+            before,
+            *panels.warped.values(),
+            *panels.subtraction.values(),
+        ]
         offset, scale = encoding(all_arrays)
-        moving = read_image(row.moving).array
-        files = {"fixed": secrets.token_hex(16)}
-        write_bytes(
-            out / "data" / f"{files['fixed']}.bin", encode(panels.fixed, offset=offset, scale=scale)
-        )
-        blinded = {}
-        for label in sorted(label_map):
-            method = label_map[label]
-            blinded[label] = {}
-            for kind, arr in (
-                ("warped", panels.warped[method]),
-                ("subtraction", panels.subtraction[method]),
-            ):
-                token = secrets.token_hex(16)
-                write_bytes(out / "data" / f"{token}.bin", encode(arr, offset=offset, scale=scale))
-                blinded[label][kind] = token
+        put = functools.partial(_write_panel, out, offset=offset, scale=scale)
+
         cases.append(
             {
                 "id": row.key,
@@ -419,14 +466,28 @@ def _write_study(
                 "spacing": list(panels.spacing),
                 "offset": offset,
                 "scale": scale,
-                "presets": presets(panels.fixed, (float(moving.min()), float(moving.max()))),
-                "labels": sorted(label_map),
-                "panels": {"fixed": files["fixed"], **blinded},
+                "presets": presets(
+                    panels.fixed, (float(panels.moving.min()), float(panels.moving.max()))
+                ),
+                "panels": {
+                    "fixed": put(panels.fixed),
+                    "moving": put(panels.moving),
+                    "moving_subtraction": put(before),
+                    "results": [
+                        {"warped": put(panels.warped[m]), "subtraction": put(panels.subtraction[m])}
+                        for m in slot_methods
+                    ],
+                },
             }
         )
-        key_cases[row.key] = label_map
-    study = {"version": STUDY_VERSION, "seed": int(seed), "n_methods": len(methods), "cases": cases}
-    write_text(out / "study.json", json.dumps(study, indent=1))
+        key_cases[row.key] = slot_methods
+    study = {
+        "version": STUDY_VERSION,
+        "n_methods": len(methods),
+        "options": options.to_dict(),
+        "cases": cases,
+    }
+    write_private(out / "study.json", json.dumps(study, indent=1))
     key = {
         "version": STUDY_VERSION,
         "run_dir": str(run_dir),
@@ -436,8 +497,15 @@ def _write_study(
         "deformation_mm": scores,
         "cases": key_cases,
     }
-    write_text(out / "key" / "key.json", json.dumps(key, indent=1))
+    write_private(out / "key" / "key.json", json.dumps(key, indent=1))
     return study
+
+
+def panel_tokens(case: dict) -> list[str]:
+    """Every panel id of one case of ``study.json``."""
+    panels = case["panels"]
+    tokens = [panels["fixed"], panels["moving"], panels["moving_subtraction"]]
+    return tokens + [r[kind] for r in panels["results"] for kind in ("warped", "subtraction")]
 
 
 def load_study(study_dir: str | os.PathLike) -> dict:
@@ -455,7 +523,7 @@ def load_study(study_dir: str | os.PathLike) -> dict:
 
 
 def load_key(study_dir: str | os.PathLike) -> dict:
-    """The private ``key/key.json`` (label -> method per case)."""
+    """The private ``key/key.json`` (slot -> method per case: ``key["cases"][case][slot]``)."""
     path = Path(study_dir) / "key" / "key.json"
     if not path.is_file():
         raise BenchError(f"{path}: study key not found; cannot unblind")

@@ -1,0 +1,106 @@
+"""Server-side sessions of the reader-study app (a Flask ``SessionInterface`` on ``study.db``).
+
+The cookie holds only a random 256-bit session id; the database stores its SHA-256 with the
+session data (reader id or admin flag, CSRF token, flashed messages). A session therefore ends on
+the server: at logout (the row is deleted), after ``SESSION_IDLE_SECONDS`` without a request, after
+``SESSION_MAX_SECONDS`` in all, and when the organiser revokes, rotates or removes the reader. A
+captured cookie is worthless afterwards, also across server restarts. Logging in issues a new id
+(no session fixation).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+
+from flask import Flask, Request, Response
+from flask.sessions import SessionInterface, SessionMixin
+from werkzeug.datastructures import CallbackDict
+
+from benchmark.reader_study import db
+from benchmark.reader_study.auth import hash_token
+
+#: Seconds between two ``last_seen`` updates of one session (saves a write per request).
+TOUCH_EVERY_S = 30.0
+
+
+def expire(conn, config) -> None:
+    """Delete the sessions that ``config``'s idle or absolute lifetime has ended (at app start and
+    at each login, so anonymous sessions cannot pile up)."""
+    db.sessions_expire(
+        conn, idle_s=config["SESSION_IDLE_SECONDS"], max_age_s=config["SESSION_MAX_SECONDS"]
+    )
+
+
+class ServerSession(CallbackDict, SessionMixin):
+    """Session data plus its id; ``regenerate()`` asks for a fresh id at the next save."""
+
+    def __init__(self, initial=None, sid: str | None = None, created: float | None = None):
+        def on_update(self):
+            self.modified = True
+
+        super().__init__(initial, on_update)
+        self.sid = sid
+        self.created = created if created is not None else time.time()
+        self.modified = False
+        self.renew = False
+
+    def regenerate(self) -> None:
+        """Drop the data and take a new id (call at login and logout)."""
+        self.clear()
+        self.renew = True
+
+
+class DatabaseSessionInterface(SessionInterface):
+    """Sessions stored in ``sessions`` of ``app.config["DATABASE"]``."""
+
+    def open_session(self, app: Flask, request: Request) -> ServerSession:
+        sid = request.cookies.get(self.get_cookie_name(app))
+        if not sid or len(sid) > 100:
+            return ServerSession()
+        conn = db.get_db()
+        id_hash = hash_token(sid)
+        now = time.time()
+        row = db.session_get(conn, id_hash)
+        if row is None:
+            return ServerSession()
+        idle = now - row["last_seen"]
+        if idle > app.config["SESSION_IDLE_SECONDS"] or (
+            now - row["created"] > app.config["SESSION_MAX_SECONDS"]
+        ):
+            db.session_delete(conn, id_hash)
+            return ServerSession()
+        if idle > TOUCH_EVERY_S:
+            db.session_touch(conn, id_hash)
+        return ServerSession(json.loads(row["data"]), sid=sid, created=row["created"])
+
+    def save_session(self, app: Flask, session: ServerSession, response: Response) -> None:
+        name = self.get_cookie_name(app)
+        domain = self.get_cookie_domain(app)
+        path = self.get_cookie_path(app)
+        conn = db.get_db()
+        if session.sid and (session.renew or not session):  # login, logout, or emptied
+            db.session_delete(conn, hash_token(session.sid))
+            session.sid = None
+            if not session:
+                response.delete_cookie(name, domain=domain, path=path)
+        if not session or (session.sid and not session.modified):
+            return
+        if session.sid is None:
+            session.sid = secrets.token_urlsafe(32)
+            session.created = time.time()
+        reader_id = session.get("reader_id")
+        db.session_put(
+            conn, hash_token(session.sid), reader_id, dict(session), created=session.created
+        )
+        response.set_cookie(
+            name,
+            session.sid,
+            max_age=int(app.config["SESSION_MAX_SECONDS"]),
+            httponly=self.get_cookie_httponly(app),
+            secure=self.get_cookie_secure(app),
+            samesite=self.get_cookie_samesite(app),
+            domain=domain,
+            path=path,
+        )
