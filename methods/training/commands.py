@@ -11,9 +11,9 @@ from benchmark.errors import BenchError
 
 def train(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
+    from methods.base import fit_method
     from methods.registry import available_methods, get_method
     from methods.training.config import merge_settings, parse_overrides
-    from methods.base import fit_method
     from methods.training.trainer import CHECKPOINT, read_model_info
 
     known = available_methods()
