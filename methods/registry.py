@@ -36,10 +36,25 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "mirbench.methods"
 
 #: Modules that define the built-in methods; a module that does not exist (yet) is skipped.
-BUILTIN_MODULES = ("methods.identity", "methods.elastix", "methods.learned")
+BUILTIN_MODULES = (
+    "methods.identity",
+    "methods.elastix",
+    "methods.ants_syn",
+    "methods.greedy",
+    "methods.learned",
+)
 
 #: Order of the built-ins in listings and in ``all``; other names follow alphabetically.
-BUILTIN_ORDER = ("identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc")
+BUILTIN_ORDER = (
+    "identity",
+    "elastix",
+    "ants-syn",
+    "greedy",
+    "unet-nmi",
+    "unet-ncc",
+    "poolnet-nmi",
+    "poolnet-ncc",
+)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
