@@ -13,6 +13,10 @@ import numpy as np
 from benchmark.errors import BenchError
 from benchmark.images import Image, read_displacement, read_image
 
+#: File name of a pair's displacement field inside a pair folder (run folders,
+#: ``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR/``, and folders of precomputed fields).
+DISPLACEMENT_FILE = "displacement.nii.gz"
+
 
 @dataclass(frozen=True)
 class PairSpec:

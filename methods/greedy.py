@@ -203,7 +203,9 @@ class Greedy(Method):
         except Exception as exc:  # the binding raises RuntimeError with Greedy's message
             text = f"greedy {command}\n{console[0] if console else ''}{out.getvalue()}"
             reason = " ".join(str(exc).split())
-            raise RegistrationFailed(f"greedy failed on pair {pair.key}: {reason}", log=text) from exc
+            raise RegistrationFailed(
+                f"greedy failed on pair {pair.key}: {reason}", log=text
+            ) from exc
         runtime = time.perf_counter() - start
         with captured_output() as reslice_log:  # Greedy's own (linear) warp, for the record
             g.execute("-rf fixed -rm moving warped -r warp", out=out, err=out, warped=None)

@@ -212,22 +212,36 @@ def get_method(name: str, **params: Any) -> Method:
 def resolve_methods(spec: str) -> list[str]:
     """Method names from a ``--methods`` value: ``"all"`` or a comma-separated list.
 
-    ``"all"`` gives every registered method in registry order (built-ins first); a list keeps its
-    order, drops repeated names and ignores spaces.
+    ``"all"`` gives every registered method that can run here, in registry order (built-ins
+    first); a method whose optional package is missing is skipped with a warning giving its
+    install command. A list keeps its order, drops repeated names and ignores spaces; an item
+    ``fields:NAME=DIR`` registers the method ``NAME`` that reads precomputed displacement fields
+    from ``DIR`` (:func:`methods.fields.fields_method`).
 
     Raises
     ------
     BenchError
-        For an empty list or an unknown name (listing the known ones).
+        For an empty list, an unknown name (listing the known ones) or a bad ``fields:`` item.
     """
     known = available_methods()
-    if spec.strip().lower() == "all":
-        return list(known)
     names: list[str] = []
+    if spec.strip().lower() == "all":
+        for name, cls in known.items():
+            ok, why = cls.availability()
+            if ok:
+                names.append(name)
+            else:
+                log.warning("--methods all: %s is skipped (%s)", name, why)
+        return names
     for raw in spec.split(","):
         name = raw.strip()
         if not name:
             continue
+        if name.startswith("fields:"):
+            from methods.fields import fields_method, parse_fields_spec
+
+            name = fields_method(*parse_fields_spec(name)).name
+            known = available_methods()
         if name not in known:
             raise _unknown(name, known)
         if name not in names:

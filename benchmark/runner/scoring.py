@@ -90,7 +90,7 @@ def score_pair(
     if pair.true_displacement is not None:
         err = displacement_error(disp, pair.true_displacement)
         add("disp_error_mm", err.mean, err.status)
-    add("runtime_s", runtime_s)
+    add("runtime_s", runtime_s, "ok" if np.isfinite(runtime_s) else "not-measured")
     return rows
 
 
