@@ -131,6 +131,11 @@ class Greedy(Method):
         Use the pair's fixed mask as Greedy's ``-gm`` mask and for the intensity percentiles.
     seed : int
         Greedy's random seed (``-seed seed + 1``: Greedy's 0 means non-deterministic).
+
+    Notes
+    -----
+    Greedy's NMI is NaN when the (normalised) images are identical; the adapter then returns the
+    zero field without running Greedy. Any other non-finite field fails the pair.
     """
 
     name = "greedy"
@@ -175,6 +180,14 @@ class Greedy(Method):
 
         p = self._params
         images = prepare_pair(pair, use_mask=p["use_mask"], method="greedy")
+        if np.array_equal(images.fixed, images.moving):
+            # Greedy's NMI is NaN for identical images (a diagonal joint histogram); the zero
+            # field is the optimum of every metric here, so Greedy is not called
+            return RegistrationResult(
+                displacement=np.zeros((pair.ndim, *pair.fixed.shape), np.float32),
+                warped=images.moving.copy(),
+                meta={"identical_images": True},
+            )
         geom = itk_geometry(pair.fixed.affine, pair.ndim)
         inputs = {
             "fixed": _sitk_image(images.fixed, geom, sitk),
@@ -211,6 +224,13 @@ class Greedy(Method):
             g.execute("-rf fixed -rm moving warped -r warp", out=out, err=out, warped=None)
             warped = sitk.GetArrayFromImage(g["warped"]).T.astype(np.float32)
         displacement = field_from_itk(np.asarray(field), pair.fixed.affine, pair.fixed.shape)
+        bad = int(np.count_nonzero(~np.isfinite(displacement)))
+        if bad:
+            raise RegistrationFailed(
+                f"greedy, pair {pair.key}: Greedy returned {bad} NaN or infinite displacement "
+                f"values (metric {p['metric']}); try metric='ncc'",
+                log=f"greedy {command}\n{console[0]}{out.getvalue()}",
+            )
         return RegistrationResult(
             displacement=displacement,
             warped=warped,
