@@ -44,7 +44,9 @@ RESULT_COLUMNS = ("method", "fold", "case", "pair", "structure", "metric", "valu
 def versions() -> dict[str, str]:
     """Versions of Python, MIRBench and the libraries that change numbers."""
     out = {"python": platform.python_version(), "mirbench": __version__}
-    for dist in ("torch", "numpy", "scipy", "itk-elastix", "nibabel", "pandas"):
+    for dist in (
+        "torch", "numpy", "scipy", "itk-elastix", "antspyx", "picsl-greedy", "nibabel", "pandas",
+    ):  # fmt: skip
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
