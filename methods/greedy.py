@@ -1,5 +1,5 @@
 """The ``greedy`` method: PICSL Greedy's fast deformable registration through picsl-greedy
-(``pip install picsl-greedy``), with NMI or NCC. Greedy is imported only when a registration runs.
+(``pip install picsl-greedy``), with local NCC (default) or NMI. Greedy is imported only when a registration runs.
 
 The images go to Greedy as SimpleITK images with their real geometry (LPS spacing, origin and
 direction of :func:`methods.elastix.conversion.itk_geometry`). Greedy's deformable output (``-o``)
@@ -38,9 +38,9 @@ PRESETS: dict[str, dict] = {
     "quick": {"iterations": (100, 50, 20), "sigmas": ("1.732vox", "0.7071vox")},
 }
 
-#: Metrics: Greedy's NMI (normalised mutual information, the paper's similarity) and NCC with a
-#: patch radius of 2 voxels per axis.
-METRICS = ("nmi", "ncc")
+#: Metrics: Greedy's local NCC (patch radius ``ncc_radius`` voxels per axis; the default) and its
+#: NMI (normalised mutual information, the paper's similarity).
+METRICS = ("ncc", "nmi")
 
 #: Greedy's Gaussian filters need at least this many voxels along every axis of every level.
 MIN_VOXELS = 4
@@ -62,7 +62,7 @@ def greedy_command(
     *,
     ndim: int,
     preset: str,
-    metric: str,
+    metric: str = "ncc",
     iterations: list[int] | None = None,
     shape: tuple[int, ...] | None = None,
     ncc_radius: int = 2,
@@ -118,9 +118,12 @@ class Greedy(Method):
         Iterations per level, coarse to fine (each level halves the resolution): ``paper``
         200, 100, 50; ``quick`` 100, 50, 20. Both smooth the update with 1.732 voxels and the
         total field with 0.7071 voxels (Greedy's defaults).
-    metric : {"nmi", "ncc"}
-        Greedy's normalised mutual information (``-m NMI``, default: the paper's similarity) or
-        normalised cross-correlation (``-m NCC 2x2x2``, patch radius ``ncc_radius``).
+    metric : {"ncc", "nmi"}
+        Greedy's local normalised cross-correlation (``-m NCC 2x2x2``, patch radius
+        ``ncc_radius``; default, Greedy's recommended deformable metric) or its normalised mutual
+        information (``-m NMI``, the paper's similarity). On two demo-dce pairs NCC lowered the
+        mean displacement error from 1.86 mm (identity) to 1.24 mm, NMI only to 1.81 mm (one
+        pair got worse; ``benchmarks/README.md``).
     ncc_radius : int
         NCC patch radius in voxels (every axis).
     iterations : list of int, optional
@@ -139,14 +142,14 @@ class Greedy(Method):
     """
 
     name = "greedy"
-    description = "PICSL Greedy deformable registration (picsl-greedy), NMI or NCC"
+    description = "PICSL Greedy deformable registration (picsl-greedy), local NCC or NMI"
     learns = False
 
     def __init__(
         self,
         *,
         preset: str = "paper",
-        metric: str = "nmi",
+        metric: str = "ncc",
         ncc_radius: int = 2,
         iterations: list[int] | None = None,
         threads: int | None = None,

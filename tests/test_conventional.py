@@ -30,7 +30,7 @@ SPACING = (1.5, 1.2, 4.0)
 
 TOOLS = {
     "ants-syn": (AntsSyN, {"preset": "quick", "threads": 1}),
-    "greedy": (Greedy, {"preset": "quick", "threads": 1}),
+    "greedy": (Greedy, {"preset": "quick", "threads": 1, "metric": "nmi"}),
 }
 
 
@@ -155,7 +155,7 @@ def test_greedy_command_and_levels():
         ("ants-syn", {"iterations": [10, 5]}, "must have 4 levels for preset 'paper'"),
         ("ants-syn", {"iterations": [10, -1, 2, 1]}, "iterations must be a list of integers"),
         ("ants-syn", {"threads": 0}, "threads must be an integer >= 1"),
-        ("greedy", {"metric": "mi"}, "metric must be one of nmi, ncc"),
+        ("greedy", {"metric": "mi"}, "metric must be one of ncc, nmi"),
         ("greedy", {"ncc_radius": 0}, "ncc_radius must be an integer >= 1"),
         ("greedy", {"seed": -2}, "seed must be an integer >= 0"),
     ],
@@ -185,6 +185,7 @@ def test_bench_methods_says_how_to_install_a_missing_tool(name, module, hint, ca
 
 def test_greedy_identical_images_give_the_zero_field_and_nan_fails_the_pair(monkeypatch):
     method = _tool("greedy")
+    assert get_method("greedy").params["metric"] == "ncc"  # the default; NMI is NaN here
     img = blob_image((24, 24, 8), n_blobs=8)
     same = RegistrationPair(Image(img), Image(img.copy()), case="c", pair="same")
     result = method.register(same)

@@ -76,7 +76,10 @@ class PatchSampler:
         moving_batch = np.empty_like(fixed_batch)
         for b in range(batch_size):
             fixed, moving = self.volumes[int(self.rng.integers(len(self.volumes)))]
-            start = [int(self.rng.integers(s - p + 1)) for s, p in zip(fixed.shape, self.patch_size, strict=False)]
+            start = [
+                int(self.rng.integers(s - p + 1))
+                for s, p in zip(fixed.shape, self.patch_size, strict=False)
+            ]
             window = tuple(slice(a, a + p) for a, p in zip(start, self.patch_size, strict=False))
             fixed_batch[b, 0] = fixed[window]
             moving_batch[b, 0] = moving[window]

@@ -196,7 +196,9 @@ def train(
 
     workdir = Path(workdir)
     if not pairs:
-        raise BenchError(f"{workdir}: no training pairs for this fold; cannot train {config.network}")
+        raise BenchError(
+            f"{workdir}: no training pairs for this fold; cannot train {config.network}"
+        )
     record = TrainingRecord.of(config, pairs, seed)
     done = trained_model_path(workdir, record)
     if done is not None:
@@ -285,7 +287,9 @@ def train(
             )
         )
         bar.update(1)
-        bar.set_postfix(loss=f"{history[-1][1]:.4f}", sim=f"{history[-1][2]:.4f}", bend=f"{history[-1][3]:.2e}")
+        bar.set_postfix(
+            loss=f"{history[-1][1]:.4f}", sim=f"{history[-1][2]:.4f}", bend=f"{history[-1][3]:.2e}"
+        )
         if (iteration + 1) % config.checkpoint_every == 0 or iteration + 1 == config.iterations:
             save_checkpoint(iteration + 1)
     bar.close()
@@ -296,7 +300,9 @@ def train(
     return model_path
 
 
-def load_model(path: str | Path, *, device: str | None = None) -> tuple[torch.nn.Module, TrainingConfig]:
+def load_model(
+    path: str | Path, *, device: str | None = None
+) -> tuple[torch.nn.Module, TrainingConfig]:
     """A trained network in eval mode and its configuration, from a ``model.pt``."""
     path = Path(path)
     if not path.is_file():
