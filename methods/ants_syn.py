@@ -26,6 +26,7 @@ from methods.conventional import (
     captured_output,
     check_int,
     check_levels,
+    error_reason,
     optional_module,
     prepare_pair,
     smoothing_mm,
@@ -247,7 +248,7 @@ class AntsSyN(Method):
             except Exception as exc:  # antspyx raises RuntimeError with ANTs' exit code
                 text = out[0] if out else ""
                 raise RegistrationFailed(
-                    f"ants-syn failed on pair {pair.key}: {_error_reason(exc, text)}", log=text
+                    f"ants-syn failed on pair {pair.key}: {error_reason(exc, text)}", log=text
                 ) from exc
             runtime = time.perf_counter() - start
         log_text = out[0]
@@ -266,14 +267,6 @@ class AntsSyN(Method):
             log=log_text,
             meta={"final_metric": _final_metric(log_text)},
         )
-
-
-def _error_reason(exc: Exception, log_text: str) -> str:
-    """The first line of ANTs' output that describes an error, else the exception."""
-    for line in log_text.splitlines():
-        if re.search(r"error|exception|not (be )?(found|valid)|must", line, re.IGNORECASE):
-            return line.strip()
-    return f"{type(exc).__name__}: {exc}"
 
 
 def _final_metric(log_text: str) -> float | None:

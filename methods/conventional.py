@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -33,6 +34,7 @@ __all__ = [
     "prepare_pair",
     "captured_output",
     "smoothing_mm",
+    "error_reason",
 ]
 
 
@@ -118,6 +120,29 @@ def captured_output() -> Iterator[list[str]]:
                 os.close(fd)
             sink.seek(0)
             box.append(sink.read().decode(errors="replace"))
+
+
+def error_reason(exc: Exception, log_text: str | None) -> str:
+    """An ITK-based tool's own description of a failure, on one line.
+
+    elastix and ANTs log ITK exceptions as ``Description: ITK ERROR: Component(0x...): message``
+    (elastix adds indented continuation lines); without one, the last log or exception line that
+    mentions an error, else the exception itself.
+    """
+    lines = f"{log_text or ''}\n{exc}".splitlines()
+    for n, line in enumerate(lines):
+        if line.strip().startswith("Description:"):
+            parts = [line.split("Description:", 1)[1].strip()]
+            for cont in lines[n + 1 :]:
+                if not cont.strip():
+                    break
+                parts.append(cont.strip())
+            text = " ".join(parts)
+            return re.sub(r"^(ITK ERROR: )?\w+\(0x[0-9a-fA-F]+\): (ERROR: )?", "", text)
+    for line in reversed(lines):
+        if "error" in line.lower() and line.strip():
+            return line.strip()
+    return f"{type(exc).__name__}: {exc}".strip()
 
 
 def smoothing_mm(sigmas_vox: Sequence[float], spacing: Sequence[float]) -> list[float]:

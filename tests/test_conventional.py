@@ -198,3 +198,13 @@ def test_greedy_identical_images_give_the_zero_field_and_nan_fails_the_pair(monk
     moved = RegistrationPair(Image(img), Image(np.roll(img, 1, axis=0)), case="c", pair="nan")
     with pytest.raises(RegistrationFailed, match="pair c/nan: Greedy returned .* NaN"):
         method.register(moved)
+
+
+def test_ants_failure_is_a_failed_pair_with_itks_reason():
+    blank = np.zeros((12, 12, 6), np.float32)
+    pair = RegistrationPair(Image(blank), Image(blank.copy()), case="c", pair="blank")
+    with pytest.raises(
+        RegistrationFailed, match="ants-syn failed on pair c/blank: Joint PDF summed to zero"
+    ) as info:
+        _tool("ants-syn").register(pair)
+    assert "MattesMutualInformation" in info.value.log
