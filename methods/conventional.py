@@ -1,6 +1,7 @@
 """What the adapters of conventional registration tools that take ITK-style images (``ants-syn``,
 ``greedy``) share: checking an optional package, validating common settings, preparing the
-normalised images and mask, and keeping a C++ tool's console output out of the terminal.
+normalised images and mask, keeping a C++ tool's console output out of the terminal, and reading
+an ITK tool's failure reason from its log (also used by the elastix adapter).
 
 Geometry and field conversion are those of the elastix adapter
 (:mod:`methods.elastix.conversion`): the tools get images with spacing, origin and direction in
