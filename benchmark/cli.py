@@ -90,7 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     # bench run
     run = sub.add_parser("run", help="train, register and score methods on a dataset")
-    run.add_argument("--methods", default="all", help="all, or a comma-separated list")
+    run.add_argument(
+        "--methods",
+        default="all",
+        help="all, or a comma-separated list; fields:NAME=DIR evaluates precomputed fields",
+    )
     _dataset_args(run)
     run.add_argument("--out", metavar="DIR", default=None, help="run folder (default runs/NAME)")
     run.add_argument("--preset", choices=PRESETS, default="quick")
@@ -103,6 +107,27 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="training override"
     )
     _handler(run, "benchmark.runner.commands:run")
+
+    # bench export-fields
+    export = sub.add_parser(
+        "export-fields", help="write a run's displacement fields in another convention"
+    )
+    export.add_argument("run_dir", help="a run folder")
+    export.add_argument(
+        "--format",
+        choices=("l2r",),
+        default="l2r",
+        help="l2r: Learn2Reg's disp_FIXED_MOVING.nii.gz, (I, J, K, 3) in voxels, fixed -> moving",
+    )
+    export.add_argument("--out", default=None, help="output folder (default RUN_DIR/export/l2r)")
+    export.add_argument("--methods", default=None, help="comma-separated (default: all of the run)")
+    export.add_argument(
+        "--dtype",
+        choices=("float64", "float32", "float16"),
+        default="float64",
+        help="stored dtype (float64: exact round trip)",
+    )
+    _handler(export, "benchmark.runner.export_fields:export_command")
 
     # bench stats ...
     stats = sub.add_parser("stats", help="statistics on rankings and results")

@@ -15,6 +15,10 @@ from benchmark.images import Image, read_displacement, read_image
 from benchmark.landmarks import corresponding_landmarks
 from benchmark.normalize import clip_outliers
 
+#: File name of a pair's displacement field inside a pair folder (run folders,
+#: ``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR/``, and folders of precomputed fields).
+DISPLACEMENT_FILE = "displacement.nii.gz"
+
 
 @dataclass(frozen=True)
 class PairSpec:

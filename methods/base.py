@@ -56,7 +56,8 @@ class RegistrationResult:
         the harness re-warps the original moving image with the shared warp.
     runtime_s : float
         Seconds spent on the registration itself (optimisation or network inference, and the
-        computation of the dense field), excluding file I/O and model loading. ``>= 0``.
+        computation of the dense field), excluding file I/O and model loading. ``>= 0``, or NaN
+        when it was not measured (fields computed elsewhere: status ``not-measured``).
     log : str, optional
         The method's own log text for this pair (e.g. elastix's log); saved, never printed.
     meta : dict
@@ -66,7 +67,7 @@ class RegistrationResult:
     ------
     BenchError
         If ``displacement`` is not a float32 array of shape ``(ndim, *spatial)`` with ``ndim`` 2
-        or 3, or ``runtime_s`` is negative or not finite.
+        or 3, or ``runtime_s`` is negative or infinite.
     """
 
     displacement: np.ndarray
@@ -90,8 +91,11 @@ class RegistrationResult:
                 f"warped image shape {self.warped.shape} != displacement grid {d.shape[1:]}"
             )
         runtime = float(self.runtime_s)
-        if not (math.isfinite(runtime) and runtime >= 0.0):
-            raise BenchError(f"runtime_s must be a finite number >= 0, got {self.runtime_s!r}")
+        if not (math.isnan(runtime) or (math.isfinite(runtime) and runtime >= 0.0)):
+            raise BenchError(
+                f"runtime_s must be a finite number >= 0 (or NaN: not measured), "
+                f"got {self.runtime_s!r}"
+            )
         self.runtime_s = runtime
 
 

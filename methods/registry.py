@@ -36,10 +36,25 @@ log = logging.getLogger(__name__)
 ENTRY_POINT_GROUP = "mirbench.methods"
 
 #: Modules that define the built-in methods; a module that does not exist (yet) is skipped.
-BUILTIN_MODULES = ("methods.identity", "methods.elastix", "methods.learned")
+BUILTIN_MODULES = (
+    "methods.identity",
+    "methods.elastix",
+    "methods.ants_syn",
+    "methods.greedy",
+    "methods.learned",
+)
 
 #: Order of the built-ins in listings and in ``all``; other names follow alphabetically.
-BUILTIN_ORDER = ("identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc")
+BUILTIN_ORDER = (
+    "identity",
+    "elastix",
+    "ants-syn",
+    "greedy",
+    "unet-nmi",
+    "unet-ncc",
+    "poolnet-nmi",
+    "poolnet-ncc",
+)
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -197,22 +212,36 @@ def get_method(name: str, **params: Any) -> Method:
 def resolve_methods(spec: str) -> list[str]:
     """Method names from a ``--methods`` value: ``"all"`` or a comma-separated list.
 
-    ``"all"`` gives every registered method in registry order (built-ins first); a list keeps its
-    order, drops repeated names and ignores spaces.
+    ``"all"`` gives every registered method that can run here, in registry order (built-ins
+    first); a method whose optional package is missing is skipped with a warning giving its
+    install command. A list keeps its order, drops repeated names and ignores spaces; an item
+    ``fields:NAME=DIR`` registers the method ``NAME`` that reads precomputed displacement fields
+    from ``DIR`` (:func:`methods.fields.fields_method`).
 
     Raises
     ------
     BenchError
-        For an empty list or an unknown name (listing the known ones).
+        For an empty list, an unknown name (listing the known ones) or a bad ``fields:`` item.
     """
     known = available_methods()
-    if spec.strip().lower() == "all":
-        return list(known)
     names: list[str] = []
+    if spec.strip().lower() == "all":
+        for name, cls in known.items():
+            ok, why = cls.availability()
+            if ok:
+                names.append(name)
+            else:
+                log.warning("--methods all: %s is skipped (%s)", name, why)
+        return names
     for raw in spec.split(","):
         name = raw.strip()
         if not name:
             continue
+        if name.startswith("fields:"):
+            from methods.fields import fields_method, parse_fields_spec
+
+            name = fields_method(*parse_fields_spec(name)).name
+            known = available_methods()
         if name not in known:
             raise _unknown(name, known)
         if name not in names:

@@ -336,7 +336,7 @@ def test_paper_preset_recovers_the_smooth_deformation():
 
 
 def test_error_reason_is_elastixs_description_on_one_line():
-    from methods.elastix.adapter import _error_reason
+    from methods.conventional import error_reason as _error_reason
 
     log = (
         "Description: ITK ERROR: RandomCoordinateSampler(0x555c431ff340): ERROR: in your "

@@ -35,8 +35,20 @@ def read_results(run_dir: Path) -> pd.DataFrame:
 def test_run_writes_the_tidy_table_and_run_folder(demo_root, tmp_path, capsys):
     out = tmp_path / "run"
     rc = main(
-        ["run", "--methods", "identity,unet-nmi", "--dataset", "demo-acdc", "--root", str(demo_root),
-         "--out", str(out), "--folds", "0", *QUICK]
+        [
+            "run",
+            "--methods",
+            "identity,unet-nmi",
+            "--dataset",
+            "demo-acdc",
+            "--root",
+            str(demo_root),
+            "--out",
+            str(out),
+            "--folds",
+            "0",
+            *QUICK,
+        ]
     )
     assert rc == 0
     results = read_results(out)
@@ -50,7 +62,9 @@ def test_run_writes_the_tidy_table_and_run_folder(demo_root, tmp_path, capsys):
     assert not results.duplicated(["method", "fold", "case", "pair", "structure", "metric"]).any()
     for structure in ("RV", "LVm", "LVb"):
         for metric in ("dice", "hd", "hd95"):
-            assert ((results["structure"] == structure) & (results["metric"] == metric)).sum() == 2 * len(test_keys)
+            assert (
+                (results["structure"] == structure) & (results["metric"] == metric)
+            ).sum() == 2 * len(test_keys)
     image_metrics = set(results.loc[results["structure"] == "image", "metric"])
     assert image_metrics == {
         "nmi_before", "nmi", "folding_pct", "folding_fwd_pct", "sdlogj", "disp_error_mm",
@@ -145,9 +159,22 @@ def test_parallel_jobs_give_the_same_rows(demo_root, tmp_path):
 def test_killed_run_resumes_without_lost_or_duplicated_rows(demo_root, tmp_path):
     out = tmp_path / "run"
     cmd = [
-        sys.executable, "-m", "benchmark.cli", "run", "--methods", "identity,elastix",
-        "--dataset", "demo-acdc", "--root", str(demo_root), "--out", str(out), "--folds", "0",
-        "--set", "iterations=4",
+        sys.executable,
+        "-m",
+        "benchmark.cli",
+        "run",
+        "--methods",
+        "identity,elastix",
+        "--dataset",
+        "demo-acdc",
+        "--root",
+        str(demo_root),
+        "--out",
+        str(out),
+        "--folds",
+        "0",
+        "--set",
+        "iterations=4",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -165,6 +192,8 @@ def test_killed_run_resumes_without_lost_or_duplicated_rows(demo_root, tmp_path)
     assert main(cmd[3:]) == 0
     results = read_results(out)
     assert not results.duplicated(["method", "fold", "case", "pair", "structure", "metric"]).any()
-    per_method = results.groupby("method")[["case", "pair"]].apply(lambda d: len(d.drop_duplicates()))
+    per_method = results.groupby("method")[["case", "pair"]].apply(
+        lambda d: len(d.drop_duplicates())
+    )
     assert per_method.to_dict() == {"elastix": 4, "identity": 4}
     assert (results["status"] == "ok").all()

@@ -16,7 +16,7 @@ from pathlib import Path
 from benchmark.atomic import write_text
 from benchmark.errors import BenchError
 from benchmark.images import write_displacement, write_image
-from benchmark.pairs import PairSpec
+from benchmark.pairs import DISPLACEMENT_FILE, PairSpec
 from methods.base import Method, check_result
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def run_pair_job(job: PairJob) -> list[dict]:
     else:
         method_log = result.log
         warped, warped_labels = warp_pair(pair, result.displacement)
-        write_displacement(job.folder / "displacement.nii.gz", result.displacement, pair.fixed.affine)
+        write_displacement(job.folder / DISPLACEMENT_FILE, result.displacement, pair.fixed.affine)
         write_image(job.folder / "warped.nii.gz", warped, pair.fixed.affine)
         if warped_labels is not None:
             write_image(job.folder / "warped_labels.nii.gz", warped_labels, pair.fixed.affine)

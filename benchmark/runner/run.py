@@ -50,7 +50,9 @@ VALIDATION_COLUMNS = (
 def versions() -> dict[str, str]:
     """Versions of Python, MIRBench and the libraries that change numbers."""
     out = {"python": platform.python_version(), "mirbench": __version__}
-    for dist in ("torch", "numpy", "scipy", "itk-elastix", "nibabel", "pandas"):
+    for dist in (
+        "torch", "numpy", "scipy", "itk-elastix", "antspyx", "picsl-greedy", "nibabel", "pandas",
+    ):  # fmt: skip
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:

@@ -163,7 +163,7 @@ def score_pair(
     if pair.landmarks is not None:
         v = target_registration_error(*pair.landmarks, disp, spacing=spacing)
         add("tre_mm", v.value, v.status)
-    add("runtime_s", runtime_s)
+    add("runtime_s", runtime_s, "ok" if np.isfinite(runtime_s) else "not-measured")
     return rows
 
 

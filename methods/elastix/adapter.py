@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Sequence
@@ -18,6 +17,7 @@ from benchmark.errors import BenchError
 from benchmark.normalize import percentile_normalize
 from benchmark.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
+from methods.conventional import error_reason
 from methods.elastix.conversion import field_from_itk, to_itk_image
 from methods.elastix.parameters import PRESETS, build_map
 from methods.registry import register_method
@@ -70,28 +70,6 @@ def _read_parameter_files(paths: Sequence[str]):
         for i in range(single.GetNumberOfParameterMaps()):
             obj.AddParameterMap(single.GetParameterMap(i))
     return obj
-
-
-def _error_reason(exc: Exception, log_text: str | None) -> str:
-    """elastix's own description of a failure, on one line.
-
-    elastix logs ``Description: ITK ERROR: Component(0x...): message`` followed by indented
-    continuation lines; without it, the last log or exception line that mentions an error.
-    """
-    lines = f"{log_text or ''}\n{exc}".splitlines()
-    for n, line in enumerate(lines):
-        if line.strip().startswith("Description:"):
-            parts = [line.split("Description:", 1)[1].strip()]
-            for cont in lines[n + 1 :]:
-                if not cont.strip():
-                    break
-                parts.append(cont.strip())
-            text = " ".join(parts)
-            return re.sub(r"^(ITK ERROR: )?\w+\(0x[0-9a-fA-F]+\): (ERROR: )?", "", text)
-    for line in reversed(lines):
-        if "error" in line.lower() and line.strip():
-            return line.strip()
-    return f"{type(exc).__name__}: {exc}".strip()
 
 
 @register_method
@@ -265,7 +243,7 @@ class Elastix(Method):
             except Exception as exc:  # ITK wraps elastix's exceptions in RuntimeError
                 text = _read_logs(tmp)
                 raise RegistrationFailed(
-                    f"elastix failed on pair {pair.key}: {_error_reason(exc, text)}", log=text
+                    f"elastix failed on pair {pair.key}: {error_reason(exc, text)}", log=text
                 ) from exc
             text = _read_logs(tmp)
             displacement = field_from_itk(itk_field, affine, pair.fixed.shape)

@@ -31,8 +31,16 @@ def train(args: argparse.Namespace) -> int:
     fold = folds[args.fold]
     settings = merge_settings(manifest.presets.get(args.preset, {}), parse_overrides(args.set))
     method = get_method(args.method, preset=args.preset, settings=settings)
-    workdir = Path(args.out) if args.out else Path("runs") / manifest.name / "models" / args.method / f"fold{args.fold}"
-    if (workdir / CHECKPOINT).is_file() and not args.resume and not (workdir / "model.pt").is_file():
+    workdir = (
+        Path(args.out)
+        if args.out
+        else Path("runs") / manifest.name / "models" / args.method / f"fold{args.fold}"
+    )
+    if (
+        (workdir / CHECKPOINT).is_file()
+        and not args.resume
+        and not (workdir / "model.pt").is_file()
+    ):
         raise BenchError(
             f"{workdir} holds an unfinished training; add --resume to continue it, or remove it"
         )

@@ -59,9 +59,7 @@ def check_spacing(
             f"{name}={spacing!r} must be a sequence of {ndim} positive floats"
         ) from exc
     if len(values) != ndim or not all(v > 0 and v < float("inf") for v in values):
-        raise BenchError(
-            f"{name}={spacing!r} must be {ndim} positive finite floats (mm per voxel)"
-        )
+        raise BenchError(f"{name}={spacing!r} must be {ndim} positive finite floats (mm per voxel)")
     return values
 
 
