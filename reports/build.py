@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 SECTION_TITLES = (
     "MIRBench report",
     "Methods and settings",
+    "Training and validation",
     "Missing data",
     "Summary tables",
     "Comparison statistics",
@@ -243,6 +244,7 @@ class Context:
 def _contents(ctx: Context) -> list[str]:
     items = [
         "Methods and settings",
+        "Training and validation (curves; models worse than no registration flagged)",
         "Missing data",
         "Summary tables (mean ± SD, median [IQR] per method)",
         "Comparison statistics (paired Wilcoxon over cases, Holm)",
@@ -263,6 +265,57 @@ def _title_section(ctx: Context) -> Section:
 
 def _methods_section(ctx: Context) -> Section:
     return Section(pages=_methods_page(ctx.run))
+
+
+def _training_section(ctx: Context) -> Section:
+    """Each trained model's validation beside no registration (``validation.csv``), flagged when
+    worse, and its training curves (``models/METHOD/foldK/training.csv``)."""
+    from methods.training.curves import training_curves_figure
+    from methods.training.trainer import TRAINING_LOG, read_model_info
+
+    validation = ctx.run.validation
+    if validation.empty:
+        return Section()
+    flagged = validation[validation["worse_than_identity"].fillna("") != ""]
+    display = pd.DataFrame(
+        {
+            "method": validation["method"],
+            "fold": validation["fold"].astype(str),
+            "best it.": validation["best_iteration"].astype(str),
+            "val. similarity": [tables.fmt_num(v) for v in validation["val_similarity"]],
+            "no registration": [tables.fmt_num(v) for v in validation["identity_similarity"]],
+            "val. Dice": [tables.fmt_num(v) for v in validation["val_dice"]],
+            "no reg. Dice": [tables.fmt_num(v) for v in validation["identity_dice"]],
+            "worse than no registration": [
+                "WORSE: " + w if w else "no" for w in validation["worse_than_identity"].fillna("")
+            ],
+        }
+    )
+    subtitle = (
+        "Best model by validation loss; similarity = the training loss term (lower is better) on "
+        "whole validation pairs. "
+        + (
+            f"{len(flagged)} model(s) are worse than no registration on their validation pairs."
+            if len(flagged)
+            else "Every model is better than no registration on its validation pairs."
+        )
+    )
+    pages = tables.table_pages("Training and validation", [("Models", display)], subtitle=subtitle)
+    figs = []
+    for row in validation.itertuples():
+        folder = ctx.run.path / "models" / row.method / f"fold{row.fold}"
+        if not (folder / TRAINING_LOG).is_file():
+            continue
+        history = pd.read_csv(folder / TRAINING_LOG).to_numpy(dtype=float, na_value=float("nan"))
+        identity = (read_model_info(folder) or {}).get("validation", {}).get("identity")
+        flag = " (WORSE THAN NO REGISTRATION)" if row.worse_than_identity else ""
+        fig = training_curves_figure(
+            history, identity=identity, title=f"{row.method}, fold {row.fold}{flag}"
+        )
+        figs.append((f"training_{_safe(row.method)}_fold{row.fold}", fig))
+    return Section(
+        pages=pages + [f for _, f in figs], figures=figs, tables=[("validation", validation)]
+    )
 
 
 def _missing_section(ctx: Context) -> Section:
@@ -514,6 +567,7 @@ def _readers_vs_metrics_section(ctx: Context) -> Section:
 SECTION_BUILDERS = {
     "MIRBench report": _title_section,
     "Methods and settings": _methods_section,
+    "Training and validation": _training_section,
     "Missing data": _missing_section,
     "Summary tables": _summary_section,
     "Comparison statistics": _comparison_section,

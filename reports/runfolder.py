@@ -59,6 +59,9 @@ class RunFolder:
         Methods of ``run.json`` in its order, then any others found in the results.
     missing : DataFrame
         Columns ``what, method, detail``: one row per missing item (see :func:`find_missing`).
+    validation : DataFrame
+        ``validation.csv``: each trained model's validation beside no registration (empty when
+        no method learns).
     """
 
     path: Path
@@ -68,6 +71,7 @@ class RunFolder:
     results: pd.DataFrame
     methods: list[str]
     missing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    validation: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def pair_dir(self, method: str, fold: int, case: str, pair: str) -> Path:
         """``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR``."""
@@ -180,6 +184,12 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     listed = list(dict.fromkeys(_method_names(run)))
     methods = listed + [m for m in ordered(results["method"]) if m not in listed]
     folder = RunFolder(path, run, folds, pairs, results, methods)
+    if (path / "validation.csv").is_file():
+        try:
+            folder.validation = pd.read_csv(path / "validation.csv", keep_default_na=False,
+                                            na_values=[""]).fillna({"worse_than_identity": ""})
+        except Exception as exc:
+            raise BenchError(f"{path / 'validation.csv'}: cannot read ({exc})") from exc
     folder.missing = find_missing(folder)
     if notes_source:
         folder.missing = pd.concat(

@@ -348,4 +348,46 @@ def make_fake_run(
         "jobs": 1,
     }
     (run_dir / "run.json").write_text(json.dumps(run, indent=1), encoding="utf-8")
+    _write_trainings(run_dir, [m for m in methods if "-" in m], n_folds, rng)
     return run_dir
+
+
+def _write_trainings(run_dir: Path, learned: list[str], n_folds: int, rng) -> None:
+    """``models/METHOD/foldK/{training.csv, model.json}`` and ``validation.csv`` as the trainer
+    and the runner write them; the first learned method's fold 0 is worse than no registration."""
+    from methods.training.trainer import TRAINING_COLUMNS
+
+    rows = []
+    for m_index, method in enumerate(learned):
+        for fold in range(n_folds):
+            worse = m_index == 0 and fold == 0
+            iterations = np.arange(1, 21)
+            sim = -0.20 - 0.05 * (1 - np.exp(-iterations / 5)) + 0.01 * rng.standard_normal(20)
+            history = pd.DataFrame(
+                {c: np.nan for c in TRAINING_COLUMNS}, index=range(20)
+            ).assign(
+                iteration=iterations, loss=sim + 1e-3, similarity=sim, bending=0.02,
+                seconds=0.1 * iterations,
+            )
+            identity = {"loss": -0.22, "similarity": -0.22, "bending": 0.0, "dice": 0.70}
+            best = {"loss": -0.21 if worse else -0.24, "similarity": -0.21 if worse else -0.24,
+                    "bending": 0.001, "dice": 0.68 if worse else 0.80}
+            for it in (10, 20):
+                history.loc[it - 1, ["val_loss", "val_similarity", "val_bending", "val_dice"]] = [
+                    best["loss"], best["similarity"], best["bending"], best["dice"]
+                ]
+            reason = "similarity -0.2100 vs -0.2200 without registration" if worse else None
+            folder = run_dir / "models" / method / f"fold{fold}"
+            folder.mkdir(parents=True, exist_ok=True)
+            history.to_csv(folder / "training.csv", index=False)
+            (folder / "model.json").write_text(json.dumps({"validation": {
+                "pairs": ["patient001/ED-ES"], "held_out": True, "best_iteration": 20,
+                "best": best, "identity": identity, "worse_than_identity": reason}}))
+            rows.append({
+                "method": method, "fold": fold, "best_iteration": 20,
+                "val_similarity": best["similarity"], "identity_similarity": -0.22,
+                "val_dice": best["dice"], "identity_dice": 0.70, "held_out": True,
+                "worse_than_identity": reason or "",
+            })
+    if rows:
+        pd.DataFrame(rows).to_csv(run_dir / "validation.csv", index=False)

@@ -119,6 +119,7 @@ def test_report_sections_tables_and_figures(full_report):
     assert "mean ± SD" in text and "median [IQR]" in text
     assert "10.56" in text and "32 of 50 (64%)" in text and "0.048" in text
     assert "Nothing is missing" in text
+    assert "1 model(s) are worse than no" in text and "WORSE: similarity" in text
     names = sorted(p.name for p in full_report.figures)
     assert sum(n.startswith("fig1_case") for n in names) == 2
     assert {"fig2_nmi_folding.png", "fig4_boxplots.png", "table1_ranks.png"} <= set(names)
@@ -134,7 +135,11 @@ def test_report_sections_tables_and_figures(full_report):
         "folding_counts",
         "missing_data",
         "case_selection",
+        "validation",
     } <= set(tables)
+    assert sum(n.startswith("training_") for n in names) == 4 * 2  # 4 learned methods x 2 folds
+    flagged = tables["validation"].fillna("")
+    assert (flagged["worse_than_identity"] != "").sum() == 1
     summary = tables["summary"]
     assert set(summary["method"]) == set(METHODS)
     assert set(summary["structure"]) == {"RV", "LVm", "LVb", "image"}

@@ -11,11 +11,19 @@ from benchmark.atomic import atomic_path
 
 
 def plot_training_curves(history: Sequence[Sequence], path: Path, *, identity=None) -> Path:
-    """Plot ``training.csv`` rows (``trainer.TRAINING_COLUMNS``) to ``path`` (PNG, atomic).
+    """:func:`training_curves_figure` written to ``path`` (PNG, atomic)."""
+    fig = training_curves_figure(history, identity=identity)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    return path
+
+
+def training_curves_figure(history: Sequence[Sequence], *, identity=None, title: str = ""):
+    """The curves of ``training.csv`` rows (``trainer.TRAINING_COLUMNS``) as a matplotlib Figure.
 
     Left: the training similarity (running mean over 5 % of the iterations) and the validation
     similarity, with the validation similarity of no registration (``identity``, a
-    ``ValidationScore``) as a dashed line. Right: the bending energy (log scale), and the
+    ``ValidationScore`` or a mapping with ``similarity`` and ``dice``) as a dashed line. Right: the bending energy (log scale), and the
     validation Dice on a second axis when there is one.
     """
     from matplotlib.figure import Figure
@@ -30,6 +38,12 @@ def plot_training_curves(history: Sequence[Sequence], path: Path, *, identity=No
     left.plot(it, sim, color="0.8", lw=0.6, label="training (per iteration)")
     left.plot(it[window - 1 :], smooth, color="C0", label=f"training (mean of {window})")
     left.plot(it[val], rows[val, 6], "o-", color="C1", label="validation")
+    if isinstance(identity, dict):
+        from methods.training.validation import ValidationScore
+
+        identity = ValidationScore(
+            **{k: float("nan") if v is None else float(v) for k, v in identity.items()}
+        )
     if identity is not None:
         left.axhline(identity.similarity, ls="--", color="C3", label="validation, no registration")
     left.set(xlabel="iteration", ylabel="similarity loss (lower is better)")
@@ -45,6 +59,6 @@ def plot_training_curves(history: Sequence[Sequence], path: Path, *, identity=No
         twin.set_ylabel("mean Dice (validation)")
         twin.legend(fontsize=7, loc="lower right")
     right.legend(fontsize=7, loc="upper left")
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    return path
+    if title:
+        fig.suptitle(title, fontsize=9)
+    return fig
