@@ -508,7 +508,7 @@ def test_bench_data_demo_uses_manifest_cases(tmp_path, monkeypatch, capsys):
         main(["data", "demo", "demo-acdc", "--out", str(tmp_path), "--cases", "3", "--seed", "4"])
         == 0
     )
-    assert seen == [("demo-dce", 6, 0), ("demo-acdc", 3, 4)]
+    assert seen == [("demo-dce", 24, 0), ("demo-acdc", 3, 4)]
     assert capsys.readouterr().out.splitlines() == [str(tmp_path / "a"), str(tmp_path)]
     assert main(["data", "demo", "demo-acdc", "--out", str(tmp_path), "--cases", "0"]) == 2
 
