@@ -3,6 +3,7 @@
 Run from the repository root::
 
     OMP_NUM_THREADS=1 python benchmarks/nmi_loss.py [--device cpu|cuda] [--threads 1] [--repeats 3]
+        [--variants fast dense monai] [--busy]
 
 Times forward + backward (with respect to both images) and measures the peak memory of
 
@@ -23,6 +24,9 @@ Times are the median of ``--repeats`` timed calls after one warm-up call (one ti
 takes more than 20 s). A variant whose estimated memory exceeds ``--max-gb`` prints
 ``skipped (memory)``.
 
+``--busy`` keeps one core busy with a spinning process (:func:`benchmarks.busy.busy_core`) during
+all measurements: the condition of a shared machine, reproducibly (use it with ``--threads 2``).
+
 Values: ``fast`` and ``dense`` compute the same estimator, so their losses ``-I/(H_A+H_B)`` must agree
 (to ~1e-6). MONAI returns ``-I`` (not normalised) with other bin centres (``k / 63`` instead of
 ``(k + 0.5) / 64``) and smoothing constants, so what is comparable is the mutual information
@@ -42,6 +46,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from busy import busy_core
 
 CONFIGS = {"8x1x64^3": (8, 1, 64, 64, 64), "1x1x128x128x16": (1, 1, 128, 128, 16)}
 VARIANTS = ("fast", "dense", "monai")
@@ -160,6 +166,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-gb", type=float, default=8.0, help="skip variants estimated above this"
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="implementations to run (default: all; fast always runs, as the reference)",
+    )
+    parser.add_argument(
+        "--busy", action="store_true", help="keep one core busy with a spinning process meanwhile"
+    )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--config", choices=tuple(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -181,16 +197,24 @@ def main(argv: list[str] | None = None) -> int:
     device_name = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
     print(
         f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; device: {args.device} ({device_name}); "
-        f"torch {torch.__version__}, threads {args.threads}; bins {BINS}, sigma {SIGMA}; "
+        f"torch {torch.__version__}, threads {args.threads}"
+        f"{' (busy: one core held by a spinning process)' if args.busy else ''}; bins {BINS}, sigma {SIGMA}; "
         f"median of {args.repeats} after one warm-up; seed {args.seed}.\n"
     )
     print(
         "| shape | implementation | fwd+bwd (s) | time / fast | peak memory (MB) | memory / fast | loss | I(A,B) (nats) |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    with busy_core(args.busy):
+        _table(args)
+    return 0
+
+
+def _table(args: argparse.Namespace) -> None:
+    """Run every (shape, variant) in a subprocess and print its table row."""
     for config in CONFIGS:
         results = {}
-        for variant in VARIANTS:
+        for variant in ("fast", *(v for v in VARIANTS[1:] if v in args.variants)):
             if _estimate_bytes(variant, CONFIGS[config]) > args.max_gb * 2**30:
                 results[variant] = {"skipped": True}
                 print(f"| {config} | {variant} | skipped (memory) | | | | | |")
@@ -216,7 +240,6 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {config} | {variant} | {res['time_s']:.3f} | {t_ratio:.1f} | "
                 f"{res['peak_bytes'] / 2**20:.0f} | {m_ratio:.1f} | {loss_txt} | {mi_txt} |"
             )
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,39 @@
+"""A CPU-burning process on one core, so that benchmarks can measure a busy machine reproducibly.
+
+Used by ``--busy`` of the benchmark scripts (``benchmarks/nmi_loss.py``, ``benchmarks/training_step.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+log = logging.getLogger("benchmarks.busy")
+
+
+@contextlib.contextmanager
+def busy_core(enabled: bool = True) -> Iterator[int | None]:
+    """Keep one core busy with a spinning Python process while the block runs.
+
+    The process is pinned to the last core this process may use (Linux; elsewhere it is left to
+    the scheduler) and stopped when the block ends, also on error. Yields the core, or None when
+    ``enabled`` is false or the core could not be chosen.
+    """
+    if not enabled:
+        yield None
+        return
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    core = None
+    try:
+        if hasattr(os, "sched_getaffinity"):
+            core = max(os.sched_getaffinity(0))
+            os.sched_setaffinity(proc.pid, {core})
+        log.info("busy: process %d spins on core %s", proc.pid, core)
+        yield core
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
