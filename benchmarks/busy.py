@@ -1,6 +1,8 @@
-"""A CPU-burning process on one core, so that benchmarks can measure a busy machine reproducibly.
+"""A CPU-burning process on one core (``--busy``), and the machine load, for the benchmark scripts.
 
-Used by ``--busy`` of the benchmark scripts (``benchmarks/nmi_loss.py``, ``benchmarks/training_step.py``).
+``--busy`` of ``benchmarks/nmi_loss.py`` and ``benchmarks/training_step.py`` keeps one core busy so
+that the condition of a shared machine is reproducible; the load average printed beside each
+measurement shows how busy the machine was besides.
 """
 
 from __future__ import annotations
@@ -13,6 +15,14 @@ import sys
 from collections.abc import Iterator
 
 log = logging.getLogger("benchmarks.busy")
+
+
+def load_average() -> str:
+    """The 1-minute load average as text (``n/a`` where the platform has none)."""
+    try:
+        return f"{os.getloadavg()[0]:.1f}"
+    except (AttributeError, OSError):
+        return "n/a"
 
 
 @contextlib.contextmanager

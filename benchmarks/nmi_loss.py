@@ -26,6 +26,8 @@ takes more than 20 s). A variant whose estimated memory exceeds ``--max-gb`` pri
 
 ``--busy`` keeps one core busy with a spinning process (:func:`benchmarks.busy.busy_core`) during
 all measurements: the condition of a shared machine, reproducibly (use it with ``--threads 2``).
+The last column is the 1-minute load average before and after each variant: other jobs on the
+machine show there.
 
 Values: ``fast`` and ``dense`` compute the same estimator, so their losses ``-I/(H_A+H_B)`` must agree
 (to ~1e-6). MONAI returns ``-I`` (not normalised) with other bin centres (``k / 63`` instead of
@@ -47,7 +49,7 @@ import sys
 import time
 from pathlib import Path
 
-from busy import busy_core
+from busy import busy_core, load_average
 
 CONFIGS = {"8x1x64^3": (8, 1, 64, 64, 64), "1x1x128x128x16": (1, 1, 128, 128, 16)}
 VARIANTS = ("fast", "dense", "monai")
@@ -202,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeats} after one warm-up; seed {args.seed}.\n"
     )
     print(
-        "| shape | implementation | fwd+bwd (s) | time / fast | peak memory (MB) | memory / fast | loss | I(A,B) (nats) |"
+        "| shape | implementation | fwd+bwd (s) | time / fast | peak memory (MB) | memory / fast | loss | I(A,B) (nats) | load before / after |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     with busy_core(args.busy):
         _table(args)
     return 0
@@ -217,13 +219,15 @@ def _table(args: argparse.Namespace) -> None:
         for variant in ("fast", *(v for v in VARIANTS[1:] if v in args.variants)):
             if _estimate_bytes(variant, CONFIGS[config]) > args.max_gb * 2**30:
                 results[variant] = {"skipped": True}
-                print(f"| {config} | {variant} | skipped (memory) | | | | | |")
+                print(f"| {config} | {variant} | skipped (memory) | | | | | | |")
                 continue
             log.info("running %s on %s", variant, config)
+            load = load_average()
             res = _run_subprocess(args, variant, config)
+            load += f" / {load_average()}"
             results[variant] = res
             if "error" in res:
-                print(f"| {config} | {variant} | failed: {res['error']} | | | | | |")
+                print(f"| {config} | {variant} | failed: {res['error']} | | | | | | {load} |")
                 continue
             fast = results["fast"]
             t_ratio = res["time_s"] / fast["time_s"]
@@ -238,7 +242,7 @@ def _table(args: argparse.Namespace) -> None:
                     mi_txt += f" (rel. diff {(res['mi'] - fast['mi']) / fast['mi']:+.2%})"
             print(
                 f"| {config} | {variant} | {res['time_s']:.3f} | {t_ratio:.1f} | "
-                f"{res['peak_bytes'] / 2**20:.0f} | {m_ratio:.1f} | {loss_txt} | {mi_txt} |"
+                f"{res['peak_bytes'] / 2**20:.0f} | {m_ratio:.1f} | {loss_txt} | {mi_txt} | {load} |"
             )
 
 
