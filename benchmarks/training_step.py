@@ -7,8 +7,9 @@ Run from the repository root (not a test)::
 
 For every dataset manifest and preset, the training configuration is the one ``bench train`` uses
 (:func:`methods.training.config.make_config` with the manifest's ``presets`` section: patch size,
-batch size, U-Net factors and widths, NMI bins and sigma). Two variants of the same loop run, each
-in its own subprocess (its own peak memory):
+batch size, U-Net factors and widths, NMI bins and sigma). Two training loops of that
+configuration run side by side in one subprocess per (dataset, preset), each with its own network
+(same initial weights), Adam and patch sampler:
 
 - ``nmi``: the trainer's step as it is: :class:`methods.training.patches.PatchSampler` draws the
   batch, :func:`methods.training.trainer.loss_terms` computes the loss (network from
@@ -21,20 +22,22 @@ in its own subprocess (its own peak memory):
   replacing ``methods.losses.nmi_loss`` while ``loss_terms`` runs; the worker checks that
   ``loss_terms`` really called it.
 
-Timing. After one warm-up step, each repeat times one whole step through ``loss_terms`` (the
+Timing. Each loop first takes one warm-up step, checked on its batch against ``loss_terms`` (the
+split below computes the same loss, so it cannot drift away from the trainer unnoticed). Then each
+repeat times, for both loops in turn (the order alternates, so that both see the same machine
+load: ratios stay meaningful on a shared machine), one whole step through ``loss_terms`` (the
 ``step`` column) and one step split into its parts, with the same operations as ``loss_terms``:
 sampling (``PatchSampler.sample`` + ``torch.from_numpy``), network forward, warp, similarity
 forward, bending energy, similarity backward (the loss's own backward, down to the warped image),
 network backward (through warp, bending energy and the network), optimiser (``zero_grad`` + Adam).
 The split step runs the backward in two calls (``sim.backward()`` on a detached copy of the warped
-image, then the rest with that gradient): the same chain rule, so the same gradients. Before
-timing, the worker checks on one batch that the split loss equals ``loss_terms``'s (``nmi``), so
-the split cannot drift away from the trainer unnoticed. Times are medians over the repeats; the
-paper settings take ``--paper-repeats`` (default 1: a MONAI step at these sizes takes tens of
-seconds on a CPU). Peak memory is the growth of ``ru_maxrss`` from just before the first step
-(model, optimiser and volumes already allocated). The training volumes are seeded synthetic pairs
-(smooth blobs; the moving image a non-linear intensity map of the fixed one), 1.5x the patch per
-axis, percentile-normalised as the trainer does (the time does not depend on the content).
+image, then the rest with that gradient): the same chain rule, so the same gradients. Times are
+medians over the repeats; the paper settings take ``--paper-repeats`` (default 1: a MONAI step at
+these sizes takes tens of seconds on a CPU). Peak memory is the growth of ``ru_maxrss`` from just
+before the warm-up steps: ``nmi`` warms up first, MONAI's peak (the larger) is the high-water mark
+after its own warm-up. The training volumes are seeded synthetic pairs (smooth noise; the moving
+image a non-linear intensity map of the fixed one), 1.5x the patch per axis, percentile-normalised
+as the trainer does (the time does not depend on the content).
 
 Targets (issue 10): at the paper settings the ``nmi`` step at least 3x faster than the ``monai``
 step, and the similarity loss (forward + backward) at most 10 % of the ``nmi`` step.
@@ -121,87 +124,97 @@ class _Stopwatch:
         self.last = now
 
 
-def _worker(dataset: str, preset: str, variant: str, repeats: int, threads: int, seed: int) -> dict:
-    import numpy as np
-    import torch
+class _Loop:
+    """One training loop (model, Adam, patch sampler) with ``similarity`` as its NMI loss."""
 
-    import methods.losses
-    from methods.losses import bending_energy
-    from methods.training.patches import PatchSampler
-    from methods.training.trainer import build_model, loss_terms
-    from methods.transforms import warp
+    def __init__(self, config, variant: str, seed: int) -> None:
+        import numpy as np
+        import torch
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    config = _config(dataset, preset)
-    model = build_model(config, seed=seed)
-    model.train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
-    sampler = PatchSampler(
-        _volumes(config.patch_size, config.percentiles, seed),
-        config.patch_size,
-        rng=np.random.default_rng(seed),
-    )
+        import methods.losses
+        from methods.training.patches import PatchSampler
+        from methods.training.trainer import build_model
 
-    original = methods.losses.nmi_loss
-    calls = {"similarity": 0}
-    if variant == "monai":
-        from monai.losses import GlobalMutualInformationLoss
-
-        monai_loss = GlobalMutualInformationLoss(
-            kernel_type="gaussian",
-            num_bins=config.nmi_bins,
-            sigma_ratio=config.nmi_sigma * (config.nmi_bins - 1),
+        self.config, self.variant = config, variant
+        torch.manual_seed(seed)
+        self.model = build_model(config, seed=seed)
+        self.model.train()
+        self.optimizer = torch.optim.Adam(
+            self.model.parameters(), lr=config.learning_rate, betas=config.betas
         )
+        self.sampler = PatchSampler(
+            _volumes(config.patch_size, config.percentiles, seed),
+            config.patch_size,
+            rng=np.random.default_rng(seed),
+        )
+        self.original = methods.losses.nmi_loss
+        self.calls = 0
+        if variant == "monai":
+            from monai.losses import GlobalMutualInformationLoss
 
-        def similarity(a, b, *, bins, sigma, **_):
-            calls["similarity"] += 1
-            return monai_loss(a, b)
-    else:
+            self.monai_loss = GlobalMutualInformationLoss(
+                kernel_type="gaussian",
+                num_bins=config.nmi_bins,
+                sigma_ratio=config.nmi_sigma * (config.nmi_bins - 1),
+            )
 
-        def similarity(a, b, *, bins, sigma, **kw):
-            calls["similarity"] += 1
-            return original(a, b, bins=bins, sigma=sigma, **kw)
+    def similarity(self, a, b, *, bins, sigma, **kw):
+        """The variant's loss with ``nmi_loss``'s signature (MONAI: its own bins and sigma)."""
+        self.calls += 1
+        if self.variant == "monai":
+            return self.monai_loss(a, b)
+        return self.original(a, b, bins=bins, sigma=sigma, **kw)
 
-    def batch():
-        fixed_np, moving_np = sampler.sample(config.batch_size)
+    def batch(self):
+        import torch
+
+        fixed_np, moving_np = self.sampler.sample(self.config.batch_size)
         return torch.from_numpy(fixed_np), torch.from_numpy(moving_np)
 
-    def trainer_loss(fixed, moving):
-        """``loss_terms`` with ``similarity`` in the place of ``methods.losses.nmi_loss``."""
-        before = calls["similarity"]
-        methods.losses.nmi_loss = similarity  # loss_terms imports it when called
+    def trainer_loss(self, fixed, moving):
+        """``loss_terms`` with :meth:`similarity` in the place of ``methods.losses.nmi_loss``."""
+        import methods.losses
+        from methods.training.trainer import loss_terms
+
+        before = self.calls
+        methods.losses.nmi_loss = self.similarity  # loss_terms imports it when called
         try:
-            total = loss_terms(config, model, fixed, moving)[0]
+            total = loss_terms(self.config, self.model, fixed, moving)[0]
         finally:
-            methods.losses.nmi_loss = original
-        if calls["similarity"] != before + 1:
+            methods.losses.nmi_loss = self.original
+        if self.calls != before + 1:
             raise RuntimeError(
                 "loss_terms did not call the replaced methods.losses.nmi_loss: the benchmark "
                 "no longer measures the trainer's loop; update benchmarks/training_step.py"
             )
         return total
 
-    def whole_step() -> float:
+    def whole_step(self) -> float:
+        """Wall time of one trainer step: sampling, ``loss_terms``, backward, Adam."""
         start = time.perf_counter()
-        fixed, moving = batch()
-        optimizer.zero_grad(set_to_none=True)
-        total = trainer_loss(fixed, moving)
-        total.backward()
-        optimizer.step()
+        fixed, moving = self.batch()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.trainer_loss(fixed, moving).backward()
+        self.optimizer.step()
         return time.perf_counter() - start
 
-    def split_step(fixed=None, moving=None) -> tuple[dict[str, float], float]:
-        watch = _Stopwatch()
+    def split_step(self, fixed=None, moving=None) -> tuple[dict[str, float], float]:
+        """Wall time of each part of one step (see the module docstring), and the loss."""
+        import torch
+
+        from methods.losses import bending_energy
+        from methods.transforms import warp
+
+        config, watch = self.config, _Stopwatch()
         if fixed is None:
-            fixed, moving = batch()
+            fixed, moving = self.batch()
         watch.lap("sampling")
-        disp = model(fixed, moving)
+        disp = self.model(fixed, moving)
         watch.lap("forward")
         warped = warp(moving, disp, mode="linear", padding="border")
         watch.lap("warp")
         warped_leaf = warped.detach().requires_grad_(True)
-        sim = similarity(warped_leaf, fixed, bins=config.nmi_bins, sigma=config.nmi_sigma)
+        sim = self.similarity(warped_leaf, fixed, bins=config.nmi_bins, sigma=config.nmi_sigma)
         watch.lap("similarity")
         bend = config.bending_weight * bending_energy(disp)
         watch.lap("bending")
@@ -209,38 +222,64 @@ def _worker(dataset: str, preset: str, variant: str, repeats: int, threads: int,
         watch.lap("similarity backward")
         torch.autograd.backward([warped, bend], [warped_leaf.grad, torch.ones_like(bend)])
         watch.lap("network backward")
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
         watch.lap("optimiser")
         return watch.parts, float(sim.detach() + bend.detach())
 
-    # The split step computes what loss_terms computes (checked on one batch, weights unchanged).
-    fixed, moving = batch()
-    with torch.no_grad():
-        reference = float(trainer_loss(fixed, moving))
-    optimizer.zero_grad(set_to_none=True)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    _, split_total = split_step(fixed, moving)  # also the warm-up
-    if not np.isclose(split_total, reference, rtol=1e-4, atol=1e-6):
-        raise RuntimeError(
-            f"the split step's loss {split_total:.7g} differs from loss_terms's {reference:.7g}: "
-            "update the split in benchmarks/training_step.py to match methods.training.trainer"
-        )
-    steps, parts = [], []
-    for _ in range(repeats):
-        steps.append(whole_step())
-        parts.append(split_step()[0])
-    peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) * 1024
+    def warm_up(self) -> None:
+        """One split step, checked against ``loss_terms`` on the same batch and weights."""
+        import numpy as np
+        import torch
+
+        fixed, moving = self.batch()
+        with torch.no_grad():
+            reference = float(self.trainer_loss(fixed, moving))
+        _, total = self.split_step(fixed, moving)
+        if not np.isclose(total, reference, rtol=1e-4, atol=1e-6):
+            raise RuntimeError(
+                f"{self.variant}: the split step's loss {total:.7g} differs from loss_terms's "
+                f"{reference:.7g}: update the split in benchmarks/training_step.py to match "
+                "methods.training.trainer"
+            )
+
+
+def _rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def _worker(dataset: str, preset: str, repeats: int, threads: int, seed: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    config = _config(dataset, preset)
+    loops = {v: _Loop(config, v, seed) for v in VARIANTS}
+    # Peak memory: nmi warms up first; MONAI's (larger) peak is the high-water mark after its own.
+    base = _rss_bytes()
+    peaks = {}
+    for variant in VARIANTS:
+        loops[variant].warm_up()
+        peaks[variant] = _rss_bytes() - base
+    steps: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    parts: dict[str, list[dict[str, float]]] = {v: [] for v in VARIANTS}
+    for r in range(repeats):  # interleaved, alternating order: both see the same machine load
+        for variant in VARIANTS if r % 2 == 0 else VARIANTS[::-1]:
+            steps[variant].append(loops[variant].whole_step())
+            parts[variant].append(loops[variant].split_step()[0])
     return {
-        "step_s": statistics.median(steps),
-        "parts_s": {p: statistics.median(d[p] for d in parts) for p in PARTS},
-        "peak_bytes": peak,
-        "loss": split_total,
         "config": {
             "batch_size": config.batch_size,
             "patch_size": list(config.patch_size),
             "nmi_sigma": config.nmi_sigma,
             "nmi_bins": config.nmi_bins,
+        },
+        **{
+            v: {
+                "step_s": statistics.median(steps[v]),
+                "parts_s": {p: statistics.median(d[p] for d in parts[v]) for p in PARTS},
+                "peak_bytes": peaks[v],
+            }
+            for v in VARIANTS
         },
     }
 
@@ -256,16 +295,16 @@ def _cpu_name() -> str:
     return platform.processor() or "CPU"
 
 
-def _run(args: argparse.Namespace, dataset: str, preset: str, variant: str) -> dict:
+def _run(args: argparse.Namespace, dataset: str, preset: str) -> dict:
     repeats = args.paper_repeats if preset == "paper" else args.repeats
     cmd = [
-        sys.executable, __file__, "--worker", variant, "--datasets", dataset, "--presets", preset,
+        sys.executable, __file__, "--worker", "--datasets", dataset, "--presets", preset,
         "--repeats", str(repeats), "--threads", str(args.threads), "--seed", str(args.seed),
     ]  # fmt: skip
-    log.info("running %s %s %s (%d repeats)", dataset, preset, variant, repeats)
+    log.info("running %s %s (%d repeats)", dataset, preset, repeats)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
-        log.error("%s %s %s failed:\n%s", dataset, preset, variant, proc.stderr[-3000:])
+        log.error("%s %s failed:\n%s", dataset, preset, proc.stderr[-3000:])
         lines = proc.stderr.strip().splitlines()
         return {"error": lines[-1] if lines else "failed"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -289,28 +328,25 @@ def _tables(args: argparse.Namespace) -> list[str]:
     ]
     for dataset in args.datasets:
         for preset in args.presets:
-            results, loads = {}, {}
+            load = load_average()
+            result = _run(args, dataset, preset)
+            load += f" / {load_average()}"
+            if "error" in result:
+                summary.append(
+                    f"| {dataset} | {preset} | | | | failed: {result['error']} | | | | | {load} |"
+                )
+                continue
+            cfg = result["config"]
+            shape = "x".join(str(s) for s in cfg["patch_size"])
             for variant in VARIANTS:
-                load = load_average()
-                results[variant] = _run(args, dataset, preset, variant)
-                loads[variant] = f"{load} / {load_average()}"
-            base = results["nmi"]
-            for variant, res in results.items():
-                if "error" in res:
-                    summary.append(
-                        f"| {dataset} | {preset} | | | {variant} | failed: {res['error']} "
-                        f"| | | | | {loads[variant]} |"
-                    )
-                    continue
-                cfg = res["config"]
-                shape = "x".join(str(s) for s in cfg["patch_size"])
-                ratio = res["step_s"] / base["step_s"] if "error" not in base else float("nan")
+                res = result[variant]
+                ratio = res["step_s"] / result["nmi"]["step_s"]
                 total = sum(res["parts_s"].values())
                 summary.append(
                     f"| {dataset} | {preset} | {cfg['batch_size']} x {shape} | {cfg['nmi_sigma']:g} "
                     f"| {variant} | {res['step_s']:.3f} | {ratio:.2f} | {_similarity_s(res):.3f} "
                     f"| {_similarity_s(res) / total:.1%} | {res['peak_bytes'] / 2**20:.0f} "
-                    f"| {loads[variant]} |"
+                    f"| {load} |"
                 )
                 split.append(
                     f"| {dataset} | {preset} | {variant} | "
@@ -339,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "--busy", action="store_true", help="keep one core busy with a spinning process meanwhile"
     )
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
-    parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
     sys.path.insert(0, str(ROOT))
@@ -348,9 +384,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
 
     if args.worker:
-        result = _worker(
-            args.datasets[0], args.presets[0], args.worker, args.repeats, args.threads, args.seed
-        )
+        result = _worker(args.datasets[0], args.presets[0], args.repeats, args.threads, args.seed)
         print(json.dumps(result))
         return 0
 
