@@ -363,3 +363,12 @@ def test_loss_threads_context_restores_and_ignores_other_devices(two_torch_threa
     assert torch.get_num_threads() == 2
     with loss_threads(torch.device("meta"), 1):  # not CPU work: untouched
         assert torch.get_num_threads() == 2
+
+
+def test_loss_threads_default_is_read_at_call_time(monkeypatch, two_torch_threads):
+    import methods.losses.nmi as nmi_module
+
+    monkeypatch.setattr(nmi_module, "LOSS_THREADS", 3)
+    with nmi_module.loss_threads(torch.device("cpu")):
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == 2
