@@ -83,8 +83,9 @@ LOSS_THREADS = 1
 def loss_threads(device: torch.device, threads: int | None = None) -> Iterator[None]:
     """Run the enclosed torch CPU work with ``threads`` intra-op threads, then restore the count.
 
-    ``threads=None`` means :data:`LOSS_THREADS` (read at call time). Does nothing for a non-CPU ``device`` or when the count is already ``threads``; the previous
-    count is restored also when the enclosed code raises.
+    ``threads=None`` means :data:`LOSS_THREADS` (read at call time). Does nothing for a non-CPU
+    ``device`` or when the count is already ``threads``; the previous count is restored also when
+    the enclosed code raises.
     """
     threads = LOSS_THREADS if threads is None else threads
     before = torch.get_num_threads()
