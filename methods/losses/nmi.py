@@ -166,7 +166,9 @@ def window_size(bins: int, sigma: float, tol: float = TRUNCATION_TOL) -> int:
 #: Windows of at most this many bins use ``K^2`` scatter passes; wider ones a chunked dense product.
 SPARSE_MAX_WINDOW = 6
 #: Voxels per chunk of the wide-kernel path (bounds its transient memory to ~chunk * bins floats).
-CHUNK_VOXELS = 1 << 15
+#: 8192 keeps a chunk's ``chunk x bins`` rows (2 MiB) in cache: measured 1.3-1.7x faster than 32768
+#: for fwd + bwd at sigma 0.02 and 0.05 (1x1x96x96x8 and 1x1x128x128x16, one thread).
+CHUNK_VOXELS = 1 << 13
 
 
 def _window_weights(
