@@ -1,4 +1,4 @@
-"""A CPU-burning process on one core (``--busy``), and the machine load, for the benchmark scripts.
+"""Machine helpers of the benchmark scripts: a CPU-burning process (``--busy``), load, CPU name.
 
 ``--busy`` of ``benchmarks/nmi_loss.py`` and ``benchmarks/training_step.py`` keeps one core busy so
 that the condition of a shared machine is reproducible; the load average printed beside each
@@ -10,11 +10,24 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import platform
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 log = logging.getLogger("benchmarks.busy")
+
+
+def cpu_name() -> str:
+    """CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "CPU"
 
 
 def load_average() -> str:

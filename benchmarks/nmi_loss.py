@@ -45,7 +45,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import platform
 import resource
 import statistics
 import subprocess
@@ -53,7 +52,7 @@ import sys
 import time
 from pathlib import Path
 
-from busy import busy_core, load_average
+from busy import busy_core, cpu_name, load_average
 
 CONFIGS = {"8x1x64^3": (8, 1, 64, 64, 64), "1x1x128x128x16": (1, 1, 128, 128, 16)}
 VARIANTS = ("fast", "fast-mt", "dense", "monai")
@@ -142,17 +141,6 @@ def _worker(variant: str, config: str, device: str, repeats: int, threads: int, 
     return result
 
 
-def _cpu_name() -> str:
-    """CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
-
-
 def _run_subprocess(args: argparse.Namespace, variant: str, config: str) -> dict:
     cmd = [
         sys.executable, __file__, "--worker", variant, "--config", config, "--device", args.device,
@@ -204,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         log.error("--device cuda: CUDA is not available")
         return 2
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     print(
         f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; device: {args.device} ({device_name}); "
         f"torch {torch.__version__}, threads {args.threads}"

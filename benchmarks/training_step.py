@@ -51,7 +51,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import platform
 import resource
 import statistics
 import subprocess
@@ -59,7 +58,7 @@ import sys
 import time
 from pathlib import Path
 
-from busy import busy_core, load_average
+from busy import busy_core, cpu_name, load_average
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("nmi", "monai")
@@ -284,17 +283,6 @@ def _worker(dataset: str, preset: str, repeats: int, threads: int, seed: int) ->
     }
 
 
-def _cpu_name() -> str:
-    """CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
-
-
 def _run(args: argparse.Namespace, dataset: str, preset: str) -> dict:
     repeats = args.paper_repeats if preset == "paper" else args.repeats
     cmd = [
@@ -393,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     for dataset in args.datasets:  # fail early on an unknown manifest, with its message
         _config(dataset, args.presets[0])
     header = (
-        f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; CPU: {_cpu_name()}; "
+        f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; CPU: {cpu_name()}; "
         f"torch {torch.__version__}, threads {args.threads}"
         f"{' (busy: one core held by a spinning process)' if args.busy else ''}; U-Net-NMI; "
         f"median of {args.repeats} (quick) / {args.paper_repeats} (paper) steps after one "
