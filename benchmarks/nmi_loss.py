@@ -3,10 +3,14 @@
 Run from the repository root::
 
     OMP_NUM_THREADS=1 python benchmarks/nmi_loss.py [--device cpu|cuda] [--threads 1] [--repeats 3]
+        [--variants fast fast-mt dense monai] [--busy]
 
 Times forward + backward (with respect to both images) and measures the peak memory of
 
-- ``fast``: :func:`methods.losses.nmi_loss` (truncated Parzen kernel, custom backward);
+- ``fast``: :func:`methods.losses.nmi_loss` (truncated Parzen kernel, custom backward); its
+  histogram passes run with ``methods.losses.nmi.LOSS_THREADS`` (1) torch threads;
+- ``fast-mt``: the same with ``LOSS_THREADS = --threads`` (the caller's thread count, as before the
+  loss chose its own): shows what the single-threaded passes gain or lose;
 - ``dense``: :func:`methods.losses.nmi.nmi_loss_dense` (full voxels x bins weight matrices);
 - ``monai``: ``monai.losses.GlobalMutualInformationLoss(kernel_type="gaussian", num_bins=64,
   sigma_ratio=0.189)``. MONAI puts its 64 bin centres at ``linspace(0, 1, 64)`` and uses
@@ -23,6 +27,12 @@ Times are the median of ``--repeats`` timed calls after one warm-up call (one ti
 takes more than 20 s). A variant whose estimated memory exceeds ``--max-gb`` prints
 ``skipped (memory)``.
 
+``--busy`` keeps one core busy with a spinning process (:func:`benchmarks.busy.busy_core`) during
+all measurements: the condition of a shared machine, reproducibly (use it with ``--threads 2``).
+``fast`` runs first and again last (``fast (again)``), so that a change of the load shows.
+The last column is the 1-minute load average before and after each variant: other jobs on the
+machine show there.
+
 Values: ``fast`` and ``dense`` compute the same estimator, so their losses ``-I/(H_A+H_B)`` must agree
 (to ~1e-6). MONAI returns ``-I`` (not normalised) with other bin centres (``k / 63`` instead of
 ``(k + 0.5) / 64``) and smoothing constants, so what is comparable is the mutual information
@@ -35,7 +45,6 @@ import argparse
 import datetime as dt
 import json
 import logging
-import platform
 import resource
 import statistics
 import subprocess
@@ -43,8 +52,10 @@ import sys
 import time
 from pathlib import Path
 
+from busy import busy_core, cpu_name, load_average
+
 CONFIGS = {"8x1x64^3": (8, 1, 64, 64, 64), "1x1x128x128x16": (1, 1, 128, 128, 16)}
-VARIANTS = ("fast", "dense", "monai")
+VARIANTS = ("fast", "fast-mt", "dense", "monai")
 BINS = 64
 SIGMA = 3e-3
 log = logging.getLogger("benchmarks.nmi_loss")
@@ -55,7 +66,7 @@ def _estimate_bytes(variant: str, shape: tuple[int, ...]) -> float:
     voxels = 1
     for s in shape:
         voxels *= s
-    return 0.0 if variant == "fast" else 8.0 * voxels * BINS * 4
+    return 0.0 if variant.startswith("fast") else 8.0 * voxels * BINS * 4
 
 
 def _inputs(shape: tuple[int, ...], device: str, seed: int):
@@ -74,6 +85,10 @@ def _worker(variant: str, config: str, device: str, repeats: int, threads: int, 
     from methods.losses.nmi import entropy_terms, nmi_loss_dense, parzen_joint_histogram
 
     torch.set_num_threads(threads)
+    if variant == "fast-mt":  # the loss's own passes with the caller's threads, not LOSS_THREADS
+        import methods.losses.nmi
+
+        methods.losses.nmi.LOSS_THREADS = threads
     shape = CONFIGS[config]
     a0, b0 = _inputs(shape, device, seed)
     if variant == "monai":
@@ -118,23 +133,12 @@ def _worker(variant: str, config: str, device: str, repeats: int, threads: int, 
     with torch.no_grad():
         if variant == "monai":
             result["mi"] = -call.value  # type: ignore[attr-defined]
-        elif variant == "fast":
+        elif variant.startswith("fast"):
             h_a, h_b, h_ab = entropy_terms(
                 parzen_joint_histogram(a0[:, :1], b0[:, :1], bins=BINS, sigma=SIGMA)
             )
             result["mi"] = float((h_a + h_b - h_ab).mean())
     return result
-
-
-def _cpu_name() -> str:
-    """CPU model from ``/proc/cpuinfo`` (Linux), else ``platform.processor()``."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "CPU"
 
 
 def _run_subprocess(args: argparse.Namespace, variant: str, config: str) -> dict:
@@ -160,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--max-gb", type=float, default=8.0, help="skip variants estimated above this"
     )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="implementations to run (default: all; fast always runs, as the reference)",
+    )
+    parser.add_argument(
+        "--busy", action="store_true", help="keep one core busy with a spinning process meanwhile"
+    )
     parser.add_argument("--worker", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--config", choices=tuple(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -178,28 +192,47 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         log.error("--device cuda: CUDA is not available")
         return 2
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     print(
         f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; device: {args.device} ({device_name}); "
-        f"torch {torch.__version__}, threads {args.threads}; bins {BINS}, sigma {SIGMA}; "
+        f"torch {torch.__version__}, threads {args.threads}"
+        f"{' (busy: one core held by a spinning process)' if args.busy else ''}; bins {BINS}, sigma {SIGMA}; "
         f"median of {args.repeats} after one warm-up; seed {args.seed}.\n"
     )
     print(
-        "| shape | implementation | fwd+bwd (s) | time / fast | peak memory (MB) | memory / fast | loss | I(A,B) (nats) |"
+        "| shape | implementation | fwd+bwd (s) | time / fast | peak memory (MB) | memory / fast | loss | I(A,B) (nats) | load before / after |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    with busy_core(args.busy):
+        _table(args)
+    return 0
+
+
+def _table(args: argparse.Namespace) -> None:
+    """Run every (shape, variant) in a subprocess and print its table row.
+
+    ``fast`` runs first and again last (``fast (again)``): how much the two differ shows how much
+    the machine's load changed meanwhile.
+    """
     for config in CONFIGS:
         results = {}
-        for variant in VARIANTS:
+        others = [v for v in VARIANTS[1:] if v in args.variants]
+        for label, variant in [
+            ("fast", "fast"),
+            *((v, v) for v in others),
+            ("fast (again)", "fast"),
+        ]:
             if _estimate_bytes(variant, CONFIGS[config]) > args.max_gb * 2**30:
-                results[variant] = {"skipped": True}
-                print(f"| {config} | {variant} | skipped (memory) | | | | | |")
+                results[label] = {"skipped": True}
+                print(f"| {config} | {label} | skipped (memory) | | | | | | |")
                 continue
-            log.info("running %s on %s", variant, config)
+            log.info("running %s on %s", label, config)
+            load = load_average()
             res = _run_subprocess(args, variant, config)
-            results[variant] = res
+            load += f" / {load_average()}"
+            results[label] = res
             if "error" in res:
-                print(f"| {config} | {variant} | failed: {res['error']} | | | | | |")
+                print(f"| {config} | {label} | failed: {res['error']} | | | | | | {load} |")
                 continue
             fast = results["fast"]
             t_ratio = res["time_s"] / fast["time_s"]
@@ -213,10 +246,9 @@ def main(argv: list[str] | None = None) -> int:
                 if variant == "monai":
                     mi_txt += f" (rel. diff {(res['mi'] - fast['mi']) / fast['mi']:+.2%})"
             print(
-                f"| {config} | {variant} | {res['time_s']:.3f} | {t_ratio:.1f} | "
-                f"{res['peak_bytes'] / 2**20:.0f} | {m_ratio:.1f} | {loss_txt} | {mi_txt} |"
+                f"| {config} | {label} | {res['time_s']:.3f} | {t_ratio:.1f} | "
+                f"{res['peak_bytes'] / 2**20:.0f} | {m_ratio:.1f} | {loss_txt} | {mi_txt} | {load} |"
             )
-    return 0
 
 
 if __name__ == "__main__":

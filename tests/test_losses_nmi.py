@@ -308,3 +308,77 @@ def test_self_nmi_with_the_default_window_is_above_minus_one_half():
     losses = [nmi_loss(x, x, sigma=s).item() for s in (0.02, 3e-3, 1e-3)]
     assert losses[1] == pytest.approx(-0.4628, abs=5e-4)
     assert losses[0] > losses[1] > losses[2] > -0.5
+
+
+@pytest.fixture
+def two_torch_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("sigma", [3e-3, 0.05])  # narrow (bincount) and wide (chunked) path
+def test_loss_runs_single_threaded_and_restores_the_thread_count(
+    monkeypatch, two_torch_threads, sigma
+):
+    import methods.losses.nmi as nmi_module
+
+    seen: dict[str, list[int]] = {"forward": [], "backward": []}
+    window_weights, through_softmax = nmi_module._window_weights, nmi_module._through_softmax
+
+    def spy_weights(*args, **kw):
+        seen["forward"].append(torch.get_num_threads())
+        return window_weights(*args, **kw)
+
+    def spy_softmax(*args, **kw):
+        seen["backward"].append(torch.get_num_threads())
+        return through_softmax(*args, **kw)
+
+    monkeypatch.setattr(nmi_module, "_window_weights", spy_weights)
+    monkeypatch.setattr(nmi_module, "_through_softmax", spy_softmax)
+    a, b = _pair("structured", (9, 8), seed=12)
+    v, ga, gb = _value_and_grads(nmi_loss, a, b, sigma=sigma)
+    assert torch.get_num_threads() == 2
+    assert seen["forward"] and set(seen["forward"]) == {nmi_module.LOSS_THREADS}
+    assert seen["backward"] and set(seen["backward"]) == {nmi_module.LOSS_THREADS}
+    # the thread setting does not change the numbers
+    rv, rga, rgb = _value_and_grads(nmi_loss_dense, a, b, sigma=sigma)
+    assert torch.allclose(v, rv, atol=1e-5, rtol=0) and _rel_grad_err(ga, rga) < 1e-3
+
+
+@pytest.mark.parametrize("where", ["_window_weights", "_through_softmax"])
+def test_thread_count_is_restored_when_the_loss_raises(monkeypatch, two_torch_threads, where):
+    import methods.losses.nmi as nmi_module
+
+    def fail(*args, **kw):
+        raise RuntimeError("injected failure")
+
+    monkeypatch.setattr(nmi_module, where, fail)
+    a, b = _pair("random", (6, 5), seed=13)
+    a.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        nmi_loss(a, b).backward()
+    assert torch.get_num_threads() == 2
+
+
+def test_loss_threads_context_restores_and_ignores_other_devices(two_torch_threads):
+    from methods.losses.nmi import loss_threads
+
+    with loss_threads(torch.device("cpu"), 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError), loss_threads(torch.device("cpu"), 1):
+        raise ValueError
+    assert torch.get_num_threads() == 2
+    with loss_threads(torch.device("meta"), 1):  # not CPU work: untouched
+        assert torch.get_num_threads() == 2
+
+
+def test_loss_threads_default_is_read_at_call_time(monkeypatch, two_torch_threads):
+    import methods.losses.nmi as nmi_module
+
+    monkeypatch.setattr(nmi_module, "LOSS_THREADS", 3)
+    with nmi_module.loss_threads(torch.device("cpu")):
+        assert torch.get_num_threads() == 3
+    assert torch.get_num_threads() == 2

@@ -29,12 +29,28 @@ Estimator (both implementations)
 - The histogram and the entropies are accumulated in float64 (the histogram is tiny); the per-voxel
   work runs in the input dtype (float32, or float64 for tests; half precision is computed in
   float32). The returned loss has the input dtype. The mask is a constant: no gradient flows to it.
+
+Threads
+-------
+On the CPU the truncated path runs its forward and backward with :data:`LOSS_THREADS` torch
+threads (one), whatever ``torch.get_num_threads()`` says outside, and restores the caller's
+setting afterwards (also on error). Its work is many short passes over the voxels (``K^2``
+bincounts and gathers, elementwise softmax parts); with two or more threads each pass is a
+parallel region that waits for its slowest thread, and when another process holds a core that
+thread is often descheduled: measured on 2 cores with a CPU-burning process beside it, the loss
+took 1.7x (8x1x64^3) and 17x (1x1x128x128x16) longer with 2 threads than with 1
+(``benchmarks/README.md``, "NMI loss on a busy machine").
+``torch.set_num_threads`` is process-wide: torch work running in another Python thread of the
+same process at that moment also runs with one thread (the harness runs torch in one Python
+thread per process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -53,12 +69,36 @@ __all__ = [
     "NMILoss",
     "TRUNCATION_TOL",
     "ENTROPY_EPS",
+    "LOSS_THREADS",
+    "loss_threads",
 ]
 
 #: Largest kernel mass (relative to the voxel's largest bin weight) that the truncated kernel may drop.
 TRUNCATION_TOL = 1e-7
 #: Lower bound of ``H(A) + H(B)`` (nats) in the NMI denominator; keeps degenerate cases finite.
 ENTROPY_EPS = 1e-6
+#: Torch CPU threads of the truncated histogram's forward and backward (see "Threads" above).
+LOSS_THREADS = 1
+
+
+@contextlib.contextmanager
+def loss_threads(device: torch.device, threads: int | None = None) -> Iterator[None]:
+    """Run the enclosed torch CPU work with ``threads`` intra-op threads, then restore the count.
+
+    ``threads=None`` means :data:`LOSS_THREADS` (read at call time). Does nothing for a non-CPU
+    ``device`` or when the count is already ``threads``; the previous count is restored also when
+    the enclosed code raises.
+    """
+    threads = LOSS_THREADS if threads is None else threads
+    before = torch.get_num_threads()
+    if device.type != "cpu" or before == threads:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _check_settings(bins: object, sigma: object) -> tuple[int, float]:
@@ -128,7 +168,9 @@ def window_size(bins: int, sigma: float, tol: float = TRUNCATION_TOL) -> int:
 #: Windows of at most this many bins use ``K^2`` scatter passes; wider ones a chunked dense product.
 SPARSE_MAX_WINDOW = 6
 #: Voxels per chunk of the wide-kernel path (bounds its transient memory to ~chunk * bins floats).
-CHUNK_VOXELS = 1 << 15
+#: 8192 keeps a chunk's ``chunk x bins`` rows (2 MiB) in cache: measured 1.3-1.7x faster than 32768
+#: for fwd + bwd at sigma 0.02 and 0.05 (1x1x96x96x8 and 1x1x128x128x16, one thread).
+CHUNK_VOXELS = 1 << 13
 
 
 def _window_weights(
@@ -207,6 +249,17 @@ class _TruncatedJointHistogram(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, a, b, m, n, bins, sigma, size):  # noqa: D102
+        with loss_threads(a.device):
+            return _TruncatedJointHistogram._forward(ctx, a, b, m, n, bins, sigma, size)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_joint):  # noqa: D102
+        with loss_threads(grad_joint.device):
+            return _TruncatedJointHistogram._backward(ctx, grad_joint)
+
+    @staticmethod
+    def _forward(ctx, a, b, m, n, bins, sigma, size):
         ctx.n, ctx.bins, ctx.sigma, ctx.size = n, bins, sigma, size
         wa, sa = _window_weights(a, bins, sigma, size)
         wb, sb = _window_weights(b, bins, sigma, size)
@@ -238,8 +291,7 @@ class _TruncatedJointHistogram(torch.autograd.Function):
         return joint[:, :bins, :bins].contiguous()
 
     @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_joint):  # noqa: D102
+    def _backward(ctx, grad_joint):
         n, bins, sigma, size = ctx.n, ctx.bins, ctx.sigma, ctx.size
         if size > SPARSE_MAX_WINDOW:
             a, b, m = ctx.saved_tensors
