@@ -195,7 +195,7 @@ def test_demo_generated_once_into_cache(tmp_path, monkeypatch):
     assert calls == [("demo-acdc", calls[0][1], 16, 0)]
     assert calls[0][1].parent == target.parent  # generated beside the target, then renamed
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
-    assert len(m.pairs()) == 32 and len(m.folds()) == 4
+    assert len(m.pairs()) == 32 and len(m.folds()) == 2
     again = load_manifest("demo-acdc")
     assert again.root == m.root and len(calls) == 1
     assert demo_cache_path("demo-acdc", m.demo) == target
