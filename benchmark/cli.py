@@ -2,7 +2,7 @@
 
 Every subcommand names its handler as ``"module:function"``; the module is imported only when that
 subcommand runs, so ``bench --help`` does not import torch or ITK. A handler takes the parsed
-``argparse.Namespace`` and returns an exit status. :class:`~benchmark.errors.BenchError` is printed
+``argparse.Namespace`` and returns an exit status. :class:`~benchmark.core.errors.BenchError` is printed
 as ``error: ...`` on stderr with exit status 2, never as a traceback.
 """
 
@@ -15,7 +15,7 @@ import os
 import sys
 
 from benchmark import __version__
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 PRESETS = ("quick", "paper")
 

@@ -17,7 +17,7 @@ import warnings
 from importlib import metadata
 from typing import Any
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.base import Method
 
 __all__ = [

@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics._common import (
     NAN,
     STATUS_EMPTY_MASK,

@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics._common import (
     NAN,
     STATUS_OK,

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from benchmark import __version__
-from benchmark.atomic import write_text
+from benchmark.core.atomic import write_text
 from reports import figures, tables
 from reports.cases import load_case_view, select_cases, shown_methods
 from reports.pdf import new_page, report_style, write_pdf, write_png
@@ -304,7 +304,7 @@ def _comparison_section(ctx: Context) -> Section:
 def _metric_ranking_section(ctx: Context) -> Section:
     """Significance ranks per metric and overall with bootstrap stability, Friedman with
     Nemenyi post-hoc and the critical-difference diagram, DSC30."""
-    from benchmark.errors import BenchError
+    from benchmark.core.errors import BenchError
     from benchmark.stats.metric_ranking import SCHEME_NOTE, rank_methods
 
     title = "Ranking across metrics"
@@ -475,7 +475,7 @@ def _reader_table1_section(ctx: Context) -> Section:
 
 def _readers_vs_metrics_section(ctx: Context) -> Section:
     """Readers' ranks of each ranked case beside the metric-based ranks, Kendall's tau."""
-    from benchmark.errors import BenchError
+    from benchmark.core.errors import BenchError
     from benchmark.stats.readers_vs_metrics import readers_vs_metrics
 
     if ctx.rankings is None:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement, read_image
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement, read_image
 from reports.runfolder import RunFolder
 
 log = logging.getLogger(__name__)

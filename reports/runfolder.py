@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.stats.results import check_results, ordered, read_results
 
 DATE_KEYS = ("started_first", "started", "created", "finished", "date")

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
-from benchmark.landmarks import corresponding_landmarks, read_landmarks, write_landmarks
+from benchmark.core.errors import BenchError
+from benchmark.core.landmarks import corresponding_landmarks, read_landmarks, write_landmarks
 from metrics import (
     STATUS_ABSENT_MOVING,
     STATUS_LOST,
@@ -171,8 +171,8 @@ def test_demo_landmarks_follow_the_ground_truth(tmp_path):
 
 
 def _pair():
-    from benchmark.images import Image
-    from benchmark.pairs import RegistrationPair
+    from benchmark.core.images import Image
+    from benchmark.core.pairs import RegistrationPair
 
     rng = np.random.default_rng(0)
     labels = np.zeros((16, 16, 4), np.int16)

@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement, read_image
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement, read_image
 from benchmark.reader_study.private import make_private_dir, write_private
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ def check_settings(manifest, preset: str, overrides: dict[str, Any] | None) -> N
     Checked whether or not a learning method runs, so that a typo never waits for the first
     network to train (or passes unnoticed). Messages name the manifest key or ``--set``.
     """
-    from benchmark.errors import ValidationError
+    from benchmark.core.errors import ValidationError
     from methods.training.config import PRESETS
 
     problems: list[str] = []

@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark import __version__
-from benchmark.atomic import atomic_path, write_text
-from benchmark.errors import BenchError
+from benchmark.core.atomic import atomic_path, write_text
+from benchmark.core.errors import BenchError
 from benchmark.runner.pair_job import (
     RESULT_FILE,
     PairJob,

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from benchmark.pairs import RegistrationPair
+from benchmark.core.pairs import RegistrationPair
 from metrics.displacement import FOREGROUND_MARGIN_MM
 
 #: The metrics of ``results.csv`` in report order, with their units.

@@ -18,7 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.stats.multitest import holm
 from benchmark.stats.results import (
     BEFORE_METRICS,

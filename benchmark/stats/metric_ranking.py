@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
 from benchmark.stats.ranking import _fmt_p
 from benchmark.stats.results import HIGHER_IS_BETTER, LOWER_IS_BETTER, check_results, ordered

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.csvfile import ENCODING, check_fields
-from benchmark.errors import BenchError, ValidationError
+from benchmark.core.csvfile import ENCODING, check_fields
+from benchmark.core.errors import BenchError, ValidationError
 from benchmark.stats.multitest import holm
 
 REQUIRED_COLUMNS = ("case", "method", "rank")

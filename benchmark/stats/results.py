@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.csvfile import ENCODING, check_fields
-from benchmark.errors import BenchError
+from benchmark.core.csvfile import ENCODING, check_fields
+from benchmark.core.errors import BenchError
 
 RESULT_COLUMNS = (
     "method",

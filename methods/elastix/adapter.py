@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import percentile_normalize
+from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import error_reason
 from methods.elastix.conversion import field_from_itk, to_itk_image

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.losses._checks import check_reduction, check_tensor, reduce
 from methods.transforms._checks import check_spacing
 

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.losses._checks import check_pair, check_reduction, prepare_mask, reduce
 
 __all__ = ["ncc_loss", "NCCLoss"]

@@ -41,7 +41,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.losses._checks import check_pair, check_reduction, prepare_mask, reduce
 
 __all__ = [

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.transforms._checks import check_option, check_spacing, check_tensor, spatial_ndim
 from methods.transforms.bspline import bspline_prefilter, bspline_sample
 

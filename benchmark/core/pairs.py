@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.images import Image, read_displacement, read_image
-from benchmark.landmarks import corresponding_landmarks
-from benchmark.normalize import clip_outliers
+from benchmark.core.errors import BenchError
+from benchmark.core.images import Image, read_displacement, read_image
+from benchmark.core.landmarks import corresponding_landmarks
+from benchmark.core.normalize import clip_outliers
 
 #: File name of a pair's displacement field inside a pair folder (run folders,
 #: ``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR/``, and folders of precomputed fields).
@@ -38,7 +38,7 @@ class PairSpec:
         A region of interest on the fixed grid (e.g. breast mask); used for normalisation and as
         the foreground of the displacement error.
     fixed_landmarks, moving_landmarks : Path, optional
-        Landmark CSVs of the two images (:mod:`benchmark.landmarks`); points with the same id
+        Landmark CSVs of the two images (:mod:`benchmark.core.landmarks`); points with the same id
         correspond. Give both or neither.
     group : str, optional
         Stratification value for cross-validation (ACDC: pathology group).
@@ -74,7 +74,7 @@ class PairSpec:
     def load(self, fold: int | None = None) -> RegistrationPair:
         """Read every file of the pair.
 
-        Outlier intensities are clipped (:func:`benchmark.normalize.clip_outliers`; data
+        Outlier intensities are clipped (:func:`benchmark.core.normalize.clip_outliers`; data
         validation warns about them); label maps must hold integers (never rounded).
         """
         fixed, moving = (read_intensities(p) for p in (self.fixed, self.moving))
