@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from benchmark import __version__
 from benchmark.core.atomic import write_text
+from benchmark.core.numbers import format_p
 from reports import figures, tables
 from reports.cases import load_case_view, select_cases, shown_methods
 from reports.pdf import new_page, report_style, write_pdf, write_png
@@ -331,7 +332,7 @@ def _metric_ranking_section(ctx: Context) -> Section:
             "metric": friedman["metric"],
             "cases": friedman["n"].astype(str),
             "chi2": [tables.fmt_num(v, 4) for v in friedman["statistic"]],
-            "P": [tables.fmt_p(v) for v in friedman["p"]],
+            "P": [format_p(v) for v in friedman["p"]],
             "CD": [tables.fmt_num(v, 3) for v in friedman["cd"]],
             "average ranks (1 = best)": [
                 ", ".join(f"{k} {v:.2f}" for k, v in ranking.mean_ranks[m].sort_values().items())
@@ -393,8 +394,8 @@ def _loss_section(ctx: Context) -> Section:
             ],
             "n": loss_pairs["n"].astype(str),
             "median a-b": [tables.fmt_num(v) for v in loss_pairs["median_diff"]],
-            "P": [tables.fmt_p(v) for v in loss_pairs["p"]],
-            "P Holm": [tables.fmt_p(v) for v in loss_pairs["p_holm"]],
+            "P": [format_p(v) for v in loss_pairs["p"]],
+            "P Holm": [format_p(v) for v in loss_pairs["p_holm"]],
             "favours": loss_pairs["favours"],
         }
     )
@@ -492,7 +493,7 @@ def _readers_vs_metrics_section(ctx: Context) -> Section:
         f"Same best method: {tables.fmt_num(100 * summary['share_same_best'], 3)} % of cases; "
         f"mean Kendall tau per case: {tables.fmt_num(summary['mean_tau'], 3)}; "
         f"tau of mean ranks: {tables.fmt_num(summary['tau_overall'], 3)} "
-        f"(P {tables.fmt_p(summary['p_overall'])}).",
+        f"(P {format_p(summary['p_overall'])}).",
     ]
     display = pd.DataFrame(
         {
@@ -677,10 +678,10 @@ def _ranking_pages(stats) -> Section:
                 for a, n in zip(stats.pairwise["a_above_b"], stats.pairwise["n"], strict=True)
             ],
             "chi2": [tables.fmt_num(v, 3) for v in stats.pairwise["chi2"]],
-            "P": [tables.fmt_p(v) for v in stats.pairwise["p"]],
-            "P Holm": [tables.fmt_p(v) for v in stats.pairwise["p_holm"]],
-            "P sign": [tables.fmt_p(v) for v in stats.pairwise["p_binomial"]],
-            "P sign Holm": [tables.fmt_p(v) for v in stats.pairwise["p_binomial_holm"]],
+            "P": [format_p(v) for v in stats.pairwise["p"]],
+            "P Holm": [format_p(v) for v in stats.pairwise["p_holm"]],
+            "P sign": [format_p(v) for v in stats.pairwise["p_binomial"]],
+            "P sign Holm": [format_p(v) for v in stats.pairwise["p_binomial_holm"]],
         }
     )
     test_display = pd.DataFrame(
@@ -696,7 +697,7 @@ def _ranking_pages(stats) -> Section:
                 f"{stats.kendall_w:.3f}",
             ],
             "dof": [str(stats.dof), str(len(stats.methods) - 1), ""],
-            "P": [tables.fmt_p(stats.p), tables.fmt_p(stats.friedman_p), ""],
+            "P": [format_p(stats.p), format_p(stats.friedman_p), ""],
         }
     )
     blocks = [

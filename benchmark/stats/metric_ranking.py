@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import BenchError
+from benchmark.core.numbers import format_p, json_value
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
-from benchmark.stats.ranking import _fmt_p
 from benchmark.stats.results import HIGHER_IS_BETTER, LOWER_IS_BETTER, check_results, ordered
 
 #: Metrics ranked by default, when present in the results (in this order).
@@ -170,7 +170,8 @@ class MetricRanking:
         """JSON-ready (NaN becomes None)."""
 
         def records(frame: pd.DataFrame) -> list[dict]:
-            return [{k: _num(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+            rows = frame.to_dict(orient="records")
+            return [{k: json_value(v) for k, v in row.items()} for row in rows]
 
         return {
             "level": "case",
@@ -187,10 +188,10 @@ class MetricRanking:
             "missing": records(self.missing),
             "friedman": records(self.friedman),
             "mean_ranks": {
-                m: {k: _num(v) for k, v in s.items()} for m, s in self.mean_ranks.items()
+                m: {k: json_value(v) for k, v in s.items()} for m, s in self.mean_ranks.items()
             },
             "posthoc_p": {
-                m: {a: {b: _num(v) for b, v in row.items()} for a, row in f.iterrows()}
+                m: {a: {b: json_value(v) for b, v in row.items()} for a, row in f.iterrows()}
                 for m, f in self.posthoc_p.items()
             },
             "dsc30": records(self.dsc30),
@@ -224,7 +225,7 @@ class MetricRanking:
                 else ""
             )
             lines.append(
-                f"  {f.metric}: n = {f.n} cases, chi2 = {_fmt(f.statistic)}, P = {_fmt_p(f.p)}, "
+                f"  {f.metric}: n = {f.n} cases, chi2 = {_fmt(f.statistic)}, P = {format_p(f.p)}, "
                 f"CD = {_fmt(f.cd)}; {shown}"
             )
         if len(self.dsc30):
@@ -238,8 +239,8 @@ class MetricRanking:
         for t in self.tests.itertuples(index=False):
             lines.append(
                 f"  {t.metric:<16} {t.a:<{width}} {t.b:<{width}} n = {t.n:>3d} "
-                f"median a-b {_fmt(t.median_diff):>9}  P {_fmt_p(t.p):>7}  "
-                f"P Holm {_fmt_p(t.p_holm):>7}  {t.favours}"
+                f"median a-b {_fmt(t.median_diff):>9}  P {format_p(t.p):>7}  "
+                f"P Holm {format_p(t.p_holm):>7}  {t.favours}"
             )
         lines += ["", SCHEME_NOTE]
         return "\n".join(lines)
@@ -252,14 +253,6 @@ SCHEME_NOTE = (
     "geometric mean of the per-metric ranks, ranked again; stability = share of case bootstrap "
     "resamples keeping the rank."
 )
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def _fmt(v: float) -> str:
