@@ -41,7 +41,8 @@ import pandas as pd
 from benchmark.core.errors import BenchError
 from benchmark.core.numbers import format_p, json_value
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
-from benchmark.stats.results import HIGHER_IS_BETTER, LOWER_IS_BETTER, check_results, ordered
+from benchmark.stats.results import check_results, ordered
+from metrics.catalog import HIGHER_IS_BETTER, LOWER_IS_BETTER
 
 #: Metrics ranked by default, when present in the results (in this order).
 RANKING_METRICS = ("dice", "hd95", "tre_mm", "disp_error_mm", "folding_fwd_pct", "sdlogj")
