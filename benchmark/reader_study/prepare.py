@@ -41,6 +41,7 @@ import pandas as pd
 
 from benchmark.core.errors import BenchError
 from benchmark.core.images import read_displacement, read_image
+from benchmark.core.pairs import read_pairs_table
 from benchmark.reader_study.private import make_private_dir, write_private
 from metrics.displacement import mean_displacement_length
 
@@ -80,18 +81,15 @@ def pair_dir(run_dir: Path, method: str, fold: int, case: str, pair: str) -> Pat
     return run_dir / "pairs" / method / f"fold{int(fold)}" / case / pair
 
 
-def read_pairs_table(run_dir: Path) -> pd.DataFrame:
-    """``RUN_DIR/pairs.csv`` with ``fold`` int and ``key = case/pair``; BenchError if unusable."""
+def read_test_pairs(run_dir: Path) -> pd.DataFrame:
+    """``RUN_DIR/pairs.csv`` (:func:`~benchmark.core.pairs.read_pairs_table`) with
+    ``key = case/pair``; BenchError when it is absent or lists no pair."""
     path = run_dir / "pairs.csv"
     if not path.is_file():
         raise BenchError(f"{path}: pairs.csv not found (is {run_dir} a run folder of `bench run`?)")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ("fold", "case", "pair", "fixed", "moving") if c not in table.columns]
-    if missing:
-        raise BenchError(f"{path}: missing column(s) {missing}; have {list(table.columns)}")
+    table = read_pairs_table(path)
     if table.empty:
         raise BenchError(f"{path}: no test pairs")
-    table["fold"] = table["fold"].astype(int)
     table["key"] = table["case"] + "/" + table["pair"]
     return table
 
@@ -189,7 +187,7 @@ def select_cases(
         raise BenchError("--cases and --pairs are exclusive; give one")
     if n_cases is not None and n_cases < 1:
         raise BenchError(f"--cases must be >= 1, got {n_cases}")
-    table = read_pairs_table(run_dir)
+    table = read_test_pairs(run_dir)
     if pair_keys is not None:
         by_key = {r.key: r for r in table.itertuples(index=False)}
         unknown = [k for k in pair_keys if k not in by_key]
