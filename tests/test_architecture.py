@@ -1,4 +1,5 @@
-"""Architecture checks: imports point down the layers (docs/architecture.md).
+"""Architecture checks: imports point down the layers (docs/architecture.md); the CLI's light
+commands do not import torch; the registry loads plug-ins once; BenchError is a ValueError.
 
 ``LAYERS`` is the one place that states the layer order. A module may import modules of its own
 layer and of the layers below; an import of a higher layer is an error that names the importing
@@ -9,8 +10,12 @@ delay the cost of an import, not the dependency.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +150,72 @@ def test_the_check_finds_upward_imports(module, source, bad):
     assert bool(messages) == bad, messages
     if bad:
         assert module in messages[0] and "may not import layer" in messages[0]
+
+
+# ------------------------------------------------------------------------------ import cost
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["methods"]])
+def test_bench_help_and_methods_do_not_import_torch(argv):
+    code = (
+        "import sys\n"
+        "from benchmark.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('torch', 'methods.losses', 'methods.networks') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-2000:]
+
+
+def test_the_package_face_of_methods_is_lazy():
+    import methods
+
+    assert set(methods.__all__) <= set(dir(methods))
+    from methods.losses import nmi_loss
+
+    assert methods.nmi_loss is nmi_loss
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        methods.nope  # noqa: B018
+
+
+def test_bench_error_is_a_value_error():
+    from benchmark.core.errors import BenchError, ValidationError
+    from metrics import dice
+
+    assert issubclass(ValidationError, BenchError) and issubclass(BenchError, ValueError)
+    with pytest.raises(ValueError, match="shape"):
+        dice(np.zeros((2, 2), np.int16), np.zeros((3, 3), np.int16), label=1)
+
+
+def test_the_registry_loads_the_plugins_once(monkeypatch, tmp_path):
+    from methods import registry
+
+    (tmp_path / "mirbench_once.py").write_text(
+        "from methods.identity import Identity\n\n"
+        "class Once(Identity):\n"
+        "    name = 'once'\n"
+        "    description = 'identity under another name'\n"
+    )
+    dist = tmp_path / "mirbench_once-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mirbench_once\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[mirbench.methods]\nonce = mirbench_once:Once\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    calls = []
+    original = registry._load_entry_point
+    monkeypatch.setattr(
+        registry, "_load_entry_point", lambda ep: calls.append(ep.name) or original(ep)
+    )
+    assert "once" in registry.available_methods()
+    assert calls.count("once") == 1
+    assert "once" in registry.available_methods()
+    assert calls.count("once") == 1  # not loaded again
+    monkeypatch.undo()  # the plug-in is uninstalled: the registry notices
+    assert "once" not in registry.available_methods()
