@@ -14,6 +14,7 @@ import inspect
 import logging
 import re
 import warnings
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
@@ -27,6 +28,7 @@ __all__ = [
     "register_method",
     "available_methods",
     "get_method",
+    "check_methods",
     "resolve_methods",
 ]
 
@@ -221,6 +223,31 @@ def available_methods() -> dict[str, type[Method]]:
 
 def _unknown(name: str, known: dict[str, type[Method]]) -> BenchError:
     return BenchError(f"unknown method {name!r}; known methods: {', '.join(known) or '(none)'}")
+
+
+def check_methods(names: Sequence[str], *, learning: bool = False) -> dict[str, type[Method]]:
+    """The classes of ``names``, after checking that each is known and can run here (and learns,
+    with ``learning=True``): the method checks ``bench run`` and ``bench train`` share.
+
+    Raises
+    ------
+    BenchError
+        For the first name that is unknown (listing the known ones), cannot run here (saying
+        why), or does not learn when ``learning`` (listing the learning methods).
+    """
+    known = available_methods()
+    for name in names:
+        if name not in known:
+            raise _unknown(name, known)
+        ok, why = known[name].availability()
+        if not ok:
+            raise BenchError(f"method {name!r} is not available here: {why}")
+        if learning and not known[name].learns:
+            learners = [n for n, c in known.items() if c.learns]
+            raise BenchError(
+                f"method {name!r} does not learn; the learning methods are: {', '.join(learners)}"
+            )
+    return {name: known[name] for name in names}
 
 
 def get_method(name: str, **params: Any) -> Method:
