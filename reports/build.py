@@ -641,10 +641,28 @@ def _remove_stale(report: Report, fig_dir: Path, tab_dir: Path) -> None:
                 path.unlink()
 
 
+def _pairwise_display(pairwise: pd.DataFrame) -> pd.DataFrame:
+    """The pairwise preferences of a reader ranking as display strings."""
+    return pd.DataFrame(
+        {
+            "a": pairwise["a"],
+            "b": pairwise["b"],
+            "a above b": [
+                f"{a} of {n} ({100 * a / n:.0f}%)" if n else "0 of 0"
+                for a, n in zip(pairwise["a_above_b"], pairwise["n"], strict=True)
+            ],
+            "chi2": [tables.fmt_num(v, 3) for v in pairwise["chi2"]],
+            "P": [format_p(v) for v in pairwise["p"]],
+            "P Holm": [format_p(v) for v in pairwise["p_holm"]],
+            "P sign": [format_p(v) for v in pairwise["p_binomial"]],
+            "P sign Holm": [format_p(v) for v in pairwise["p_binomial_holm"]],
+        }
+    )
+
+
 def _ranking_pages(stats) -> Section:
     """Table 1 (ranks x methods as in the paper), its tests, and the pairwise preferences."""
-    contingency = stats.contingency
-    table1 = contingency.T.copy()
+    contingency, table1 = stats.contingency, stats.contingency.T.copy()
     table1.index = [f"rank {r}" for r in table1.index]
     tests = pd.DataFrame(
         [
@@ -669,21 +687,7 @@ def _ranking_pages(stats) -> Section:
         ]
     )
     display = table1.reset_index().rename(columns={"index": "rank"}).astype(str)
-    pair_display = pd.DataFrame(
-        {
-            "a": stats.pairwise["a"],
-            "b": stats.pairwise["b"],
-            "a above b": [
-                f"{a} of {n} ({100 * a / n:.0f}%)" if n else "0 of 0"
-                for a, n in zip(stats.pairwise["a_above_b"], stats.pairwise["n"], strict=True)
-            ],
-            "chi2": [tables.fmt_num(v, 3) for v in stats.pairwise["chi2"]],
-            "P": [format_p(v) for v in stats.pairwise["p"]],
-            "P Holm": [format_p(v) for v in stats.pairwise["p_holm"]],
-            "P sign": [format_p(v) for v in stats.pairwise["p_binomial"]],
-            "P sign Holm": [format_p(v) for v in stats.pairwise["p_binomial_holm"]],
-        }
-    )
+    pair_display = _pairwise_display(stats.pairwise)
     test_display = pd.DataFrame(
         {
             "test": [
