@@ -164,6 +164,15 @@ def hausdorff_distance(
     BenchError
         Shape mismatch, bad spacing, ``percentile`` outside ``(0, 100]``, unknown
         ``percentile_mode``, ``connectivity`` outside ``1..ndim``, mask/label mix-ups.
+
+    Examples
+    --------
+    >>> fixed = np.zeros((4, 4), np.int16)
+    >>> fixed[1:3, 1:3] = 1
+    >>> warped = np.zeros((4, 4), np.int16)
+    >>> warped[1:3, 1:4] = 1
+    >>> hausdorff_distance(fixed, warped, label=1, spacing=(1.0, 2.0)).hd  # one voxel of 2 mm
+    MetricValue(value=2.0, status='ok', unit='mm')
     """
     if percentile_mode not in PERCENTILE_MODES:
         raise BenchError(

@@ -97,6 +97,15 @@ def histogram_nmi(
     BenchError
         Shape mismatch, non-finite intensities, bad ``bins`` or ``definition``, a mask that is not
         boolean or has another shape.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.random((16, 16))
+    >>> histogram_nmi(image, image)  # identical images: I = H_A = H_B, so I / (H_A + H_B) = 0.5
+    MetricValue(value=0.5, status='ok', unit='1')
+    >>> histogram_nmi(image, rng.random((16, 16))).value < 0.5
+    True
     """
     if definition not in NMI_DEFINITIONS:
         raise BenchError(f"definition: expected one of {NMI_DEFINITIONS}, got {definition!r}")

@@ -52,7 +52,13 @@ DSC30_FRACTION = 0.3
 
 
 def better_sign(metric: str) -> float:
-    """+1 for a higher-is-better metric, -1 for lower-is-better; BenchError for neither."""
+    """+1 for a higher-is-better metric, -1 for lower-is-better; BenchError for neither.
+
+    Examples
+    --------
+    >>> better_sign("dice"), better_sign("hd95")
+    (1.0, -1.0)
+    """
     if metric in HIGHER_IS_BETTER:
         return 1.0
     if metric in LOWER_IS_BETTER:

@@ -204,6 +204,11 @@ def kendall_w(ranks: np.ndarray) -> float:
         ``i`` (the tie-corrected W). 1 = complete agreement, 0 = none. NaN when undefined
         (``k < 2``, ``m < 1``, or every judge ties all objects). Equals ``chi2_F / (m (k - 1))`` of
         the Friedman test with the judges as blocks.
+
+    Examples
+    --------
+    >>> kendall_w(np.array([[1, 2, 3], [1, 2, 3]]))  # two readers in full agreement
+    1.0
     """
     from scipy.stats import rankdata
 

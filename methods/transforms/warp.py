@@ -136,6 +136,15 @@ def warp(
     Linear and nearest use :func:`torch.nn.functional.grid_sample` with ``align_corners=True``
     (voxel centres at -1 and +1 of the normalised range); the grid is reversed to ``(K, J, I)``
     order here. An axis of length 1 is constant along itself: the displacement along it is ignored.
+
+    Examples
+    --------
+    >>> import torch
+    >>> image = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> disp = torch.zeros(1, 2, 4, 4)
+    >>> disp[:, 1] = 1.0  # sample one voxel further along j; the border repeats
+    >>> warp(image, disp)[0, 0, 0].tolist()
+    [1.0, 2.0, 3.0, 3.0]
     """
     ndim = _check_pair(image, disp)
     check_option("mode", mode, MODES)
@@ -230,6 +239,12 @@ def warp_array(
     -----
     Computes in float64 on the CPU, one volume at a time (a 256 x 256 x 20 volume in B-spline mode
     needs a few hundred MB at most).
+
+    Examples
+    --------
+    >>> half = np.stack([np.zeros((4, 4)), np.full((4, 4), 0.5)])  # 0.5 voxel along j
+    >>> warp_array(np.arange(16.0).reshape(4, 4), half)[0].tolist()  # linear by default
+    [0.5, 1.5, 2.5, 3.0]
     """
     array = np.asarray(array)
     disp = np.asarray(disp)
