@@ -167,11 +167,9 @@ def hausdorff_distance(
 
     Examples
     --------
-    >>> fixed = np.zeros((4, 4), np.int16)
-    >>> fixed[1:3, 1:3] = 1
-    >>> warped = np.zeros((4, 4), np.int16)
-    >>> warped[1:3, 1:4] = 1
-    >>> hausdorff_distance(fixed, warped, label=1, spacing=(1.0, 2.0)).hd  # one voxel of 2 mm
+    >>> square = np.pad(np.ones((2, 2), np.int16), 1)  # 4 x 4, labels in the middle
+    >>> wider = np.pad(np.ones((2, 3), np.int16), ((1, 1), (1, 0)))  # one more column along j
+    >>> hausdorff_distance(square, wider, label=1, spacing=(1.0, 2.0)).hd  # one voxel of 2 mm
     MetricValue(value=2.0, status='ok', unit='mm')
     """
     if percentile_mode not in PERCENTILE_MODES:
