@@ -147,9 +147,9 @@ def preflight(
 ) -> list:
     """Check everything ``run_benchmark`` is about to use; return the selected folds.
 
-    Order: options (``--jobs``, ``--out``), methods, settings, folds, then the files of the pairs the run
-    uses (test pairs of the selected folds, and their training/validation pairs when a learning
-    method runs). Raises :class:`BenchError` / :class:`ValidationError` before any work.
+    Order: options (``--jobs``, ``--out``), methods, settings, folds (:func:`check_options`),
+    then the files of the pairs the run uses (test pairs of the selected folds, and their
+    training/validation pairs when a learning method runs). Raises :class:`BenchError` / :class:`ValidationError` before any work.
     """
     from benchmark.data.validate import check_before_run
 

@@ -52,7 +52,8 @@ def score_pair(
     is one); ``folding_pct`` (central differences), ``folding_fwd_pct`` (forward differences)
     and ``sdlogj`` are over the whole fixed grid; ``disp_error_mm`` (in the foreground, see
     :func:`metrics.foreground_mask`) and ``disp_error_grid_mm`` (whole grid) only when the pair
-    has a ground truth; ``tre_mm`` only when it has landmarks. See :data:`metrics.catalog.METRIC_CONVENTIONS`.
+    has a ground truth; ``tre_mm`` only when it has landmarks. See
+    :data:`metrics.catalog.METRIC_CONVENTIONS`.
     """
     from metrics import (
         STATUS_NO_FOREGROUND,
