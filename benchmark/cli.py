@@ -2,7 +2,7 @@
 
 Every subcommand names its handler as ``"module:function"``; the module is imported only when that
 subcommand runs, so ``bench --help`` does not import torch or ITK. A handler takes the parsed
-``argparse.Namespace`` and returns an exit status. :class:`~benchmark.errors.BenchError` is printed
+``argparse.Namespace`` and returns an exit status. :class:`~benchmark.core.errors.BenchError` is printed
 as ``error: ...`` on stderr with exit status 2, never as a traceback.
 """
 
@@ -15,7 +15,7 @@ import os
 import sys
 
 from benchmark import __version__
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 PRESETS = ("quick", "paper")
 
@@ -40,6 +40,7 @@ def _handler(p: argparse.ArgumentParser, target: str) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``bench`` and all its subcommands (one function per command group)."""
     parser = argparse.ArgumentParser(
         prog="bench",
         description="MIRBench: benchmark unsupervised deep-learning image registration with "
@@ -48,8 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mirbench {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add_commands in (
+        _data_commands,
+        _method_commands,
+        _run_commands,
+        _stats_commands,
+        _reader_study_commands,
+    ):
+        add_commands(sub)
+    return parser
 
-    # bench data ...
+
+def _data_commands(sub: argparse._SubParsersAction) -> None:
+    """``bench data check``, ``bench data demo``."""
     data = sub.add_parser("data", help="check datasets and generate demo data")
     data_sub = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     check = data_sub.add_parser(
@@ -65,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     _handler(demo, "benchmark.data.commands:demo")
 
-    # bench methods
+
+def _method_commands(sub: argparse._SubParsersAction) -> None:
+    """``bench methods``, ``bench train``."""
     methods = sub.add_parser("methods", help="list registration methods and their availability")
     _handler(methods, "methods.commands:list_methods")
 
@@ -88,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     _handler(train, "methods.training.commands:train")
 
-    # bench run
+
+def _run_commands(sub: argparse._SubParsersAction) -> None:
+    """``bench run``, ``bench export-fields``."""
     run = sub.add_parser("run", help="train, register and score methods on a dataset")
     run.add_argument(
         "--methods",
@@ -129,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _handler(export, "benchmark.runner.export_fields:export_command")
 
-    # bench stats ...
+
+def _stats_commands(sub: argparse._SubParsersAction) -> None:
+    """``bench stats ranking|compare|rank``, ``bench report``."""
     stats = sub.add_parser("stats", help="statistics on rankings and results")
     stats_sub = stats.add_subparsers(dest="stats_command", metavar="SUBCOMMAND")
     ranking = stats_sub.add_parser(
@@ -168,7 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--cases", type=int, default=2, help="cases shown in figures 1/3")
     _handler(report, "reports.commands:report")
 
-    # bench reader-study ...
+
+def _reader_study_commands(sub: argparse._SubParsersAction) -> None:
+    """``bench reader-study create|serve|add-reader|rotate|revoke|export|analyze``."""
     rs = sub.add_parser("reader-study", help="blinded reader study web app")
     rs_sub = rs.add_subparsers(dest="rs_command", metavar="SUBCOMMAND")
     create = rs_sub.add_parser("create", help="prepare a blinded study from a run folder")
@@ -232,8 +252,6 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--json", action="store_true")
     analyze.add_argument("--include-unfinished", action="store_true", help=unfinished)
     _handler(analyze, "benchmark.reader_study.commands:analyze")
-
-    return parser
 
 
 def _call(target: str, args: argparse.Namespace) -> int:

@@ -53,8 +53,8 @@ def synthetic_pair(shape, spacing, *, seed: int = 0):
     """A smooth synthetic pair: Gaussian blobs, moving = fixed under a smooth in-plane field."""
     from scipy import ndimage
 
-    from benchmark.images import Image
-    from benchmark.pairs import RegistrationPair
+    from benchmark.core.images import Image
+    from benchmark.core.pairs import RegistrationPair
 
     rng = np.random.default_rng(seed)
     n_blobs = max(20, int(np.prod(shape) / 4000))

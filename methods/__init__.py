@@ -7,21 +7,38 @@
 - ``methods.training``: patch sampling and the trainer;
 - ``methods.registry`` and the adapters: the plug-in interface every method implements.
 
-The package face re-exports the functions most users need; importing it imports torch.
+The package face re-exports the functions most users need (``from methods import nmi_loss``).
+They are loaded on first access (module ``__getattr__``, PEP 562), so importing the package, the
+registry or ``bench methods`` does not import torch.
 """
 
-from methods.losses import bending_energy, mse_loss, ncc_loss, nmi_loss
-from methods.networks import PoolNet, UNet
-from methods.transforms import bspline_ffd, jacobian_determinant, warp
+from __future__ import annotations
 
-__all__ = [
-    "nmi_loss",
-    "ncc_loss",
-    "mse_loss",
-    "bending_energy",
-    "warp",
-    "bspline_ffd",
-    "jacobian_determinant",
-    "UNet",
-    "PoolNet",
-]
+import importlib
+from typing import Any
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "nmi_loss": "methods.losses",
+    "ncc_loss": "methods.losses",
+    "mse_loss": "methods.losses",
+    "bending_energy": "methods.losses",
+    "warp": "methods.transforms",
+    "bspline_ffd": "methods.transforms",
+    "jacobian_determinant": "methods.transforms",
+    "UNet": "methods.networks",
+    "PoolNet": "methods.networks",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'methods' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

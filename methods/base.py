@@ -1,7 +1,7 @@
 """The plug-in interface every registration method implements: :class:`Method` and
 :class:`RegistrationResult`.
 
-A method turns a loaded :class:`~benchmark.pairs.RegistrationPair` into a dense displacement field
+A method turns a loaded :class:`~benchmark.core.pairs.RegistrationPair` into a dense displacement field
 on the fixed grid, fixed -> moving, in millimetres along the array axes (``docs/conventions.md``).
 Methods never compute metrics: the harness warps images and labels with one shared function and
 scores every method the same way. Learning methods train in :meth:`Method.fit`; the others inherit
@@ -20,8 +20,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.pairs import PairSpec, RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PairSpec, RegistrationPair
 
 __all__ = ["Method", "RegistrationResult", "RegistrationFailed", "check_result"]
 

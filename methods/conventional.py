@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import percentile_normalize
+from benchmark.core.pairs import RegistrationPair
 from methods.base import RegistrationFailed
 
 __all__ = [

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_path
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement
-from benchmark.pairs import DISPLACEMENT_FILE, RegistrationPair
+from benchmark.core.atomic import atomic_path
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement
+from benchmark.core.pairs import DISPLACEMENT_FILE, RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 
 __all__ = [
@@ -60,7 +60,7 @@ _L2R_IMAGE = re.compile(r"^.+_(?P<subject>\d{4})_(?P<modality>\d{4})\.nii(\.gz)?
 class FieldFileError(ValueError):
     """A precomputed field file exists but does not fit its pair (shape, grid, content).
 
-    Not a :class:`~benchmark.errors.BenchError` on purpose: the runner records a BenchError as a
+    Not a :class:`~benchmark.core.errors.BenchError` on purpose: the runner records a BenchError as a
     failed pair and goes on, while a wrong file stops the run (``bench`` prints ``error: ...``).
     """
 

@@ -16,8 +16,8 @@ import time
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import (
     captured_output,

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from benchmark.pairs import RegistrationPair
+from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationResult
 from methods.registry import register_method
 

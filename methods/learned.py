@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.pairs import PairSpec, RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PairSpec, RegistrationPair
 from methods.base import Method, RegistrationResult
 from methods.registry import register_method
 

@@ -14,10 +14,11 @@ import inspect
 import logging
 import re
 import warnings
+from collections.abc import Sequence
 from importlib import metadata
 from typing import Any
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.base import Method
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "register_method",
     "available_methods",
     "get_method",
+    "check_methods",
     "resolve_methods",
 ]
 
@@ -116,46 +118,89 @@ def _entry_points() -> list[metadata.EntryPoint]:
     return list(metadata.entry_points(group=ENTRY_POINT_GROUP))
 
 
-def _load_plugins(taken: dict[str, type[Method]]) -> dict[str, type[Method]]:
-    """Load the entry points of :data:`ENTRY_POINT_GROUP`; warn about and skip broken ones."""
-    found: dict[str, type[Method]] = {}
-    for ep in _entry_points():
-        where = f"method plug-in {ep.name!r} ({ep.value})"
+def _where(ep: metadata.EntryPoint) -> str:
+    where = f"method plug-in {ep.name!r} ({ep.value})"
+    dist = getattr(ep, "dist", None)
+    if dist is not None:
+        where += f" from package {dist.metadata['Name']!r}"
+    return where
+
+
+def _load_entry_point(ep: metadata.EntryPoint) -> type[Method] | None:
+    """The method class of one entry point, or None (with a warning naming it) when it is
+    broken: fails to import, is no valid method class, or its name differs from the class's."""
+    where = _where(ep)
+    try:
+        cls = ep.load()
+    except Exception as exc:  # a plug-in may raise anything on import
+        warnings.warn(
+            f"{where} cannot be loaded and is skipped: {type(exc).__name__}: {exc}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+    try:
+        name = _check_class(cls, where)
+    except BenchError as exc:
+        warnings.warn(f"{exc}; skipped", RuntimeWarning, stacklevel=4)
+        return None
+    if name != ep.name:
+        warnings.warn(
+            f"{where} is skipped: the entry-point name must equal the class's name "
+            f"attribute {name!r}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
+        return None
+    return cls
+
+
+class _PluginCache:
+    """The plug-in classes of the installed entry points, loaded once.
+
+    Listing the entry points is cheap, importing the plug-ins is not: the classes are loaded
+    again only when the installed entry points change (a package installed or removed, a
+    folder added to ``sys.path``), so every :func:`available_methods` call after the first
+    costs one listing and no import, and a broken plug-in warns once.
+    """
+
+    def __init__(self) -> None:
+        self._key: tuple | None = None
+        self._loaded: list[tuple[metadata.EntryPoint, type[Method]]] = []
+
+    @staticmethod
+    def _location(ep: metadata.EntryPoint) -> str:
         dist = getattr(ep, "dist", None)
-        if dist is not None:
-            where += f" from package {dist.metadata['Name']!r}"
-        try:
-            cls = ep.load()
-        except Exception as exc:  # a plug-in may raise anything on import
-            warnings.warn(
-                f"{where} cannot be loaded and is skipped: {type(exc).__name__}: {exc}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            continue
-        try:
-            name = _check_class(cls, where)
-        except BenchError as exc:
-            warnings.warn(f"{exc}; skipped", RuntimeWarning, stacklevel=3)
-            continue
-        if name != ep.name:
-            warnings.warn(
-                f"{where} is skipped: the entry-point name must equal the class's name "
-                f"attribute {name!r}",
-                RuntimeWarning,
-                stacklevel=3,
-            )
-            continue
-        other = taken.get(name) or found.get(name)
+        return "" if dist is None else str(dist.locate_file(""))
+
+    def classes(self) -> list[tuple[metadata.EntryPoint, type[Method]]]:
+        """(entry point, class) of every plug-in that loads, in entry-point order."""
+        eps = _entry_points()
+        key = tuple((ep.name, ep.value, self._location(ep)) for ep in eps)
+        if key != self._key:
+            loaded = [(ep, _load_entry_point(ep)) for ep in eps]
+            self._loaded = [(ep, cls) for ep, cls in loaded if cls is not None]
+            self._key = key
+        return self._loaded
+
+
+_PLUGINS = _PluginCache()
+
+
+def _load_plugins(taken: dict[str, type[Method]]) -> dict[str, type[Method]]:
+    """The plug-ins of :data:`ENTRY_POINT_GROUP` whose names are free; warn about the others."""
+    found: dict[str, type[Method]] = {}
+    for ep, cls in _PLUGINS.classes():
+        other = taken.get(cls.name) or found.get(cls.name)
         if other is not None and other is not cls:
             warnings.warn(
-                f"{where} is skipped: the name {name!r} is already used by "
+                f"{_where(ep)} is skipped: the name {cls.name!r} is already used by "
                 f"{other.__module__}.{other.__qualname__}",
                 RuntimeWarning,
                 stacklevel=3,
             )
             continue
-        found[name] = cls
+        found[cls.name] = cls
     return found
 
 
@@ -178,6 +223,31 @@ def available_methods() -> dict[str, type[Method]]:
 
 def _unknown(name: str, known: dict[str, type[Method]]) -> BenchError:
     return BenchError(f"unknown method {name!r}; known methods: {', '.join(known) or '(none)'}")
+
+
+def check_methods(names: Sequence[str], *, learning: bool = False) -> dict[str, type[Method]]:
+    """The classes of ``names``, after checking that each is known and can run here (and learns,
+    with ``learning=True``): the method checks ``bench run`` and ``bench train`` share.
+
+    Raises
+    ------
+    BenchError
+        For the first name that is unknown (listing the known ones), cannot run here (saying
+        why), or does not learn when ``learning`` (listing the learning methods).
+    """
+    known = available_methods()
+    for name in names:
+        if name not in known:
+            raise _unknown(name, known)
+        ok, why = known[name].availability()
+        if not ok:
+            raise BenchError(f"method {name!r} is not available here: {why}")
+        if learning and not known[name].learns:
+            learners = [n for n, c in known.items() if c.learns]
+            raise BenchError(
+                f"method {name!r} does not learn; the learning methods are: {', '.join(learners)}"
+            )
+    return {name: known[name] for name in names}
 
 
 def get_method(name: str, **params: Any) -> Method:

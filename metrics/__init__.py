@@ -24,6 +24,7 @@ from metrics.displacement import (
     DisplacementErrorResult,
     displacement_error,
     foreground_mask,
+    mean_displacement_length,
 )
 from metrics.folding import (
     FoldingResult,
@@ -57,6 +58,7 @@ __all__ = [
     "sdlogj",
     "displacement_error",
     "foreground_mask",
+    "mean_displacement_length",
     "FOREGROUND_MARGIN_MM",
     "label_metrics",
     "STATUS_OK",

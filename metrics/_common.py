@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 #: The metric is defined and ``value`` holds it.
 STATUS_OK = "ok"

@@ -40,6 +40,15 @@ def dice(
     ------
     BenchError
         Different shapes, a non-boolean array without ``label``, a boolean array with ``label``.
+
+    Examples
+    --------
+    >>> fixed = np.zeros((4, 4), np.int16)
+    >>> fixed[1:3, 1:3] = 1
+    >>> warped = np.zeros((4, 4), np.int16)
+    >>> warped[1:3, 1:4] = 1
+    >>> dice(fixed, warped, label=1)  # 2 * 4 / (4 + 6)
+    MetricValue(value=0.8, status='ok', unit='1')
     """
     a = as_mask(fixed, label=label, name="fixed")
     b = as_mask(warped, label=label, name="warped")

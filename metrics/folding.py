@@ -7,7 +7,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics._common import (
     NAN,
     STATUS_EMPTY_MASK,
@@ -108,6 +108,13 @@ def folding_percentage(
     ------
     BenchError
         Bad field shape or non-finite values, bad spacing, mask of another shape.
+
+    Examples
+    --------
+    >>> u = np.zeros((2, 4, 4))
+    >>> u[0, 2:] = -3.0  # the lower half moves 3 voxels up, past the upper half: a fold
+    >>> folding_percentage(u).count > 0, folding_percentage(np.zeros((2, 4, 4))).percent
+    (True, 0.0)
     """
     det = _determinant(disp, spacing)
     if mask is not None:
@@ -155,6 +162,11 @@ def sdlogj(
     MetricValue
         Unit ``"1"``, ``>= 0``. An all-zero field (det = 1 everywhere) and any affine field give 0.
         An empty mask gives NaN with status ``"empty-mask"``.
+
+    Examples
+    --------
+    >>> sdlogj(np.zeros((2, 4, 4)))  # an affine field has a constant Jacobian
+    MetricValue(value=0.0, status='ok', unit='1')
     """
     det = _determinant(disp, spacing)
     if mask is not None:
@@ -204,6 +216,11 @@ def folding_forward_percentage(
         ``percent`` in ``[0, 100]``, ``count`` of cells with ``det <= 0``, ``n_voxels`` cells
         evaluated. An empty mask (or a grid with an axis of length 1) gives NaN with
         ``"empty-mask"``. Computed in float64.
+
+    Examples
+    --------
+    >>> folding_forward_percentage(np.zeros((2, 4, 4)))  # 3 x 3 cells
+    FoldingResult(percent=0.0, count=0, n_voxels=9, status='ok')
     """
     u = check_field(disp, name="disp").astype(np.float64)
     nd = u.ndim - 1

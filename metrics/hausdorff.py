@@ -9,7 +9,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics._common import (
     NAN,
     STATUS_OK,
@@ -164,6 +164,13 @@ def hausdorff_distance(
     BenchError
         Shape mismatch, bad spacing, ``percentile`` outside ``(0, 100]``, unknown
         ``percentile_mode``, ``connectivity`` outside ``1..ndim``, mask/label mix-ups.
+
+    Examples
+    --------
+    >>> square = np.pad(np.ones((2, 2), np.int16), 1)  # 4 x 4, labels in the middle
+    >>> wider = np.pad(np.ones((2, 3), np.int16), ((1, 1), (1, 0)))  # one more column along j
+    >>> hausdorff_distance(square, wider, label=1, spacing=(1.0, 2.0)).hd  # one voxel of 2 mm
+    MetricValue(value=2.0, status='ok', unit='mm')
     """
     if percentile_mode not in PERCENTILE_MODES:
         raise BenchError(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import percentile_normalize
 from metrics._common import (
     NAN,
     STATUS_CONSTANT_IMAGE,
@@ -62,7 +62,7 @@ def histogram_nmi(
     The joint histogram counts every (masked) voxel once in one of ``bins x bins`` equal-width
     bins (no Parzen window; the training loss is a different, smooth estimate). With
     ``normalize=True`` each image is first rescaled with
-    :func:`benchmark.normalize.percentile_normalize` (1st/99th percentiles, computed inside
+    :func:`benchmark.core.normalize.percentile_normalize` (1st/99th percentiles, computed inside
     ``mask`` when given, clamped to ``[0, 1)``) and the bins cover ``[0, 1]``; with
     ``normalize=False`` the bins cover each image's own ``[min, max]`` over the masked voxels,
     exactly as ``numpy.histogram2d`` with its default range.
@@ -97,6 +97,15 @@ def histogram_nmi(
     BenchError
         Shape mismatch, non-finite intensities, bad ``bins`` or ``definition``, a mask that is not
         boolean or has another shape.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.random((16, 16))
+    >>> histogram_nmi(image, image)  # identical images: I = H_A = H_B, so I / (H_A + H_B) = 0.5
+    MetricValue(value=0.5, status='ok', unit='1')
+    >>> histogram_nmi(image, rng.random((16, 16))).value < 0.5
+    True
     """
     if definition not in NMI_DEFINITIONS:
         raise BenchError(f"definition: expected one of {NMI_DEFINITIONS}, got {definition!r}")

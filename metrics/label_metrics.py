@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics._common import NAN, STATUS_ABSENT_MOVING, STATUS_LOST, check_same_shape, check_spacing
 from metrics.dice import dice
 from metrics.hausdorff import hausdorff_distance

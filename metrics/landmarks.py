@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics._common import (
     NAN,
     STATUS_NO_LANDMARKS,
@@ -54,6 +54,13 @@ def target_registration_error(
     BenchError
         Point arrays of different or wrong shapes (both printed), non-finite points, points
         outside the grid ``[0, n - 1]`` along an axis.
+
+    Examples
+    --------
+    >>> fixed_points = np.array([[1.0, 1.0]])
+    >>> moving_points = np.array([[2.0, 1.0]])  # one voxel further along i
+    >>> target_registration_error(fixed_points, moving_points, np.zeros((2, 4, 4)), spacing=(2.0, 1.0))
+    MetricValue(value=2.0, status='ok', unit='mm')
     """
     from scipy.ndimage import map_coordinates
 

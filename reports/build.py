@@ -20,7 +20,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from benchmark import __version__
-from benchmark.atomic import write_text
+from benchmark.core.atomic import write_text
+from benchmark.core.numbers import format_p
 from reports import figures, tables
 from reports.cases import load_case_view, select_cases, shown_methods
 from reports.pdf import new_page, report_style, write_pdf, write_png
@@ -357,7 +358,7 @@ def _comparison_section(ctx: Context) -> Section:
 def _metric_ranking_section(ctx: Context) -> Section:
     """Significance ranks per metric and overall with bootstrap stability, Friedman with
     Nemenyi post-hoc and the critical-difference diagram, DSC30."""
-    from benchmark.errors import BenchError
+    from benchmark.core.errors import BenchError
     from benchmark.stats.metric_ranking import SCHEME_NOTE, rank_methods
 
     title = "Ranking across metrics"
@@ -384,7 +385,7 @@ def _metric_ranking_section(ctx: Context) -> Section:
             "metric": friedman["metric"],
             "cases": friedman["n"].astype(str),
             "chi2": [tables.fmt_num(v, 4) for v in friedman["statistic"]],
-            "P": [tables.fmt_p(v) for v in friedman["p"]],
+            "P": [format_p(v) for v in friedman["p"]],
             "CD": [tables.fmt_num(v, 3) for v in friedman["cd"]],
             "average ranks (1 = best)": [
                 ", ".join(f"{k} {v:.2f}" for k, v in ranking.mean_ranks[m].sort_values().items())
@@ -446,8 +447,8 @@ def _loss_section(ctx: Context) -> Section:
             ],
             "n": loss_pairs["n"].astype(str),
             "median a-b": [tables.fmt_num(v) for v in loss_pairs["median_diff"]],
-            "P": [tables.fmt_p(v) for v in loss_pairs["p"]],
-            "P Holm": [tables.fmt_p(v) for v in loss_pairs["p_holm"]],
+            "P": [format_p(v) for v in loss_pairs["p"]],
+            "P Holm": [format_p(v) for v in loss_pairs["p_holm"]],
             "favours": loss_pairs["favours"],
         }
     )
@@ -528,7 +529,7 @@ def _reader_table1_section(ctx: Context) -> Section:
 
 def _readers_vs_metrics_section(ctx: Context) -> Section:
     """Readers' ranks of each ranked case beside the metric-based ranks, Kendall's tau."""
-    from benchmark.errors import BenchError
+    from benchmark.core.errors import BenchError
     from benchmark.stats.readers_vs_metrics import readers_vs_metrics
 
     if ctx.rankings is None:
@@ -545,7 +546,7 @@ def _readers_vs_metrics_section(ctx: Context) -> Section:
         f"Same best method: {tables.fmt_num(100 * summary['share_same_best'], 3)} % of cases; "
         f"mean Kendall tau per case: {tables.fmt_num(summary['mean_tau'], 3)}; "
         f"tau of mean ranks: {tables.fmt_num(summary['tau_overall'], 3)} "
-        f"(P {tables.fmt_p(summary['p_overall'])}).",
+        f"(P {format_p(summary['p_overall'])}).",
     ]
     display = pd.DataFrame(
         {
@@ -694,10 +695,28 @@ def _remove_stale(report: Report, fig_dir: Path, tab_dir: Path) -> None:
                 path.unlink()
 
 
+def _pairwise_display(pairwise: pd.DataFrame) -> pd.DataFrame:
+    """The pairwise preferences of a reader ranking as display strings."""
+    return pd.DataFrame(
+        {
+            "a": pairwise["a"],
+            "b": pairwise["b"],
+            "a above b": [
+                f"{a} of {n} ({100 * a / n:.0f}%)" if n else "0 of 0"
+                for a, n in zip(pairwise["a_above_b"], pairwise["n"], strict=True)
+            ],
+            "chi2": [tables.fmt_num(v, 3) for v in pairwise["chi2"]],
+            "P": [format_p(v) for v in pairwise["p"]],
+            "P Holm": [format_p(v) for v in pairwise["p_holm"]],
+            "P sign": [format_p(v) for v in pairwise["p_binomial"]],
+            "P sign Holm": [format_p(v) for v in pairwise["p_binomial_holm"]],
+        }
+    )
+
+
 def _ranking_pages(stats) -> Section:
     """Table 1 (ranks x methods as in the paper), its tests, and the pairwise preferences."""
-    contingency = stats.contingency
-    table1 = contingency.T.copy()
+    contingency, table1 = stats.contingency, stats.contingency.T.copy()
     table1.index = [f"rank {r}" for r in table1.index]
     tests = pd.DataFrame(
         [
@@ -722,21 +741,7 @@ def _ranking_pages(stats) -> Section:
         ]
     )
     display = table1.reset_index().rename(columns={"index": "rank"}).astype(str)
-    pair_display = pd.DataFrame(
-        {
-            "a": stats.pairwise["a"],
-            "b": stats.pairwise["b"],
-            "a above b": [
-                f"{a} of {n} ({100 * a / n:.0f}%)" if n else "0 of 0"
-                for a, n in zip(stats.pairwise["a_above_b"], stats.pairwise["n"], strict=True)
-            ],
-            "chi2": [tables.fmt_num(v, 3) for v in stats.pairwise["chi2"]],
-            "P": [tables.fmt_p(v) for v in stats.pairwise["p"]],
-            "P Holm": [tables.fmt_p(v) for v in stats.pairwise["p_holm"]],
-            "P sign": [tables.fmt_p(v) for v in stats.pairwise["p_binomial"]],
-            "P sign Holm": [tables.fmt_p(v) for v in stats.pairwise["p_binomial_holm"]],
-        }
-    )
+    pair_display = _pairwise_display(stats.pairwise)
     test_display = pd.DataFrame(
         {
             "test": [
@@ -750,7 +755,7 @@ def _ranking_pages(stats) -> Section:
                 f"{stats.kendall_w:.3f}",
             ],
             "dof": [str(stats.dof), str(len(stats.methods) - 1), ""],
-            "P": [tables.fmt_p(stats.p), tables.fmt_p(stats.friedman_p), ""],
+            "P": [format_p(stats.p), format_p(stats.friedman_p), ""],
         }
     )
     blocks = [

@@ -19,8 +19,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement, read_image
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement, read_image
+from metrics.displacement import mean_displacement_length
 from reports.runfolder import RunFolder
 
 log = logging.getLogger(__name__)
@@ -97,8 +98,7 @@ def select_cases(run: RunFolder, n: int, *, progress: bool = True) -> tuple[pd.D
         for m in methods:
             f = run.pair_dir(m, p.fold, p.case, p.pair) / "displacement.nii.gz"
             if f.is_file():
-                u, _ = read_displacement(f)
-                lengths.append(float(np.sqrt((u.astype(np.float64) ** 2).sum(axis=0)).mean()))
+                lengths.append(mean_displacement_length(read_displacement(f)[0]))
         scores.append(float(np.mean(lengths)) if lengths else np.nan)
     table = pairs[["fold", "case", "pair"]].copy()
     table["score"] = scores

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 
 def dvf_rgba(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
-from benchmark.atomic import atomic_path
+from benchmark.core.atomic import atomic_path
 
 A4_PORTRAIT = (8.27, 11.69)  # inches
 A4_LANDSCAPE = (11.69, 8.27)

@@ -21,20 +21,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PAIRS_TABLE_COLUMNS, read_pairs_table
 from benchmark.stats.results import check_results, ordered, read_results
 
 DATE_KEYS = ("started_first", "started", "created", "finished", "date")
-PAIR_COLUMNS = (
-    "fold",
-    "case",
-    "pair",
-    "fixed",
-    "moving",
-    "fixed_labels",
-    "moving_labels",
-    "displacement",
-)
 
 
 @dataclass
@@ -50,7 +41,7 @@ class RunFolder:
     folds : dict
         ``folds.json`` (empty when absent).
     pairs : DataFrame
-        ``pairs.csv`` (columns :data:`PAIR_COLUMNS`; empty path cells are ``""``).
+        ``pairs.csv`` (:func:`benchmark.core.pairs.read_pairs_table`; empty path cells are ``""``).
     results : DataFrame
         The tidy results: ``results.csv``, plus the rows of every ``result.json`` whose
         (method, fold, case, pair) it lacks (an interrupted run); all ``result.json`` rows when
@@ -141,16 +132,9 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     run = _read_json(path / "run.json") if (path / "run.json").is_file() else {}
     folds = _read_json(path / "folds.json") if (path / "folds.json").is_file() else {}
     if (path / "pairs.csv").is_file():
-        try:
-            pairs = pd.read_csv(path / "pairs.csv", dtype=str, keep_default_na=False)
-        except Exception as exc:
-            raise BenchError(f"{path / 'pairs.csv'}: cannot read ({exc})") from exc
-        for col in PAIR_COLUMNS:
-            if col not in pairs.columns:
-                pairs[col] = ""
-        pairs["fold"] = pd.to_numeric(pairs["fold"], errors="coerce").fillna(-1).astype(int)
+        pairs = read_pairs_table(path / "pairs.csv")
     else:
-        pairs = pd.DataFrame({c: pd.Series(dtype=str) for c in PAIR_COLUMNS})
+        pairs = pd.DataFrame({c: pd.Series(dtype=str) for c in PAIRS_TABLE_COLUMNS})
     notes_source = None
     pair_rows = _rows_from_result_json(path)
     if not pair_rows.empty:

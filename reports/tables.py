@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from benchmark.core.numbers import format_p
 from reports.pdf import new_page
 
 ROW_HEIGHT = 0.16  # inches per table row at FONT_SIZE
@@ -23,13 +24,6 @@ def fmt_num(value: float, digits: int = 4) -> str:
     if value is None or not math.isfinite(float(value)):
         return "NaN"
     return f"{float(value):.{digits}g}"
-
-
-def fmt_p(p: float) -> str:
-    """A P value as ``0.032``, ``<0.001`` or ``n/a``."""
-    if p is None or not math.isfinite(float(p)):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def summary_display(summary: pd.DataFrame) -> dict[tuple[str, str], pd.DataFrame]:
@@ -71,8 +65,8 @@ def comparisons_display(comparisons: pd.DataFrame) -> dict[tuple[str, str], pd.D
                 "NaN": g["n_nan"].astype(int).astype(str),
                 "median a-b": [fmt_num(v) for v in g["median_diff"]],
                 "W": [fmt_num(v) for v in g["statistic"]],
-                "P": [fmt_p(v) for v in g["p"]],
-                "P Holm": [fmt_p(v) for v in g["p_holm"]],
+                "P": [format_p(v) for v in g["p"]],
+                "P Holm": [format_p(v) for v in g["p_holm"]],
                 "favours": g["favours"],
             }
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.images import write_displacement, write_image
+from benchmark.core.images import write_displacement, write_image
 
 GROUPS = ("DCM", "HCM", "MINF", "NOR", "RV")
 

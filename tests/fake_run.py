@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from benchmark.images import write_displacement, write_image
+from benchmark.core.images import write_displacement, write_image
 
 METHODS = ("identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc")
 LABELS = {"RV": 1, "LVm": 2, "LVb": 3}

@@ -26,7 +26,7 @@ import yaml
 from scipy.ndimage import gaussian_filter
 
 from benchmark.cli import main
-from benchmark.images import write_image
+from benchmark.core.images import write_image
 
 LABELS = {"a": 1, "b": 2}
 SHAPE = (12, 10, 4)
@@ -653,8 +653,8 @@ def test_outlier_voxel_is_clipped_by_the_harness(tmp_path, capsys, caplog, clean
 
 
 def test_labels_are_never_rounded_when_loaded(tmp_path):
-    from benchmark.errors import BenchError
-    from benchmark.pairs import read_labels
+    from benchmark.core.errors import BenchError
+    from benchmark.core.pairs import read_labels
 
     path = tmp_path / "lab.nii.gz"
     write_image(path, np.full((3, 3, 2), 1.5, np.float32), AFFINE)
@@ -679,7 +679,7 @@ def test_shipped_manifest_presets_pass_the_settings_check(name):
 
 
 def test_settings_combination_names_the_settings(tmp_path):
-    from benchmark.errors import ValidationError
+    from benchmark.core.errors import ValidationError
     from benchmark.runner.preflight import check_settings
 
     ds = make_dataset(tmp_path / "data")
@@ -722,8 +722,8 @@ def test_nifti_reader_over_random_headers(
 ):
     """Any header: either a consistent image (finite affine, positive spacing = the affine's
     column norms, the sform when one is set) or the project's error; never anything else."""
-    from benchmark.errors import BenchError
-    from benchmark.images import read_image
+    from benchmark.core.errors import BenchError
+    from benchmark.core.images import read_image
 
     path = tmp_path / "random.nii.gz"
     array = np.arange(int(np.prod(shape)), dtype=np.float32).reshape(shape)
@@ -752,7 +752,7 @@ def test_nifti_reader_over_random_headers(
 
 def test_outlier_bounds_match_the_clipping_for_integer_images():
     """Integer files are clipped (after the float32 cast on load) exactly when validation warns."""
-    from benchmark.normalize import clip_outliers, outlier_bounds
+    from benchmark.core.normalize import clip_outliers, outlier_bounds
 
     rng = np.random.default_rng(3)
     ints = rng.integers(0, 1000, (10, 10, 4)).astype(np.int32)

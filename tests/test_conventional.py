@@ -13,10 +13,10 @@ from scipy import ndimage
 from test_method_contract import blob_image, foreground_interior
 
 from benchmark.cli import main
-from benchmark.errors import BenchError
-from benchmark.images import Image
-from benchmark.normalize import percentile_normalize
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.images import Image
+from benchmark.core.normalize import percentile_normalize
+from benchmark.core.pairs import RegistrationPair
 from methods.ants_syn import AntsSyN, registration_args
 from methods.base import RegistrationFailed
 from methods.greedy import Greedy, greedy_command, usable_levels

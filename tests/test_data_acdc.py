@@ -10,9 +10,9 @@ import pytest
 from acdc_lookalike import GROUPS, acdc_patients, make_acdc
 
 from benchmark.cli import main
+from benchmark.core.errors import ValidationError
 from benchmark.data.loaders.acdc import parse_info_cfg, patients_folder
 from benchmark.data.manifest import load_manifest
-from benchmark.errors import ValidationError
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ from acdc_lookalike import make_acdc, make_dce
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmark.core.errors import BenchError, ValidationError
+from benchmark.core.images import write_image
+from benchmark.core.pairs import PairSpec
 from benchmark.data import folds as F
 from benchmark.data.manifest import (
     demo_cache_path,
@@ -23,9 +26,6 @@ from benchmark.data.manifest import (
     known_manifests,
     load_manifest,
 )
-from benchmark.errors import BenchError, ValidationError
-from benchmark.images import write_image
-from benchmark.pairs import PairSpec
 
 SHIPPED = ("acdc", "dce", "demo-acdc", "demo-dce")
 PRESET_KEYS = {"iterations", "batch_size", "patch_size", "unet_factors", "poolnet_grid"}

@@ -10,10 +10,10 @@ import yaml
 from acdc_lookalike import acdc_patients, affine_for, label_map, make_acdc, make_dce
 
 from benchmark.cli import main
+from benchmark.core.errors import ValidationError
+from benchmark.core.images import read_image, write_displacement, write_image
 from benchmark.data.manifest import load_manifest
 from benchmark.data.validate import validate
-from benchmark.errors import ValidationError
-from benchmark.images import read_image, write_displacement, write_image
 
 
 def _frame(root: Path, case: str, phase: str, gt: bool = False) -> Path:

@@ -15,13 +15,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.ndimage import map_coordinates
 
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement, read_image
 from benchmark.data.demo import DEMOS, MARKER, generate
 from benchmark.data.demo import acdc as demo_acdc
 from benchmark.data.demo import dce as demo_dce
 from benchmark.data.demo.deform import GaussianBumps, invert_map
 from benchmark.data.demo.phantom import FourierField, grid_points
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement, read_image
 
 ACDC_CASES = 2
 DCE_CASES = 2

@@ -12,9 +12,9 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 from test_method_contract import blob_image, foreground_interior
 
-from benchmark.errors import BenchError
-from benchmark.images import Image, read_image, write_image
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.images import Image, read_image, write_image
+from benchmark.core.pairs import RegistrationPair
 from methods.base import RegistrationFailed
 from methods.elastix import Elastix
 from methods.elastix.conversion import (

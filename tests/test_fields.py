@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from benchmark.cli import main
-from benchmark.errors import BenchError
-from benchmark.images import Image, write_displacement
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.images import Image, write_displacement
+from benchmark.core.pairs import RegistrationPair
 from methods import registry
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.fields import (

@@ -9,8 +9,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from benchmark.errors import BenchError
-from benchmark.images import (
+from benchmark.core.errors import BenchError
+from benchmark.core.images import (
     Image,
     _read_itk,
     read_displacement,

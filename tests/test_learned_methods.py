@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
+from benchmark.core.errors import BenchError
 from benchmark.data.manifest import load_manifest
-from benchmark.errors import BenchError
 from benchmark.runner.scoring import warp_pair
 from methods.registry import get_method
 from metrics import dice

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.losses import BendingEnergy, bending_energy, bspline_bending_energy
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.losses import NMILoss, nmi_loss, nmi_loss_dense, parzen_joint_histogram
 from methods.losses.nmi import TRUNCATION_TOL, entropy_terms, window_size
 

@@ -15,8 +15,8 @@ import json
 import numpy as np
 import pytest
 
-from benchmark.images import Image
-from benchmark.pairs import RegistrationPair
+from benchmark.core.images import Image
+from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationResult
 from methods.registry import available_methods, get_method
 

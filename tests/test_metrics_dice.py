@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics import (
     STATUS_ABSENT_BOTH,
     STATUS_ABSENT_FIXED,

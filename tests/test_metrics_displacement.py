@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics import STATUS_EMPTY_MASK, STATUS_NO_GROUND_TRUTH, STATUS_OK, displacement_error
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics import STATUS_EMPTY_MASK, STATUS_OK, folding_percentage, sdlogj
 
 SPACING = (1.5, 0.8, 3.0)

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.distance import cdist
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from metrics import (
     STATUS_ABSENT_BOTH,
     STATUS_ABSENT_FIXED,

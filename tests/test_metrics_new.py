@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
-from benchmark.landmarks import corresponding_landmarks, read_landmarks, write_landmarks
+from benchmark.core.errors import BenchError
+from benchmark.core.landmarks import corresponding_landmarks, read_landmarks, write_landmarks
 from metrics import (
     STATUS_ABSENT_MOVING,
     STATUS_LOST,
@@ -171,8 +171,8 @@ def test_demo_landmarks_follow_the_ground_truth(tmp_path):
 
 
 def _pair():
-    from benchmark.images import Image
-    from benchmark.pairs import RegistrationPair
+    from benchmark.core.images import Image
+    from benchmark.core.pairs import RegistrationPair
 
     rng = np.random.default_rng(0)
     labels = np.zeros((16, 16, 4), np.int16)
@@ -195,7 +195,8 @@ def _pair():
 
 
 def test_scoring_reports_lost_structures_foreground_error_tre_and_failures():
-    from benchmark.runner.scoring import METRIC_UNITS, failure_rows, score_pair
+    from benchmark.runner.scoring import failure_rows, score_pair
+    from metrics.catalog import METRIC_UNITS
 
     pair = _pair()
     disp = np.zeros((3, 16, 16, 4), np.float32)
@@ -226,8 +227,14 @@ def test_scoring_reports_lost_structures_foreground_error_tre_and_failures():
 def test_every_scored_metric_has_a_unit_a_convention_a_direction_and_a_docs_row():
     from pathlib import Path
 
-    from benchmark.runner.scoring import METRIC_CONVENTIONS, METRIC_UNITS
-    from benchmark.stats.results import BEFORE_METRICS, HIGHER_IS_BETTER, LOWER_IS_BETTER, METRICS
+    from metrics.catalog import (
+        BEFORE_METRICS,
+        HIGHER_IS_BETTER,
+        LOWER_IS_BETTER,
+        METRIC_CONVENTIONS,
+        METRIC_UNITS,
+        METRICS,
+    )
 
     assert tuple(METRIC_UNITS) == METRICS == tuple(METRIC_CONVENTIONS)
     for metric in METRICS:
@@ -237,3 +244,19 @@ def test_every_scored_metric_has_a_unit_a_convention_a_direction_and_a_docs_row(
     assert {
         line.split("|")[1].strip(" `") for line in table.splitlines() if line.startswith("| `")
     } == set(METRICS)
+
+
+def test_the_metric_catalog_agrees_with_the_docs_table():
+    from pathlib import Path
+
+    from metrics.catalog import METRIC_TABLE
+
+    docs = (Path(__file__).parents[1] / "docs" / "conventions.md").read_text()
+    table = docs[docs.index("## Metrics") : docs.index("## Statistics")]
+    rows = {
+        cells[1].strip(" `"): (cells[2].strip(), cells[3].strip())
+        for cells in (line.split("|") for line in table.splitlines() if line.startswith("| `"))
+    }
+    assert rows == {
+        name: (info.unit, info.better or "-") for name, info in METRIC_TABLE.items()
+    }

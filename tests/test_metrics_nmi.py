@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import percentile_normalize
 from metrics import STATUS_CONSTANT_IMAGE, STATUS_EMPTY_MASK, STATUS_OK, histogram_nmi
 
 

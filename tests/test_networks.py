@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.networks import PoolNet, UNet, build_network, network_settings
 from methods.networks.blocks import crop, level_factors, pad_to_multiple
 from methods.networks.poolnet import (

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from benchmark.errors import BenchError
-from benchmark.normalize import ONE_BELOW, percentile_normalize
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import ONE_BELOW, percentile_normalize
 
 
 def reference(x: np.ndarray, mask=None, lower=1.0, upper=99.0) -> np.ndarray:

@@ -31,8 +31,8 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from benchmark.cli import main
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement, read_image
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement, read_image
 from benchmark.reader_study import auth, db
 from benchmark.reader_study.app import create_app
 from benchmark.reader_study.export import rankings_table

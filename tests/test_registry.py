@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from benchmark.cli import main
-from benchmark.errors import BenchError
-from benchmark.images import Image
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.images import Image
+from benchmark.core.pairs import RegistrationPair
 from methods import registry
 from methods.base import Method, RegistrationResult, check_result
 from methods.registry import available_methods, get_method, register_method, resolve_methods

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from pypdf import PdfReader
 
 from benchmark.cli import main
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement
 from reports.build import SECTION_TITLES, build_report
 from reports.cases import select_cases
 from reports.dvf_colour import dvf_rgba

@@ -14,9 +14,10 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data.manifest import load_manifest
-from benchmark.runner.run import RESULT_COLUMNS, run_benchmark
+from benchmark.runner.run import run_benchmark
 from methods.base import Method, RegistrationFailed
 from methods.registry import available_methods
+from metrics.catalog import RESULT_COLUMNS
 
 QUICK = ["--set", "iterations=4", "--set", "batch_size=1", "--set", "patch_size=32,32,4"]
 

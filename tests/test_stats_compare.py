@@ -14,7 +14,7 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from benchmark.cli import main
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.stats.comparisons import compare_methods, nmi_vs_ncc, summarize_metrics
 from benchmark.stats.multitest import holm
 from benchmark.stats.results import read_results

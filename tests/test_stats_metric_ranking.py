@@ -14,7 +14,7 @@ from fake_run import make_fake_run
 from scipy import stats
 
 from benchmark.cli import main
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.stats.metric_ranking import _holm_rows, dsc30, friedman_posthoc, rank_methods
 from benchmark.stats.multitest import holm
 from benchmark.stats.readers_vs_metrics import readers_vs_metrics

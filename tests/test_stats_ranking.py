@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from benchmark.cli import main
-from benchmark.errors import BenchError, ValidationError
+from benchmark.core.errors import BenchError, ValidationError
 from benchmark.stats.ranking import (
     analyze_rankings,
     friedman,

@@ -5,9 +5,9 @@ import pytest
 import torch
 from scipy import ndimage
 
-from benchmark.errors import BenchError
-from benchmark.images import write_image
-from benchmark.pairs import PairSpec
+from benchmark.core.errors import BenchError
+from benchmark.core.images import write_image
+from benchmark.core.pairs import PairSpec
 from methods.training import trainer as trainer_module
 from methods.training.config import TrainingConfig, make_config, parse_overrides
 from methods.training.patches import PatchSampler

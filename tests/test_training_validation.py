@@ -8,8 +8,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from benchmark.images import write_image
-from benchmark.pairs import PairSpec
+from benchmark.core.images import write_image
+from benchmark.core.pairs import PairSpec
 from methods.training import trainer as trainer_module
 from methods.training.config import TrainingConfig
 from methods.training.trainer import read_model_info, train, validation_iterations

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.transforms import (
     BSplineFFD,
     bspline_ffd,

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.transforms import Warp, sample_positions, warp, warp_array
 
 MODES = ("linear", "bspline", "nearest")

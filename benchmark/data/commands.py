@@ -8,7 +8,7 @@ import logging
 import sys
 from pathlib import Path
 
-from benchmark.errors import BenchError, ValidationError
+from benchmark.core.errors import BenchError, ValidationError
 
 log = logging.getLogger(__name__)
 

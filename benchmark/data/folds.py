@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.pairs import PairSpec
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PairSpec
 
 log = logging.getLogger(__name__)
 

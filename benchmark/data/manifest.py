@@ -41,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from benchmark.errors import BenchError, ValidationError
-from benchmark.pairs import PairSpec
+from benchmark.core.errors import BenchError, ValidationError
+from benchmark.core.pairs import PairSpec
 
 if TYPE_CHECKING:
     from benchmark.data.folds import Fold
@@ -148,7 +148,7 @@ class Manifest:
         ``demo cache``), for messages and ``run.json``.
     landmarks : str or None
         File-name pattern of each image's landmark CSV in the image's folder, ``{stem}`` standing
-        for the image name without suffix (:func:`benchmark.landmarks.landmark_path`). A pair gets
+        for the image name without suffix (:func:`benchmark.core.landmarks.landmark_path`). A pair gets
         landmarks (and the ``tre_mm`` metric) when both its images have such a file.
     """
 
@@ -187,7 +187,7 @@ class Manifest:
         """``spec`` with its landmark files when both images have one (``landmarks:`` pattern)."""
         import dataclasses
 
-        from benchmark.landmarks import landmark_path
+        from benchmark.core.landmarks import landmark_path
 
         assert self.landmarks is not None
         files = [landmark_path(p, self.landmarks) for p in (spec.fixed, spec.moving)]

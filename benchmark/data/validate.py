@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.atomic import write_text
+from benchmark.core.atomic import write_text
+from benchmark.core.errors import BenchError, ValidationError
+from benchmark.core.images import Image, read_displacement, read_image, shear_degrees
+from benchmark.core.normalize import OUTLIER_FACTOR, outlier_bounds
+from benchmark.core.pairs import PairSpec
 from benchmark.data.manifest import Manifest, cache_dir
-from benchmark.errors import BenchError, ValidationError
-from benchmark.images import Image, read_displacement, read_image, shear_degrees
-from benchmark.normalize import OUTLIER_FACTOR, outlier_bounds
-from benchmark.pairs import PairSpec
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from flask import (
     url_for,
 )
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.reader_study import auth, db, sessions
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")

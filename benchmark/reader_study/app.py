@@ -35,7 +35,7 @@ from typing import Any
 from flask import Flask, Response, current_app, render_template, request
 from flask.globals import request_ctx
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.reader_study import auth, db, sessions
 from benchmark.reader_study.prepare import load_study, panel_tokens
 from benchmark.reader_study.private import check_private

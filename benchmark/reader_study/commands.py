@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.reader_study.prepare import LETTERS
 from benchmark.reader_study.private import FILE_MODE
 

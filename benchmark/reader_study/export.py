@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.reader_study import db
 from benchmark.reader_study.prepare import load_key, load_study
 from benchmark.reader_study.private import write_private

@@ -17,7 +17,7 @@ kept in the database), so neither the seed nor another reader's letters tell whi
 
 Rendering pipeline (identical for every method): the moving image is warped onto the fixed grid
 from the method's displacement field with the harness's shared warp
-(:func:`methods.transforms.warp_array`, cubic B-spline, border padding), the subtraction image is
+(:func:`methods.transforms.warp.warp_image`, cubic B-spline, border padding), the subtraction image is
 ``warped - fixed``, and all panels of a case (fixed, moving, moving - fixed, each warped, each
 subtraction) are quantised with one common linear code ``value = offset + q * scale``, ``q``
 uint16, spanning the joint range of all panels of the case. The ``warped.nii.gz`` files of the run
@@ -39,9 +39,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement, read_image
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement, read_image
+from benchmark.core.pairs import read_pairs_table
 from benchmark.reader_study.private import make_private_dir, write_private
+from metrics.displacement import mean_displacement_length
 
 log = logging.getLogger(__name__)
 
@@ -79,18 +81,15 @@ def pair_dir(run_dir: Path, method: str, fold: int, case: str, pair: str) -> Pat
     return run_dir / "pairs" / method / f"fold{int(fold)}" / case / pair
 
 
-def read_pairs_table(run_dir: Path) -> pd.DataFrame:
-    """``RUN_DIR/pairs.csv`` with ``fold`` int and ``key = case/pair``; BenchError if unusable."""
+def read_test_pairs(run_dir: Path) -> pd.DataFrame:
+    """``RUN_DIR/pairs.csv`` (:func:`~benchmark.core.pairs.read_pairs_table`) with
+    ``key = case/pair``; BenchError when it is absent or lists no pair."""
     path = run_dir / "pairs.csv"
     if not path.is_file():
         raise BenchError(f"{path}: pairs.csv not found (is {run_dir} a run folder of `bench run`?)")
-    table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in ("fold", "case", "pair", "fixed", "moving") if c not in table.columns]
-    if missing:
-        raise BenchError(f"{path}: missing column(s) {missing}; have {list(table.columns)}")
+    table = read_pairs_table(path)
     if table.empty:
         raise BenchError(f"{path}: no test pairs")
-    table["fold"] = table["fold"].astype(int)
     table["key"] = table["case"] + "/" + table["pair"]
     return table
 
@@ -121,11 +120,7 @@ def deformation_score(run_dir: Path, row, methods: list[str], *, truth: bool = F
             pair_dir(run_dir, m, row.fold, row.case, row.pair) / "displacement.nii.gz"
             for m in methods
         ]
-    means = []
-    for path in paths:
-        disp, _ = read_displacement(path)
-        means.append(float(np.sqrt((disp.astype(np.float64) ** 2).sum(axis=0)).mean()))
-    return float(np.mean(means))
+    return float(np.mean([mean_displacement_length(read_displacement(p)[0]) for p in paths]))
 
 
 def _has_truth(rows) -> bool:
@@ -192,7 +187,7 @@ def select_cases(
         raise BenchError("--cases and --pairs are exclusive; give one")
     if n_cases is not None and n_cases < 1:
         raise BenchError(f"--cases must be >= 1, got {n_cases}")
-    table = read_pairs_table(run_dir)
+    table = read_test_pairs(run_dir)
     if pair_keys is not None:
         by_key = {r.key: r for r in table.itertuples(index=False)}
         unknown = [k for k in pair_keys if k not in by_key]
@@ -240,7 +235,7 @@ def select_cases(
 def render_case(run_dir: Path, row, methods: list[str]) -> CasePanels:
     """Render the fixed, warped and subtraction panels of one pair for every method, all through
     the same pipeline (see the module docstring)."""
-    from methods.transforms import warp_array
+    from methods.transforms.warp import warp_image
 
     fixed_img = read_image(row.fixed)
     moving_img = read_image(row.moving)
@@ -261,9 +256,7 @@ def render_case(run_dir: Path, row, methods: list[str]) -> CasePanels:
                 f"{path}: field of shape {disp.shape}, expected "
                 f"{(fixed.ndim, *fixed.shape)} for fixed image {row.fixed}"
             )
-        w = warp_array(
-            moving, disp.astype(np.float64), spacing=spacing, mode="bspline", padding="border"
-        ).astype(np.float64)
+        w = warp_image(moving, disp.astype(np.float64), spacing=spacing).astype(np.float64)
         warped[m] = w
         subtraction[m] = w - fixed
     if fixed.ndim == 2:

@@ -12,8 +12,8 @@ import os
 import stat
 from pathlib import Path
 
-from benchmark.atomic import atomic_path
-from benchmark.errors import BenchError
+from benchmark.core.atomic import atomic_path
+from benchmark.core.errors import BenchError
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600

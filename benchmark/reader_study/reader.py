@@ -26,7 +26,7 @@ from flask import (
 )
 from werkzeug.wsgi import wrap_file
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.reader_study import auth, db, sessions
 from benchmark.reader_study.app import TOKEN_RE, get_study
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 
 class SerialExecutor(cf.Executor):

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmark.errors import BenchError
-from benchmark.images import read_displacement
-from benchmark.pairs import DISPLACEMENT_FILE, PairSpec
+from benchmark.core.errors import BenchError
+from benchmark.core.images import read_displacement
+from benchmark.core.pairs import DISPLACEMENT_FILE, PairSpec
 from benchmark.runner.pair_job import RESULT_FILE, pair_folder
 
 __all__ = ["FORMATS", "export_fields", "export_command"]

@@ -13,10 +13,10 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.atomic import write_text
-from benchmark.errors import BenchError
-from benchmark.images import write_displacement, write_image
-from benchmark.pairs import DISPLACEMENT_FILE, PairSpec
+from benchmark.core.atomic import write_text
+from benchmark.core.errors import BenchError
+from benchmark.core.images import write_displacement, write_image
+from benchmark.core.pairs import DISPLACEMENT_FILE, PairSpec
 from methods.base import Method, check_result
 
 log = logging.getLogger(__name__)

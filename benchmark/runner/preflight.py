@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +38,19 @@ def check_out(out: Path) -> None:
             break
 
 
-def select_folds(all_folds: list, folds: Sequence[int] | None) -> list:
-    """The folds named by ``--folds`` (all when None); BenchError for one the dataset lacks."""
+def select_folds(
+    all_folds: list, folds: Sequence[int] | int | None, *, option: str = "--folds"
+) -> list:
+    """The folds named by ``option`` (``--folds``: a list, all when None; ``--fold``: one
+    index); BenchError naming the value when the dataset lacks a fold."""
     indices = [f.index for f in all_folds]
-    selected = list(indices) if folds is None else list(folds)
-    bad = [f for f in selected if f not in indices]
-    if bad:
-        raise BenchError(f"--folds {bad}: the dataset has folds {indices}")
+    if isinstance(folds, int):
+        selected, shown = [folds], folds
+    else:
+        selected = list(indices) if folds is None else list(folds)
+        shown = [f for f in selected if f not in indices]
+    if any(f not in indices for f in selected):
+        raise BenchError(f"{option} {shown}: the dataset has folds {indices}")
     return [f for f in all_folds if f.index in selected]
 
 
@@ -91,7 +97,7 @@ def check_settings(manifest, preset: str, overrides: dict[str, Any] | None) -> N
     Checked whether or not a learning method runs, so that a typo never waits for the first
     network to train (or passes unnoticed). Messages name the manifest key or ``--set``.
     """
-    from benchmark.errors import ValidationError
+    from benchmark.core.errors import ValidationError
     from methods.training.config import PRESETS
 
     problems: list[str] = []
@@ -103,6 +109,30 @@ def check_settings(manifest, preset: str, overrides: dict[str, Any] | None) -> N
         problems += _layer_problems(preset, manifest.presets.get(preset, {}), overrides, "--set ")
     if problems:
         raise ValidationError("training settings", problems)
+
+
+def check_options(
+    manifest,
+    method_names: Sequence[str],
+    *,
+    preset: str,
+    folds: Sequence[int] | int | None,
+    overrides: dict[str, Any] | None,
+    fold_option: str = "--folds",
+    learning: bool = False,
+) -> tuple[list, dict[str, type]]:
+    """The checks of methods, settings and folds that ``bench run`` and ``bench train`` share.
+
+    Methods: known and runnable here, and learning ones when ``learning``
+    (:func:`methods.registry.check_methods`); settings: :func:`check_settings`; folds:
+    :func:`select_folds` with ``fold_option`` in its message. Returns the selected folds and the
+    method classes by name.
+    """
+    from methods.registry import check_methods
+
+    classes = check_methods(method_names, learning=learning)
+    check_settings(manifest, preset, overrides)
+    return select_folds(manifest.folds(), folds, option=fold_option), classes
 
 
 def preflight(
@@ -117,19 +147,18 @@ def preflight(
 ) -> list:
     """Check everything ``run_benchmark`` is about to use; return the selected folds.
 
-    Order: options (``--jobs``, ``--out``), settings, folds, then the files of the pairs the run
-    uses (test pairs of the selected folds, and their training/validation pairs when a learning
-    method runs). Raises :class:`BenchError` / :class:`ValidationError` before any work.
+    Order: options (``--jobs``, ``--out``), methods, settings, folds (:func:`check_options`),
+    then the files of the pairs the run uses (test pairs of the selected folds, and their
+    training/validation pairs when a learning method runs). Raises :class:`BenchError` / :class:`ValidationError` before any work.
     """
     from benchmark.data.validate import check_before_run
-    from methods.registry import available_methods
 
     check_jobs(jobs)
     check_out(Path(out))
-    check_settings(manifest, preset, overrides)
-    chosen = select_folds(manifest.folds(), folds)
-    known = available_methods()
-    learns = any(known[m].learns for m in method_names if m in known)
+    chosen, classes = check_options(
+        manifest, method_names, preset=preset, folds=folds, overrides=overrides
+    )
+    learns = any(cls.learns for cls in classes.values())
     pairs = {}
     for fold in chosen:
         for spec in fold.test + (fold.train + fold.val if learns else []):

@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from benchmark import __version__
-from benchmark.atomic import atomic_path, write_text
-from benchmark.errors import BenchError
+from benchmark.core.atomic import atomic_path, write_text
+from benchmark.core.errors import BenchError
 from benchmark.runner.pair_job import (
     RESULT_FILE,
     PairJob,
@@ -33,12 +33,11 @@ from benchmark.runner.pair_job import (
     read_result,
     run_pair_job,
 )
-from benchmark.runner.scoring import METHOD_CONVENTIONS, METRIC_CONVENTIONS, METRIC_UNITS
+from benchmark.runner.scoring import METHOD_CONVENTIONS
+from metrics.catalog import METRIC_CONVENTIONS, METRIC_UNITS, RESULT_COLUMNS
 
 log = logging.getLogger(__name__)
 
-#: The first columns of ``results.csv``, in order (``docs/conventions.md``).
-RESULT_COLUMNS = ("method", "fold", "case", "pair", "structure", "metric", "value", "unit", "status")
 #: ``validation.csv`` of a run folder: each trained model's validation score (``docs/conventions.md``).
 VALIDATION_FILE = "validation.csv"
 VALIDATION_COLUMNS = (

@@ -11,48 +11,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from benchmark.pairs import RegistrationPair
-from metrics.displacement import FOREGROUND_MARGIN_MM
+from benchmark.core.pairs import RegistrationPair
+from metrics.catalog import IMAGE, LABEL_METRICS, METRIC_UNITS
 
-#: The metrics of ``results.csv`` in report order, with their units.
-METRIC_UNITS: dict[str, str] = {
-    "dice_before": "1",
-    "dice": "1",
-    "hd": "mm",
-    "hd95": "mm",
-    "nmi_before": "1",
-    "nmi": "1",
-    "folding_pct": "%",
-    "folding_fwd_pct": "%",
-    "sdlogj": "1",
-    "disp_error_mm": "mm",
-    "disp_error_grid_mm": "mm",
-    "tre_mm": "mm",
-    "runtime_s": "s",
-}
-LABEL_METRICS = ("dice_before", "dice", "hd", "hd95")
-
-#: How each metric is computed, in one line each; written into ``run.json`` (``conventions``) and
-#: tabulated with the edge cases in ``docs/conventions.md``.
-METRIC_CONVENTIONS: dict[str, str] = {
-    "dice_before": "Dice of fixed and unwarped moving labels (the 'no registration' value)",
-    "dice": "Dice of fixed and warped labels (nearest neighbour); 0 with status label-lost when "
-    "the warp removed a structure present in fixed and moving",
-    "hd": "Hausdorff distance of label surfaces, mm",
-    "hd95": "95th percentile of the directed surface distances (max of both directions), mm",
-    "nmi_before": "histogram NMI (64 bins) of fixed and moving, percentile-normalised, in the mask",
-    "nmi": "histogram NMI (64 bins) of fixed and warped, percentile-normalised, in the mask",
-    "folding_pct": "% voxels with Jacobian determinant <= 0, central differences (blind to "
-    "voxel-scale folding), whole grid",
-    "folding_fwd_pct": "% voxel cells with Jacobian determinant <= 0, forward differences, "
-    "whole grid",
-    "sdlogj": "SD of log(clip(det J, 1e-9, 1e9)), central differences, whole grid",
-    "disp_error_mm": "mean |u - u_true| in the foreground: the dataset mask, else the fixed "
-    f"labels dilated by {FOREGROUND_MARGIN_MM:g} mm",
-    "disp_error_grid_mm": "mean |u - u_true| over the whole grid (background included)",
-    "tre_mm": "mean distance of mapped fixed landmarks to moving landmarks, mm (u linear)",
-    "runtime_s": "wall-clock seconds of the method's register() call",
-}
 #: Training-side conventions of the methods, recorded beside the metrics in ``run.json``.
 METHOD_CONVENTIONS: dict[str, str] = {
     "ncc": "networks trained with NCC use one global NCC per patch (VoxelMorph uses a local "
@@ -64,15 +25,12 @@ METHOD_CONVENTIONS: dict[str, str] = {
 
 def warp_pair(pair: RegistrationPair, disp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """``(warped image float32, warped labels or None)`` of the pair's moving image and labels."""
-    from methods.transforms import warp_array
+    from methods.transforms.warp import warp_image, warp_labels
 
-    spacing = pair.spacing
-    warped = warp_array(pair.moving.array, disp, spacing=spacing, mode="bspline", padding="border")
+    warped = warp_image(pair.moving.array, disp, spacing=pair.spacing)
     warped_labels = None
     if pair.moving_labels is not None:
-        warped_labels = warp_array(
-            pair.moving_labels.array, disp, spacing=spacing, mode="nearest", padding="zeros"
-        )
+        warped_labels = warp_labels(pair.moving_labels.array, disp, spacing=pair.spacing)
     return warped, warped_labels
 
 
@@ -94,7 +52,8 @@ def score_pair(
     is one); ``folding_pct`` (central differences), ``folding_fwd_pct`` (forward differences)
     and ``sdlogj`` are over the whole fixed grid; ``disp_error_mm`` (in the foreground, see
     :func:`metrics.foreground_mask`) and ``disp_error_grid_mm`` (whole grid) only when the pair
-    has a ground truth; ``tre_mm`` only when it has landmarks. See :data:`METRIC_CONVENTIONS`.
+    has a ground truth; ``tre_mm`` only when it has landmarks. See
+    :data:`metrics.catalog.METRIC_CONVENTIONS`.
     """
     from metrics import (
         STATUS_NO_FOREGROUND,
@@ -112,7 +71,7 @@ def score_pair(
     spacing = pair.spacing
     rows: list[dict] = []
 
-    def add(metric: str, value: float, status: str = "ok", structure: str = "image") -> None:
+    def add(metric: str, value: float, status: str = "ok", structure: str = IMAGE) -> None:
         rows.append(
             {
                 "structure": structure,
@@ -181,7 +140,7 @@ def failure_rows(labels: Mapping[str, int], reason: str, *, pair: RegistrationPa
     if pair.landmarks is not None:
         image_metrics.append("tre_mm")
     for metric in (*image_metrics, "runtime_s"):
-        rows.append(_nan_row("image", metric, status))
+        rows.append(_nan_row(IMAGE, metric, status))
     return rows
 
 

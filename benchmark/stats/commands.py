@@ -11,6 +11,7 @@ import sys
 
 import pandas as pd
 
+from benchmark.core.numbers import format_p
 from benchmark.stats.comparisons import TEST_LEVEL_NOTE
 
 
@@ -72,7 +73,7 @@ def format_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
             for r in cmp.itertuples(index=False):
                 lines.append(
                     f"  {r.a:<{width}} {r.b:<{width}} {r.n:>4d} {r.median_diff:>11.4g} "
-                    f"{_p(r.p):>7} {_p(r.p_holm):>7}  {r.favours}"
+                    f"{format_p(r.p):>7} {format_p(r.p_holm):>7}  {r.favours}"
                     + ("  (NMI vs NCC)" if r.nmi_vs_ncc else "")
                 )
         lines.append("")
@@ -81,12 +82,6 @@ def format_comparisons(summary: pd.DataFrame, comparisons: pd.DataFrame) -> str:
         "structure x metric. n = cases."
     )
     return "\n".join(lines)
-
-
-def _p(p: float) -> str:
-    if not math.isfinite(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def compare(args: argparse.Namespace) -> int:

@@ -18,16 +18,10 @@ import math
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.stats.multitest import holm
-from benchmark.stats.results import (
-    BEFORE_METRICS,
-    HIGHER_IS_BETTER,
-    LOWER_IS_BETTER,
-    METRICS,
-    check_results,
-    ordered,
-)
+from benchmark.stats.results import check_results, ordered
+from metrics.catalog import BEFORE_METRICS, HIGHER_IS_BETTER, LOWER_IS_BETTER, METRICS
 
 #: What the tests of :func:`compare_methods` are over; printed with every table of them.
 TEST_LEVEL_NOTE = (

@@ -38,10 +38,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
+from benchmark.core.numbers import format_p, json_value
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
-from benchmark.stats.ranking import _fmt_p
-from benchmark.stats.results import HIGHER_IS_BETTER, LOWER_IS_BETTER, check_results, ordered
+from benchmark.stats.results import check_results, ordered
+from metrics.catalog import HIGHER_IS_BETTER, LOWER_IS_BETTER
 
 #: Metrics ranked by default, when present in the results (in this order).
 RANKING_METRICS = ("dice", "hd95", "tre_mm", "disp_error_mm", "folding_fwd_pct", "sdlogj")
@@ -51,7 +52,13 @@ DSC30_FRACTION = 0.3
 
 
 def better_sign(metric: str) -> float:
-    """+1 for a higher-is-better metric, -1 for lower-is-better; BenchError for neither."""
+    """+1 for a higher-is-better metric, -1 for lower-is-better; BenchError for neither.
+
+    Examples
+    --------
+    >>> better_sign("dice"), better_sign("hd95")
+    (1.0, -1.0)
+    """
     if metric in HIGHER_IS_BETTER:
         return 1.0
     if metric in LOWER_IS_BETTER:
@@ -170,7 +177,8 @@ class MetricRanking:
         """JSON-ready (NaN becomes None)."""
 
         def records(frame: pd.DataFrame) -> list[dict]:
-            return [{k: _num(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+            rows = frame.to_dict(orient="records")
+            return [{k: json_value(v) for k, v in row.items()} for row in rows]
 
         return {
             "level": "case",
@@ -187,10 +195,10 @@ class MetricRanking:
             "missing": records(self.missing),
             "friedman": records(self.friedman),
             "mean_ranks": {
-                m: {k: _num(v) for k, v in s.items()} for m, s in self.mean_ranks.items()
+                m: {k: json_value(v) for k, v in s.items()} for m, s in self.mean_ranks.items()
             },
             "posthoc_p": {
-                m: {a: {b: _num(v) for b, v in row.items()} for a, row in f.iterrows()}
+                m: {a: {b: json_value(v) for b, v in row.items()} for a, row in f.iterrows()}
                 for m, f in self.posthoc_p.items()
             },
             "dsc30": records(self.dsc30),
@@ -224,7 +232,7 @@ class MetricRanking:
                 else ""
             )
             lines.append(
-                f"  {f.metric}: n = {f.n} cases, chi2 = {_fmt(f.statistic)}, P = {_fmt_p(f.p)}, "
+                f"  {f.metric}: n = {f.n} cases, chi2 = {_fmt(f.statistic)}, P = {format_p(f.p)}, "
                 f"CD = {_fmt(f.cd)}; {shown}"
             )
         if len(self.dsc30):
@@ -238,8 +246,8 @@ class MetricRanking:
         for t in self.tests.itertuples(index=False):
             lines.append(
                 f"  {t.metric:<16} {t.a:<{width}} {t.b:<{width}} n = {t.n:>3d} "
-                f"median a-b {_fmt(t.median_diff):>9}  P {_fmt_p(t.p):>7}  "
-                f"P Holm {_fmt_p(t.p_holm):>7}  {t.favours}"
+                f"median a-b {_fmt(t.median_diff):>9}  P {format_p(t.p):>7}  "
+                f"P Holm {format_p(t.p_holm):>7}  {t.favours}"
             )
         lines += ["", SCHEME_NOTE]
         return "\n".join(lines)
@@ -252,14 +260,6 @@ SCHEME_NOTE = (
     "geometric mean of the per-metric ranks, ranked again; stability = share of case bootstrap "
     "resamples keeping the rank."
 )
-
-
-def _num(v: Any) -> Any:
-    if isinstance(v, (float, np.floating)):
-        return float(v) if math.isfinite(v) else None
-    if isinstance(v, np.integer):
-        return int(v)
-    return v
 
 
 def _fmt(v: float) -> str:
@@ -353,6 +353,99 @@ def dsc30(
     return pd.DataFrame(rows, columns=columns)
 
 
+def _check_options(methods: list[str], *, alpha: float, n_boot: int, posthoc: str) -> None:
+    """BenchError for fewer than two methods, ``alpha`` outside (0, 1), ``n_boot < 0`` or an
+    unknown ``posthoc``."""
+    if len(methods) < 2:
+        raise BenchError(f"ranking needs at least two methods, got {methods}")
+    if not 0 < alpha < 1:
+        raise BenchError(f"alpha={alpha}; expected a number in (0, 1)")
+    if n_boot < 0:
+        raise BenchError(f"n_boot={n_boot}; expected an integer >= 0")
+    if posthoc not in POSTHOC:
+        raise BenchError(f"posthoc={posthoc!r}; expected one of {', '.join(POSTHOC)}")
+
+
+def _complete_matrices(
+    results: pd.DataFrame, metrics: list[str], methods: list[str]
+) -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    """Per metric, the case x method matrix of the cases complete for every method (metrics
+    with fewer than two such cases left out), and the rows of ``missing`` (cases per metric and
+    method without a value). BenchError for a metric without a direction, or when no metric is
+    left."""
+    for m in metrics:
+        better_sign(m)
+    matrices = {}
+    missing = []
+    for m in metrics:
+        mat = case_matrix(results, m, methods)
+        for meth in methods:
+            missing.append({"metric": m, "method": meth, "n_missing": int(mat[meth].isna().sum())})
+        mat = mat.dropna()
+        if len(mat) >= 2:
+            matrices[m] = mat
+    if not matrices:
+        raise BenchError(
+            "no metric with at least two cases complete for every method; ranked metrics are "
+            f"{', '.join(RANKING_METRICS)}"
+        )
+    return matrices, missing
+
+
+def _rank_table(
+    methods: list[str], metrics: list[str], ranks: np.ndarray, boot: np.ndarray | None
+) -> pd.DataFrame:
+    """One row per method: per-metric ranks, geometric mean, overall rank and, from the
+    bootstrap ranks ``boot`` (metric, resample, method), the stability and 95 % rank interval
+    (NaN without a bootstrap)."""
+    geo, final = _aggregate(ranks.astype(np.float64))
+    table = pd.DataFrame({"method": methods})
+    for mi, m in enumerate(metrics):
+        table[f"rank_{m}"] = ranks[mi]
+    table["geo_mean"] = geo
+    table["rank"] = final
+    if boot is not None:
+        _, boot_final = _aggregate(np.moveaxis(boot, 0, 1).astype(np.float64))  # (B, k)
+        table["stability"] = (boot_final == final[None]).mean(axis=0)
+        table["rank_lo"] = np.percentile(boot_final, 2.5, axis=0)
+        table["rank_hi"] = np.percentile(boot_final, 97.5, axis=0)
+        for mi, m in enumerate(metrics):
+            table[f"stability_{m}"] = (boot[mi] == ranks[mi][None]).mean(axis=0)
+    else:
+        table["stability"] = table["rank_lo"] = table["rank_hi"] = np.nan
+    return table
+
+
+def _test_rows(
+    metric: str,
+    methods: list[str],
+    n: int,
+    sign: int,
+    pairs: list[tuple[int, int]],
+    median_diff: np.ndarray,
+    p: np.ndarray,
+    p_holm: np.ndarray,
+) -> list[dict]:
+    """Rows of ``tests`` for one metric: each method pair, its median difference, P values and
+    the method the difference favours (empty for a zero median)."""
+    rows = []
+    for c, (i, j) in enumerate(pairs):
+        med = median_diff[c]
+        rows.append(
+            {
+                "metric": metric,
+                "a": methods[i],
+                "b": methods[j],
+                "n": n,
+                "median_diff": float(med),
+                "p": float(p[c]),
+                "p_holm": float(p_holm[c]),
+                "favours": "" if med == 0 else (methods[i] if sign * med > 0 else methods[j]),
+            }
+        )
+    return rows
+
+
 def rank_methods(
     results: pd.DataFrame,
     *,
@@ -376,33 +469,11 @@ def rank_methods(
     """
     results = check_results(results)
     methods = ordered(results["method"]) if methods is None else list(methods)
-    if len(methods) < 2:
-        raise BenchError(f"ranking needs at least two methods, got {methods}")
-    if not 0 < alpha < 1:
-        raise BenchError(f"alpha={alpha}; expected a number in (0, 1)")
-    if n_boot < 0:
-        raise BenchError(f"n_boot={n_boot}; expected an integer >= 0")
-    if posthoc not in POSTHOC:
-        raise BenchError(f"posthoc={posthoc!r}; expected one of {', '.join(POSTHOC)}")
+    _check_options(methods, alpha=alpha, n_boot=n_boot, posthoc=posthoc)
     present = set(results["metric"])
     metrics = [m for m in RANKING_METRICS if m in present] if metrics is None else list(metrics)
-    for m in metrics:
-        better_sign(m)
-    matrices = {}
-    missing = []
-    for m in metrics:
-        mat = case_matrix(results, m, methods)
-        for meth in methods:
-            missing.append({"metric": m, "method": meth, "n_missing": int(mat[meth].isna().sum())})
-        mat = mat.dropna()
-        if len(mat) >= 2:
-            matrices[m] = mat
-    metrics = [m for m in metrics if m in matrices]
-    if not metrics:
-        raise BenchError(
-            "no metric with at least two cases complete for every method; ranked metrics are "
-            f"{', '.join(RANKING_METRICS)}"
-        )
+    matrices, missing = _complete_matrices(results, metrics, methods)
+    metrics = list(matrices)
     k = len(methods)
     rng = np.random.default_rng(seed)
     tests, friedman = [], []
@@ -429,20 +500,7 @@ def rank_methods(
         values = mat.to_numpy()
         pairs, p, p_holm, med, r = _significance(values[None], sign, alpha)
         ranks[mi] = r[0]
-        for c, (i, j) in enumerate(pairs):
-            fav = "" if med[0, c] == 0 else (methods[i] if sign * med[0, c] > 0 else methods[j])
-            tests.append(
-                {
-                    "metric": m,
-                    "a": methods[i],
-                    "b": methods[j],
-                    "n": len(mat),
-                    "median_diff": float(med[0, c]),
-                    "p": float(p[0, c]),
-                    "p_holm": float(p_holm[0, c]),
-                    "favours": fav,
-                }
-            )
+        tests += _test_rows(m, methods, len(mat), sign, pairs, med[0], p[0], p_holm[0])
         if n_boot:
             # one draw of cases for all metrics; a drawn case that has no complete value for
             # this metric is replaced by a random case that has
@@ -467,21 +525,7 @@ def rank_methods(
                 "posthoc": posthoc,
             }
         )
-    geo, final = _aggregate(ranks.astype(np.float64))
-    table = pd.DataFrame({"method": methods})
-    for mi, m in enumerate(metrics):
-        table[f"rank_{m}"] = ranks[mi]
-    table["geo_mean"] = geo
-    table["rank"] = final
-    if n_boot:
-        _, boot_final = _aggregate(np.moveaxis(boot, 0, 1).astype(np.float64))  # (B, k)
-        table["stability"] = (boot_final == final[None]).mean(axis=0)
-        table["rank_lo"] = np.percentile(boot_final, 2.5, axis=0)
-        table["rank_hi"] = np.percentile(boot_final, 97.5, axis=0)
-        for mi, m in enumerate(metrics):
-            table[f"stability_{m}"] = (boot[mi] == ranks[mi][None]).mean(axis=0)
-    else:
-        table["stability"] = table["rank_lo"] = table["rank_hi"] = np.nan
+    table = _rank_table(methods, metrics, ranks, boot if n_boot else None)
     out.tests = pd.DataFrame(
         tests, columns=["metric", "a", "b", "n", "median_diff", "p", "p_holm", "favours"]
     )

@@ -20,6 +20,11 @@ def holm(p_values) -> np.ndarray:
         ascending: identical to ``statsmodels.stats.multitest.multipletests(p, method="holm")[1]``
         (checked in the tests), without its ``gc.collect()`` on every call, which costs 0.1-0.3 s
         in a large process and is called once per structure x metric.
+
+    Examples
+    --------
+    >>> holm([0.01, 0.04, 0.03]).round(2).tolist()  # x3, x1, x2 in order of size; kept monotone
+    [0.03, 0.06, 0.06]
     """
     p = np.asarray(p_values, dtype=np.float64)
     out = np.full(p.shape, np.nan)

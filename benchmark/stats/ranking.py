@@ -34,8 +34,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.csvfile import ENCODING, check_fields
-from benchmark.errors import BenchError, ValidationError
+from benchmark.core.csvfile import ENCODING, check_fields
+from benchmark.core.errors import BenchError, ValidationError
+from benchmark.core.numbers import format_p, json_value
 from benchmark.stats.multitest import holm
 
 REQUIRED_COLUMNS = ("case", "method", "rank")
@@ -203,6 +204,11 @@ def kendall_w(ranks: np.ndarray) -> float:
         ``i`` (the tie-corrected W). 1 = complete agreement, 0 = none. NaN when undefined
         (``k < 2``, ``m < 1``, or every judge ties all objects). Equals ``chi2_F / (m (k - 1))`` of
         the Friedman test with the judges as blocks.
+
+    Examples
+    --------
+    >>> kendall_w(np.array([[1, 2, 3], [1, 2, 3]]))  # two readers in full agreement
+    1.0
     """
     from scipy.stats import rankdata
 
@@ -384,14 +390,14 @@ class RankingStats:
             "n_rankings": self.n_rankings,
             "readers": [r for r in self.readers if r != SINGLE_READER],
             "contingency": {m: [int(v) for v in self.contingency.loc[m]] for m in self.methods},
-            "mean_rank": {m: _num(v) for m, v in self.mean_ranks.items()},
-            "chi2": _num(self.chi2),
+            "mean_rank": {m: json_value(v) for m, v in self.mean_ranks.items()},
+            "chi2": json_value(self.chi2),
             "dof": int(self.dof),
-            "p": _num(self.p),
+            "p": json_value(self.p),
             "pairwise": [
                 {
                     k: (
-                        _num(v)
+                        json_value(v)
                         if isinstance(v, float)
                         else (int(v) if k in ("a_above_b", "n") else v)
                     )
@@ -399,13 +405,13 @@ class RankingStats:
                 }
                 for row in self.pairwise.to_dict(orient="records")
             ],
-            "friedman": {"statistic": _num(self.friedman_statistic), "p": _num(self.friedman_p)},
-            "kendall_w": _num(self.kendall_w),
+            "friedman": {"statistic": json_value(self.friedman_statistic), "p": json_value(self.friedman_p)},
+            "kendall_w": json_value(self.kendall_w),
             "warnings": list(self.warnings),
         }
         if self.reader_agreement is not None:
             out["reader_agreement"] = {
-                k: (_num(v) if isinstance(v, float) else v)
+                k: (json_value(v) if isinstance(v, float) else v)
                 for k, v in self.reader_agreement.items()
             }
         return out
@@ -431,9 +437,9 @@ class RankingStats:
         lines += [
             "",
             f"Chi-square test of independence: chi2 = {self.chi2:.2f}, dof = {self.dof}, "
-            f"P = {_fmt_p(self.p)}",
+            f"P = {format_p(self.p)}",
             f"Friedman test over cases: chi2_F = {self.friedman_statistic:.2f}, "
-            f"dof = {k - 1}, P = {_fmt_p(self.friedman_p)}; Kendall's W = {self.kendall_w:.3f}",
+            f"dof = {k - 1}, P = {format_p(self.friedman_p)}; Kendall's W = {self.kendall_w:.3f}",
         ]
         if self.reader_agreement is not None:
             ra = self.reader_agreement
@@ -453,21 +459,10 @@ class RankingStats:
         for r in self.pairwise.itertuples(index=False):
             lines.append(
                 f"{r.a:<{width}} {r.b:<{width}} {r.a_above_b:>5d} {r.n:>5d} "
-                f"{100 * r.fraction:>5.0f} {r.chi2:>7.2f} {_fmt_p(r.p):>7} {_fmt_p(r.p_holm):>7} "
-                f"{_fmt_p(r.p_binomial):>7} {_fmt_p(r.p_binomial_holm):>9}"
+                f"{100 * r.fraction:>5.0f} {r.chi2:>7.2f} {format_p(r.p):>7} {format_p(r.p_holm):>7} "
+                f"{format_p(r.p_binomial):>7} {format_p(r.p_binomial_holm):>9}"
             )
         return "\n".join(lines)
-
-
-def _num(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
-def _fmt_p(p: float) -> str:
-    if not math.isfinite(p):
-        return "n/a"
-    return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def contingency_table(rankings: pd.DataFrame, methods: list[str] | None = None) -> pd.DataFrame:

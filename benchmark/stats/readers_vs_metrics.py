@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from benchmark.stats.metric_ranking import RANKING_METRICS, better_sign
 from benchmark.stats.results import check_results
 

@@ -1,5 +1,5 @@
-"""The tidy results table (``results.csv``, see ``docs/conventions.md``): column names, metric
-directions, and reading/checking it from a run folder or a CSV/Parquet file.
+"""Reading and checking the tidy results table (``results.csv``, see ``docs/conventions.md``) from
+a run folder or a CSV/Parquet file; its columns and metrics are defined in :mod:`metrics.catalog`.
 """
 
 from __future__ import annotations
@@ -10,52 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.csvfile import ENCODING, check_fields
-from benchmark.errors import BenchError
-
-RESULT_COLUMNS = (
-    "method",
-    "fold",
-    "case",
-    "pair",
-    "structure",
-    "metric",
-    "value",
-    "unit",
-    "status",
-)
-METRICS = (
-    "dice_before",
-    "dice",
-    "hd",
-    "hd95",
-    "nmi_before",
-    "nmi",
-    "folding_pct",
-    "folding_fwd_pct",
-    "sdlogj",
-    "disp_error_mm",
-    "disp_error_grid_mm",
-    "tre_mm",
-    "runtime_s",
-)
-#: Metrics that do not depend on the method (the images before registration).
-BEFORE_METRICS = ("dice_before", "nmi_before")
-HIGHER_IS_BETTER = frozenset({"dice", "nmi"})
-LOWER_IS_BETTER = frozenset(
-    {
-        "hd",
-        "hd95",
-        "folding_pct",
-        "folding_fwd_pct",
-        "sdlogj",
-        "disp_error_mm",
-        "disp_error_grid_mm",
-        "tre_mm",
-        "runtime_s",
-    }
-)
-IMAGE = "image"  # the structure of whole-image metrics
+from benchmark.core.csvfile import ENCODING, check_fields
+from benchmark.core.errors import BenchError
+from metrics.catalog import RESULT_COLUMNS
 
 
 def check_results(table: pd.DataFrame, *, source: str = "results") -> pd.DataFrame:

@@ -4,6 +4,7 @@ baseline). ITK is imported only when a registration runs or a parameter file is 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import tempfile
@@ -13,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
-from benchmark.pairs import RegistrationPair
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import percentile_normalize
+from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import error_reason
 from methods.elastix.conversion import field_from_itk, to_itk_image
@@ -30,15 +31,20 @@ _INSTALL_HINT = "itk-elastix is not installed (pip install itk-elastix)"
 
 
 def _elastix_available() -> tuple[bool, str]:
+    """Whether ITK with its elastix module is installed.
+
+    The modules are found, not loaded: loading ITK's elastix module takes seconds and imports
+    torch, which ``bench methods`` must not. A module that is found but fails to load fails the
+    first registration instead, with ITK's message.
+    """
     try:
-        import itk
-    except ImportError as exc:
+        if importlib.util.find_spec("itk") is None:
+            return False, f"{_INSTALL_HINT}: no module named 'itk'"
+        found = importlib.util.find_spec("itk.ElastixPython") is not None
+    except (ImportError, ValueError) as exc:
         return False, f"{_INSTALL_HINT}: {exc}"
-    try:
-        itk.ElastixRegistrationMethod  # noqa: B018 - lazy ITK attribute access loads the module
-        itk.TransformixFilter  # noqa: B018
-    except (AttributeError, ImportError) as exc:
-        return False, f"{_INSTALL_HINT}: ITK is installed without elastix ({exc})"
+    if not found:
+        return False, f"{_INSTALL_HINT}: ITK is installed without elastix"
     return True, ""
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 __all__ = [
     "ItkGeometry",
@@ -59,8 +59,8 @@ class ItkGeometry:
 def itk_geometry(affine: np.ndarray, ndim: int) -> ItkGeometry:
     """ITK geometry (LPS) of an image with the RAS voxel-to-world ``affine``.
 
-    The inverse of ``benchmark.images._read_itk``. For a 2D image the upper-left 2x2 block is used
-    (like ``benchmark.images._write_itk``); when that block is singular or its columns are shorter
+    The inverse of ``benchmark.core.images._read_itk``. For a 2D image the upper-left 2x2 block is used
+    (like ``benchmark.core.images._write_itk``); when that block is singular or its columns are shorter
     than the affine's (a 2D slice oblique to the L/P plane) the image is placed in a canonical
     frame (identity direction, zero origin), which leaves the field in array-axis mm unchanged.
     ``spacing`` is always the project's spacing: the column norms of the affine's 3x3 part.

@@ -42,7 +42,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 __all__ = ["PRESETS", "ANISOTROPY_RATIO", "auto_grid_spacing", "sample_region_size", "build_map"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 #: Reductions accepted by every loss.
 REDUCTIONS = ("mean", "sum", "none")

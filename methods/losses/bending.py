@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.losses._checks import check_reduction, check_tensor, reduce
 from methods.transforms._checks import check_spacing
 
@@ -98,6 +98,16 @@ def bending_energy(
     torch.Tensor
         Mean over interior voxels of ``sum_c sum_{i,j} (d^2 u_c / dx_i dx_j)^2``; 0 for affine
         fields. Dtype of ``disp``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> bending_energy(torch.zeros(1, 2, 8, 8)).item()  # no displacement, no bending
+    0.0
+    >>> u = torch.zeros(1, 2, 8, 8)
+    >>> u[:, 1] = 0.25 * torch.arange(8.0)  # a translation plus a linear stretch: no bending either
+    >>> bending_energy(u).item()
+    0.0
     """
     reduction = check_reduction(reduction)
     ndim = _check_field("disp", disp)

@@ -33,6 +33,12 @@ def mse_loss(
     -------
     torch.Tensor
         The loss, dtype of the inputs.
+
+    Examples
+    --------
+    >>> import torch
+    >>> mse_loss(torch.zeros(1, 1, 4, 4), torch.full((1, 1, 4, 4), 0.5)).item()
+    0.25
     """
     reduction = check_reduction(reduction)
     check_pair(a, b, single_channel=False)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.losses._checks import check_pair, check_reduction, prepare_mask, reduce
 
 __all__ = ["ncc_loss", "NCCLoss"]
@@ -116,6 +116,13 @@ def ncc_loss(
     -------
     torch.Tensor
         ``-r`` in ``[-1, 1]`` (global) or ``-mean(cc)`` in ``[-1, 0]`` (local), dtype of ``a``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> x = torch.rand(1, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    >>> ncc_loss(x, 2 * x + 1).item(), ncc_loss(x, 1 - x).item()  # -NCC: -1 for a linear match
+    (-1.0, 1.0)
     """
     reduction = check_reduction(reduction)
     ndim = check_pair(a, b, single_channel=False)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 #: Allowed values of the ``pad_mode`` option of both networks.
 PAD_MODES = ("replicate", "zeros")

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.networks.poolnet import PoolNet
 from methods.networks.unet import UNet
 

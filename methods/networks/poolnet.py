@@ -38,7 +38,7 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.networks.blocks import (
     PAD_MODES,
     axis_tuple,

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.networks.blocks import (
     PAD_MODES,
     check_choice,

@@ -6,30 +6,29 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 
 def train(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
+    from benchmark.runner.preflight import check_options
     from methods.base import fit_method
-    from methods.registry import available_methods, get_method
+    from methods.registry import get_method
     from methods.training.config import merge_settings, parse_overrides
     from methods.training.trainer import CHECKPOINT, read_model_info
 
-    known = available_methods()
-    if args.method not in known:
-        raise BenchError(f"unknown method {args.method!r}; known methods: {', '.join(known)}")
-    if not known[args.method].learns:
-        learners = [n for n, c in known.items() if c.learns]
-        raise BenchError(
-            f"method {args.method!r} does not learn; bench train takes one of: {', '.join(learners)}"
-        )
     manifest = load_manifest(args.dataset, root=args.root)
-    folds = {f.index: f for f in manifest.folds()}
-    if args.fold not in folds:
-        raise BenchError(f"--fold {args.fold}: the dataset has folds {sorted(folds)}")
-    fold = folds[args.fold]
-    settings = merge_settings(manifest.presets.get(args.preset, {}), parse_overrides(args.set))
+    overrides = parse_overrides(args.set)
+    (fold,), _ = check_options(
+        manifest,
+        [args.method],
+        preset=args.preset,
+        folds=args.fold,
+        overrides=overrides,
+        fold_option="--fold",
+        learning=True,
+    )
+    settings = merge_settings(manifest.presets.get(args.preset, {}), overrides)
     method = get_method(args.method, preset=args.preset, settings=settings)
     workdir = (
         Path(args.out)

@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 NETWORKS = ("unet", "poolnet")
 SIMILARITIES = ("nmi", "ncc")

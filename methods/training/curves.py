@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_path
+from benchmark.core.atomic import atomic_path
 
 
 def plot_training_curves(history: Sequence[Sequence], path: Path, *, identity=None) -> Path:

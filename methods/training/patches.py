@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 log = logging.getLogger(__name__)
 

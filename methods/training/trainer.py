@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.atomic import atomic_path, write_text
-from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
-from benchmark.pairs import PairSpec
+from benchmark.core.atomic import atomic_path, write_text
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import percentile_normalize
+from benchmark.core.pairs import PairSpec
 from methods.training.config import TrainingConfig, config_from_dict
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from benchmark.pairs import PairSpec
+from benchmark.core.pairs import PairSpec
 
 #: Largest number of validation pairs scored (whole volumes; the first ones in key order).
 MAX_VALIDATION_PAIRS = 8

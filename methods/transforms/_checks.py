@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import torch
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 SUPPORTED_NDIM = (2, 3)
 

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.transforms._checks import check_option, check_tensor, spatial_ndim
 
 __all__ = [

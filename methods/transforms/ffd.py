@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.transforms._checks import check_int_tuple, check_tensor
 
 __all__ = ["control_grid_shape", "bspline_ffd", "ffd_basis_matrix", "BSplineFFD"]

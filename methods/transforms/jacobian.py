@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.transforms._checks import check_spacing, check_tensor
 
 __all__ = ["displacement_gradient", "jacobian_determinant"]

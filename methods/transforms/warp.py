@@ -15,11 +15,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 from methods.transforms._checks import check_option, check_spacing, check_tensor, spatial_ndim
 from methods.transforms.bspline import bspline_prefilter, bspline_sample
 
-__all__ = ["warp", "warp_array", "sample_positions", "Warp", "MODES", "PADDINGS"]
+__all__ = [
+    "warp",
+    "warp_array",
+    "warp_image",
+    "warp_labels",
+    "sample_positions",
+    "Warp",
+    "MODES",
+    "PADDINGS",
+]
 
 #: Interpolation modes accepted by :func:`warp`.
 MODES = ("linear", "bspline", "nearest")
@@ -127,6 +136,15 @@ def warp(
     Linear and nearest use :func:`torch.nn.functional.grid_sample` with ``align_corners=True``
     (voxel centres at -1 and +1 of the normalised range); the grid is reversed to ``(K, J, I)``
     order here. An axis of length 1 is constant along itself: the displacement along it is ignored.
+
+    Examples
+    --------
+    >>> import torch
+    >>> image = torch.arange(16.0).reshape(1, 1, 4, 4)
+    >>> disp = torch.zeros(1, 2, 4, 4)
+    >>> disp[:, 1] = 1.0  # sample one voxel further along j; the border repeats
+    >>> warp(image, disp)[0, 0, 0].tolist()
+    [1.0, 2.0, 3.0, 3.0]
     """
     ndim = _check_pair(image, disp)
     check_option("mode", mode, MODES)
@@ -221,6 +239,12 @@ def warp_array(
     -----
     Computes in float64 on the CPU, one volume at a time (a 256 x 256 x 20 volume in B-spline mode
     needs a few hundred MB at most).
+
+    Examples
+    --------
+    >>> half = np.stack([np.zeros((4, 4)), np.full((4, 4), 0.5)])  # 0.5 voxel along j
+    >>> warp_array(np.arange(16.0).reshape(4, 4), half)[0].tolist()  # linear by default
+    [0.5, 1.5, 2.5, 3.0]
     """
     array = np.asarray(array)
     disp = np.asarray(disp)
@@ -245,3 +269,52 @@ def warp_array(
     if is_label and mode == "nearest":
         return out.astype(array.dtype)  # exact: nearest only copies input values (or 0)
     return out.astype(np.float32)
+
+
+def warp_image(
+    image: np.ndarray, disp: np.ndarray, *, spacing: Sequence[float] | None = None
+) -> np.ndarray:
+    """The harness's warp of an intensity image for evaluation and display: cubic B-spline with
+    the exact prefilter, border padding (``docs/conventions.md``, "Interpolation").
+
+    Every method's moving image is warped with it, for scoring (``benchmark.runner.scoring``)
+    and for the reader study's panels (``benchmark.reader_study.prepare``).
+
+    Parameters
+    ----------
+    image : np.ndarray, shape (I, J) or (I, J, K)
+        Moving image, any real dtype.
+    disp : np.ndarray, shape (ndim, I, J[, K])
+        Displacement on the fixed grid, fixed -> moving, mm along the array axes.
+    spacing : sequence of float, optional
+        Voxel size in mm along the array axes (1 when omitted).
+
+    Returns
+    -------
+    np.ndarray, float32, shape of ``image``
+
+    Examples
+    --------
+    >>> image = np.arange(16.0).reshape(4, 4)
+    >>> shift = np.stack([np.ones((4, 4)), np.zeros((4, 4))])  # 1 mm along i
+    >>> warp_image(image, shift)[:, 0].tolist()  # row i shows row i + 1; the last keeps the border
+    [4.0, 8.0, 12.0, 12.0]
+    """
+    return warp_array(image, disp, spacing=spacing, mode="bspline", padding="border")
+
+
+def warp_labels(
+    labels: np.ndarray, disp: np.ndarray, *, spacing: Sequence[float] | None = None
+) -> np.ndarray:
+    """The harness's warp of a label map: nearest neighbour, background 0 outside the image.
+
+    Parameters and return as :func:`warp_image`, but the result keeps the dtype of ``labels``
+    (an integer label map).
+
+    Examples
+    --------
+    >>> labels = np.array([[0, 1], [2, 3]], dtype=np.int16)
+    >>> warp_labels(labels, np.stack([np.ones((2, 2)), np.zeros((2, 2))])).tolist()
+    [[2, 3], [0, 0]]
+    """
+    return warp_array(labels, disp, spacing=spacing, mode="nearest", padding="zeros")

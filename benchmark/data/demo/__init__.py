@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmark.atomic import write_text
-from benchmark.errors import BenchError
+from benchmark.core.atomic import write_text
+from benchmark.core.errors import BenchError
 
 log = logging.getLogger(__name__)
 

@@ -36,7 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import write_text
+from benchmark.core.atomic import write_text
+from benchmark.core.images import write_displacement, write_image
 from benchmark.data.demo.deform import GaussianBumps, Rigid, compose_sum, invert_map, quantize
 from benchmark.data.demo.landmarks import write_landmarks_from_displacement
 from benchmark.data.demo.phantom import (
@@ -49,7 +50,6 @@ from benchmark.data.demo.phantom import (
     soft_inside,
     to_int16,
 )
-from benchmark.images import write_displacement, write_image
 
 log = logging.getLogger(__name__)
 

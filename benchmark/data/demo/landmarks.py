@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.landmarks import write_landmarks
+from benchmark.core.landmarks import write_landmarks
 
 #: Landmarks per labelled structure.
 PER_LABEL = 4

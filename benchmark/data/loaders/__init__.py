@@ -1,4 +1,4 @@
-"""Dataset loaders: turn a data folder into :class:`~benchmark.pairs.PairSpec` lists.
+"""Dataset loaders: turn a data folder into :class:`~benchmark.core.pairs.PairSpec` lists.
 
 A loader only looks at the folder layout (which files exist, ``Info.cfg``, CSV tables); it never
 reads image voxels. Every layout problem is collected into :attr:`Scan.problems` instead of being
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmark.errors import BenchError
-from benchmark.pairs import PairSpec
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PairSpec
 
 if TYPE_CHECKING:
     from benchmark.data.manifest import Manifest

@@ -23,9 +23,9 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PairSpec
 from benchmark.data.loaders import Scan, existing
-from benchmark.errors import BenchError
-from benchmark.pairs import PairSpec
 
 if TYPE_CHECKING:
     from benchmark.data.manifest import Manifest
@@ -129,8 +129,6 @@ def load(manifest: Manifest) -> Scan:
     """
     raw = manifest.raw
     folder = patients_folder(manifest.root, raw.get("subset", "training"))
-    require_labels = raw.get("require_labels", True)
-    stratify = manifest.split.stratify if manifest.split else manifest.cv.stratify
     result = Scan()
     patients = (
         sorted(d for d in folder.iterdir() if d.is_dir() and PATIENT.match(d.name))
@@ -144,92 +142,122 @@ def load(manifest: Manifest) -> Scan:
         )
         return result
     for patient in patients:
-        case = patient.name
-        result.cases.append(case)
-        cfg = patient / "Info.cfg"
-        if not cfg.is_file():
-            result.problems.append(f"{cfg}: missing Info.cfg (needs ED, ES and Group)")
-            continue
-        try:
-            info = parse_info_cfg(cfg)
-        except BenchError as exc:
-            result.problems.append(str(exc))
-            continue
-        frames: dict[str, int] = {}
-        for phase in ("ED", "ES"):
-            value = _lookup(info, phase)
-            number = _frame_number(value)
-            if number is None:
-                result.problems.append(
-                    f"{cfg}: {phase} must be a frame number, got "
-                    f"{'nothing' if value is None else repr(value)}"
-                )
-            else:
-                frames[phase] = number
-        if len(frames) < 2:
-            continue
-        if frames["ED"] == frames["ES"]:
-            result.problems.append(f"{cfg}: ED and ES are the same frame ({frames['ED']})")
-            continue
-        bad = False
-        nb_frame = _frame_number(_lookup(info, "NbFrame"))
-        for phase, number in frames.items():
-            if nb_frame is not None and not 1 <= number <= nb_frame:
-                result.problems.append(
-                    f"{cfg}: {phase} frame {number} is outside 1..NbFrame ({nb_frame})"
-                )
-        group = _lookup(info, "Group") or None
-        if group is None and stratify == "group":
-            result.problems.append(
-                f"{cfg}: no Group (the folds are stratified by group; set cv.stratify: null to "
-                "skip)"
-            )
-        files: dict[str, Path | None] = {}
-        labels: dict[str, Path | None] = {}
-        for phase, number in frames.items():
-            stem = f"{case}_frame{number:02d}"
-            files[phase] = _image(patient, stem)
-            labels[phase] = _image(patient, f"{stem}_gt")
-            if files[phase] is None:
-                result.problems.append(
-                    f"{patient / (stem + '.nii.gz')}: missing {phase} frame image "
-                    f"({phase}: {number} in Info.cfg)"
-                )
-                bad = True
-            if labels[phase] is None and require_labels:
-                result.problems.append(
-                    f"{patient / (stem + '_gt.nii.gz')}: missing {phase} ground-truth labels"
-                )
-                bad = True
-        if bad:
-            continue
-        meta = {
-            "ED": frames["ED"],
-            "ES": frames["ES"],
-            "NbFrame": nb_frame,
-            "Height": _number(_lookup(info, "Height")),
-            "Weight": _number(_lookup(info, "Weight")),
-        }
-        for pair in manifest.pairing:
-            fixed, moving = pair.split("-")
-            result.pairs.append(
-                PairSpec(
-                    dataset=manifest.name,
-                    case=case,
-                    pair=pair,
-                    fixed=files[fixed],
-                    moving=files[moving],
-                    fixed_labels=labels[fixed],
-                    moving_labels=labels[moving],
-                    displacement=existing(patient / f"{case}_disp_{pair}.nii.gz"),
-                    group=group,
-                    meta={
-                        **meta,
-                        "fixed_phase": fixed,
-                        "moving_phase": moving,
-                        "fixed_frame": frames[fixed],
-                        "moving_frame": frames[moving],
-                    },
-                )
-            )
+        result.cases.append(patient.name)
+        result.pairs += _patient_pairs(manifest, patient, result.problems)
     return result
+
+
+def _patient_pairs(manifest: Manifest, patient: Path, problems: list[str]) -> list[PairSpec]:
+    """The pairs of one patient folder; none (and the reasons added to ``problems``) when its
+    ``Info.cfg`` or files are unusable."""
+    case = patient.name
+    cfg = patient / "Info.cfg"
+    if not cfg.is_file():
+        problems.append(f"{cfg}: missing Info.cfg (needs ED, ES and Group)")
+        return []
+    try:
+        info = parse_info_cfg(cfg)
+    except BenchError as exc:
+        problems.append(str(exc))
+        return []
+    frames, nb_frame = _frames(cfg, info, problems)
+    if frames is None:
+        return []
+    group = _lookup(info, "Group") or None
+    stratify = manifest.split.stratify if manifest.split else manifest.cv.stratify
+    if group is None and stratify == "group":
+        problems.append(
+            f"{cfg}: no Group (the folds are stratified by group; set cv.stratify: null to skip)"
+        )
+    found = _frame_files(
+        patient, frames, problems, require_labels=manifest.raw.get("require_labels", True)
+    )
+    if found is None:
+        return []
+    files, labels = found
+    meta = {
+        "ED": frames["ED"],
+        "ES": frames["ES"],
+        "NbFrame": nb_frame,
+        "Height": _number(_lookup(info, "Height")),
+        "Weight": _number(_lookup(info, "Weight")),
+    }
+    pairs = []
+    for pair in manifest.pairing:
+        fixed, moving = pair.split("-")
+        pairs.append(
+            PairSpec(
+                dataset=manifest.name,
+                case=case,
+                pair=pair,
+                fixed=files[fixed],
+                moving=files[moving],
+                fixed_labels=labels[fixed],
+                moving_labels=labels[moving],
+                displacement=existing(patient / f"{case}_disp_{pair}.nii.gz"),
+                group=group,
+                meta={
+                    **meta,
+                    "fixed_phase": fixed,
+                    "moving_phase": moving,
+                    "fixed_frame": frames[fixed],
+                    "moving_frame": frames[moving],
+                },
+            )
+        )
+    return pairs
+
+
+def _frames(
+    cfg: Path, info: dict[str, str], problems: list[str]
+) -> tuple[dict[str, int] | None, int | None]:
+    """(``{"ED": n, "ES": m}`` or None when unusable, ``NbFrame`` or None) of an ``Info.cfg``.
+
+    A frame beyond ``NbFrame`` is a problem that keeps the frames (the files decide)."""
+    frames: dict[str, int] = {}
+    for phase in ("ED", "ES"):
+        value = _lookup(info, phase)
+        number = _frame_number(value)
+        if number is None:
+            problems.append(
+                f"{cfg}: {phase} must be a frame number, got "
+                f"{'nothing' if value is None else repr(value)}"
+            )
+        else:
+            frames[phase] = number
+    if len(frames) < 2:
+        return None, None
+    if frames["ED"] == frames["ES"]:
+        problems.append(f"{cfg}: ED and ES are the same frame ({frames['ED']})")
+        return None, None
+    nb_frame = _frame_number(_lookup(info, "NbFrame"))
+    for phase, number in frames.items():
+        if nb_frame is not None and not 1 <= number <= nb_frame:
+            problems.append(f"{cfg}: {phase} frame {number} is outside 1..NbFrame ({nb_frame})")
+    return frames, nb_frame
+
+
+def _frame_files(
+    patient: Path, frames: dict[str, int], problems: list[str], *, require_labels: bool
+) -> tuple[dict[str, Path | None], dict[str, Path | None]] | None:
+    """(image, labels) file of each phase; None when an image (or a required label map) is
+    missing, each missing file added to ``problems``."""
+    files: dict[str, Path | None] = {}
+    labels: dict[str, Path | None] = {}
+    bad = False
+    for phase, number in frames.items():
+        stem = f"{patient.name}_frame{number:02d}"
+        files[phase] = _image(patient, stem)
+        labels[phase] = _image(patient, f"{stem}_gt")
+        if files[phase] is None:
+            problems.append(
+                f"{patient / (stem + '.nii.gz')}: missing {phase} frame image "
+                f"({phase}: {number} in Info.cfg)"
+            )
+            bad = True
+        if labels[phase] is None and require_labels:
+            problems.append(
+                f"{patient / (stem + '_gt.nii.gz')}: missing {phase} ground-truth labels"
+            )
+            bad = True
+    return None if bad else (files, labels)

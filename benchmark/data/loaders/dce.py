@@ -23,9 +23,9 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PairSpec
 from benchmark.data.loaders import Scan, existing, natural_key, strip_image_suffix
-from benchmark.errors import BenchError
-from benchmark.pairs import PairSpec
 
 if TYPE_CHECKING:
     from benchmark.data.manifest import Manifest

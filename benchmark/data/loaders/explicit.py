@@ -20,10 +20,10 @@ import csv
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmark.csvfile import ENCODING
+from benchmark.core.csvfile import ENCODING
+from benchmark.core.errors import BenchError
+from benchmark.core.pairs import PairSpec, as_path
 from benchmark.data.loaders import Scan
-from benchmark.errors import BenchError
-from benchmark.pairs import PairSpec, as_path
 
 if TYPE_CHECKING:
     from benchmark.data.manifest import Manifest

@@ -12,8 +12,8 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from benchmark.errors import BenchError
-from benchmark.normalize import percentile_normalize
+from benchmark.core.errors import BenchError
+from benchmark.core.normalize import percentile_normalize
 from methods.base import Method, RegistrationResult
 
 __all__ = ["Demons"]

@@ -1,11 +1,12 @@
 """User-facing errors: raised for bad input, printed by the CLI without a traceback."""
 
 
-class BenchError(Exception):
+class BenchError(ValueError):
     """An error caused by the user's input (a file, an argument, a manifest).
 
     The message names the file or argument, the value found, and what was expected. The ``bench``
-    command prints it and exits with status 2.
+    command prints it and exits with status 2. It is a :class:`ValueError` (a bad value was
+    given), so callers of the maths functions that catch ``ValueError`` catch it too.
     """
 
 

@@ -12,7 +12,7 @@ import csv
 import os
 from pathlib import Path
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 #: Encoding of every CSV the project reads: UTF-8, with an optional byte-order mark.
 ENCODING = "utf-8-sig"

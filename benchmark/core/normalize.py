@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmark.errors import BenchError
+from benchmark.core.errors import BenchError
 
 #: Largest float32 below 1: the paper's interval [0, 1) is closed at 0 and open at 1.
 ONE_BELOW = float(np.nextafter(np.float32(1.0), np.float32(0.0)))
@@ -58,7 +58,7 @@ def percentile_normalize(
 
 #: Intensities further than ``OUTLIER_FACTOR`` times the ``p1..p99`` range outside that range are
 #: outliers (a single 1e30 voxel, a corrupted slice). The harness clips them to the bounds on load
-#: (``benchmark.pairs.PairSpec.load``), because the cubic B-spline warp spreads one huge value over
+#: (``benchmark.core.pairs.PairSpec.load``), because the cubic B-spline warp spreads one huge value over
 #: its neighbourhood; data validation warns about every image that gets clipped.
 OUTLIER_PERCENTILES = (1.0, 99.0)
 OUTLIER_FACTOR = 10.0

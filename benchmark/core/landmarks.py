@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import write_text
-from benchmark.errors import BenchError
+from benchmark.core.atomic import write_text
+from benchmark.core.errors import BenchError
 
 AXES = ("i", "j", "k")
 

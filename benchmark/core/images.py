@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmark.atomic import atomic_path
-from benchmark.errors import BenchError
+from benchmark.core.atomic import atomic_path
+from benchmark.core.errors import BenchError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
 ITK_SUFFIXES = (".nrrd", ".nhdr", ".mha", ".mhd")

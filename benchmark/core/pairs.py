@@ -1,5 +1,6 @@
-"""Registration pairs: :class:`PairSpec` (ids and file paths, cheap) and :class:`RegistrationPair`
-(the loaded fixed and moving images, optional label maps and ground-truth displacement).
+"""Registration pairs: :class:`PairSpec` (ids and file paths, cheap), :class:`RegistrationPair`
+(the loaded fixed and moving images, optional label maps and ground-truth displacement), and the
+pairs table of a run folder (``pairs.csv``: one row per test pair with its files).
 """
 
 from __future__ import annotations
@@ -10,14 +11,29 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.errors import BenchError
-from benchmark.images import Image, read_displacement, read_image
-from benchmark.landmarks import corresponding_landmarks
-from benchmark.normalize import clip_outliers
+from benchmark.core.errors import BenchError
+from benchmark.core.images import Image, read_displacement, read_image
+from benchmark.core.landmarks import corresponding_landmarks
+from benchmark.core.normalize import clip_outliers
 
 #: File name of a pair's displacement field inside a pair folder (run folders,
 #: ``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR/``, and folders of precomputed fields).
 DISPLACEMENT_FILE = "displacement.nii.gz"
+#: Columns of a run folder's ``pairs.csv``: one row per test pair, absolute paths (empty when the
+#: pair has no such file).
+PAIRS_TABLE_COLUMNS = (
+    "fold",
+    "case",
+    "pair",
+    "fixed",
+    "moving",
+    "fixed_labels",
+    "moving_labels",
+    "displacement",
+    "mask",
+)
+#: The columns of :data:`PAIRS_TABLE_COLUMNS` every ``pairs.csv`` has.
+PAIRS_TABLE_REQUIRED = ("fold", "case", "pair", "fixed", "moving")
 
 
 @dataclass(frozen=True)
@@ -38,7 +54,7 @@ class PairSpec:
         A region of interest on the fixed grid (e.g. breast mask); used for normalisation and as
         the foreground of the displacement error.
     fixed_landmarks, moving_landmarks : Path, optional
-        Landmark CSVs of the two images (:mod:`benchmark.landmarks`); points with the same id
+        Landmark CSVs of the two images (:mod:`benchmark.core.landmarks`); points with the same id
         correspond. Give both or neither.
     group : str, optional
         Stratification value for cross-validation (ACDC: pathology group).
@@ -74,7 +90,7 @@ class PairSpec:
     def load(self, fold: int | None = None) -> RegistrationPair:
         """Read every file of the pair.
 
-        Outlier intensities are clipped (:func:`benchmark.normalize.clip_outliers`; data
+        Outlier intensities are clipped (:func:`benchmark.core.normalize.clip_outliers`; data
         validation warns about them); label maps must hold integers (never rounded).
         """
         fixed, moving = (read_intensities(p) for p in (self.fixed, self.moving))
@@ -186,3 +202,33 @@ def as_path(value: str | Path | None, root: Path | None = None) -> Path | None:
         return None
     p = Path(value).expanduser()
     return p if p.is_absolute() or root is None else root / p
+
+
+def read_pairs_table(path: str | Path) -> Any:
+    """A run folder's ``pairs.csv`` as a DataFrame: text cells (``""`` when empty), ``fold`` int,
+    and every column of :data:`PAIRS_TABLE_COLUMNS` (absent optional ones added empty).
+
+    Raises
+    ------
+    BenchError
+        When the file cannot be read as CSV, lacks a column of :data:`PAIRS_TABLE_REQUIRED`, or
+        has a ``fold`` that is not an integer.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except Exception as exc:  # pandas raises several types for damaged files
+        raise BenchError(f"{path}: cannot read ({exc})") from exc
+    missing = [c for c in PAIRS_TABLE_REQUIRED if c not in table.columns]
+    if missing:
+        raise BenchError(f"{path}: missing column(s) {missing}; have {list(table.columns)}")
+    for column in PAIRS_TABLE_COLUMNS:
+        if column not in table.columns:
+            table[column] = ""
+    try:
+        table["fold"] = table["fold"].astype(int)
+    except ValueError as exc:
+        raise BenchError(f"{path}: column fold must hold integers ({exc})") from exc
+    return table
