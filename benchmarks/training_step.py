@@ -82,7 +82,7 @@ def _volumes(patch_size: tuple[int, ...], percentiles: tuple[float, float], seed
     import numpy as np
     from scipy import ndimage
 
-    from benchmark.normalize import percentile_normalize
+    from benchmark.core.normalize import percentile_normalize
 
     rng = np.random.default_rng(seed)
     shape = tuple(p + (p + 1) // 2 for p in patch_size)
@@ -392,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         lines = _tables(args)
     print("\n".join(lines))
     if args.markdown:
-        from benchmark.atomic import write_text
+        from benchmark.core.atomic import write_text
 
         write_text(args.markdown, header + "\n\n" + "\n".join(lines) + "\n")
     return 0
