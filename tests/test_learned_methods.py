@@ -78,8 +78,10 @@ def test_bench_train_command(demo, tmp_path, capsys):
     base = ["train", "--dataset", "demo-acdc", "--root", str(demo.root), "--fold", "0"]
     tiny = ["--set", "iterations=2", "--set", "patch_size=32,32,4", "--set", "batch_size=1"]
     assert main([*base, "--method", "poolnet-ncc", "--out", str(out), *tiny]) == 0
-    assert (out / "model.pt").is_file() and (out / "loss.csv").is_file()
-    assert str(out / "model.pt") in capsys.readouterr().out
+    assert (out / "model.pt").is_file() and (out / "training.csv").is_file()
+    printed = capsys.readouterr().out
+    assert str(out / "model.pt") in printed and "validation (" in printed
+    assert "no registration" in printed
     assert main([*base, "--method", "identity"]) == 2
     assert "does not learn" in capsys.readouterr().err
     assert main([*base, "--method", "unet-nmi", "--fold", "9"]) == 2
