@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import BenchError
+from benchmark.runner.layout import RESULT_FILE, RunLayout
 from benchmark.stats.results import check_results, ordered, read_results
 
 DATE_KEYS = ("started_first", "started", "created", "finished", "date")
@@ -71,7 +72,7 @@ class RunFolder:
 
     def pair_dir(self, method: str, fold: int, case: str, pair: str) -> Path:
         """``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR``."""
-        return self.path / "pairs" / method / f"fold{int(fold)}" / case / pair
+        return RunLayout(self.path).pair_dir(method, fold, case, pair)
 
     @property
     def dataset(self) -> str:
@@ -101,7 +102,7 @@ def _rows_from_result_json(run_dir: Path) -> pd.DataFrame:
     A ``result.json`` holds a list of row objects, or an object with a ``rows`` list.
     """
     rows: list[dict] = []
-    for path in sorted((run_dir / "pairs").glob("*/*/*/*/result.json")):
+    for path in RunLayout(run_dir).all_result_jsons():
         data = _read_json(path)
         if isinstance(data, dict):
             data = data.get("rows", [])
@@ -134,13 +135,14 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise BenchError(f"{path}: run folder not found")
-    run = _read_json(path / "run.json") if (path / "run.json").is_file() else {}
-    folds = _read_json(path / "folds.json") if (path / "folds.json").is_file() else {}
-    if (path / "pairs.csv").is_file():
+    layout = RunLayout(path)
+    run = _read_json(layout.run_json) if layout.run_json.is_file() else {}
+    folds = _read_json(layout.folds_json) if layout.folds_json.is_file() else {}
+    if layout.pairs_csv.is_file():
         try:
-            pairs = pd.read_csv(path / "pairs.csv", dtype=str, keep_default_na=False)
+            pairs = pd.read_csv(layout.pairs_csv, dtype=str, keep_default_na=False)
         except Exception as exc:
-            raise BenchError(f"{path / 'pairs.csv'}: cannot read ({exc})") from exc
+            raise BenchError(f"{layout.pairs_csv}: cannot read ({exc})") from exc
         for col in PAIR_COLUMNS:
             if col not in pairs.columns:
                 pairs[col] = ""
@@ -151,7 +153,7 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     pair_rows = _rows_from_result_json(path)
     if not pair_rows.empty:
         pair_rows = check_results(pair_rows, source=f"{path}/pairs/**/result.json")
-    if (path / "results.csv").is_file():
+    if layout.results_csv.is_file():
         results = read_results(path)
         if not pair_rows.empty:
             # an interrupted or resumed run: result.json of pairs that results.csv does not hold yet
@@ -212,7 +214,7 @@ def find_missing(run: RunFolder) -> pd.DataFrame:
                     "detail": "no rows in the results table",
                 }
             )
-        if not (run.path / "pairs" / method).is_dir():
+        if not RunLayout(run.path).method_pairs(method).is_dir():
             rows.append(
                 {"what": "method-no-pairs", "method": method, "detail": f"no pairs/{method} folder"}
             )
@@ -221,7 +223,7 @@ def find_missing(run: RunFolder) -> pd.DataFrame:
             absent = [
                 f"fold{p.fold}/{p.case}/{p.pair}"
                 for p in run.pairs.itertuples(index=False)
-                if not (run.pair_dir(method, p.fold, p.case, p.pair) / "result.json").is_file()
+                if not (run.pair_dir(method, p.fold, p.case, p.pair) / RESULT_FILE).is_file()
             ]
             if absent:
                 shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")

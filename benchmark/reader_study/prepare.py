@@ -42,6 +42,7 @@ import pandas as pd
 from benchmark.errors import BenchError
 from benchmark.images import read_displacement, read_image
 from benchmark.reader_study.private import make_private_dir, write_private
+from benchmark.runner.layout import RESULT_FILE, RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +76,13 @@ class CasePanels:
 
 
 def pair_dir(run_dir: Path, method: str, fold: int, case: str, pair: str) -> Path:
-    """``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR`` (``docs/conventions.md``)."""
-    return run_dir / "pairs" / method / f"fold{int(fold)}" / case / pair
+    """One registration's folder (:meth:`benchmark.runner.layout.RunLayout.pair_dir`)."""
+    return RunLayout(run_dir).pair_dir(method, fold, case, pair)
 
 
 def read_pairs_table(run_dir: Path) -> pd.DataFrame:
     """``RUN_DIR/pairs.csv`` with ``fold`` int and ``key = case/pair``; BenchError if unusable."""
-    path = run_dir / "pairs.csv"
+    path = RunLayout(run_dir).pairs_csv
     if not path.is_file():
         raise BenchError(f"{path}: pairs.csv not found (is {run_dir} a run folder of `bench run`?)")
     table = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -101,7 +102,7 @@ def complete_methods(run_dir: Path, row, methods: list[str]) -> list[str]:
     lacking = []
     for m in methods:
         d = pair_dir(run_dir, m, row.fold, row.case, row.pair)
-        if not ((d / "result.json").is_file() and (d / "displacement.nii.gz").is_file()):
+        if not ((d / RESULT_FILE).is_file() and (d / "displacement.nii.gz").is_file()):
             lacking.append(m)
     return lacking
 
@@ -403,7 +404,7 @@ def create_study(
         raise BenchError(f"--out {out}: exists and is not an empty folder")
     if options.repeats < 0:
         raise BenchError(f"--repeats must be >= 0, got {options.repeats}")
-    run_json = run_dir / "run.json"
+    run_json = RunLayout(run_dir).run_json
     if run_json.is_file():
         known = json.loads(run_json.read_text(encoding="utf-8")).get("methods", {})
         unknown = [m for m in methods if known and m not in known]

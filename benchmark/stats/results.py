@@ -12,6 +12,7 @@ import pandas as pd
 
 from benchmark.csvfile import ENCODING, check_fields
 from benchmark.errors import BenchError
+from benchmark.runner.layout import RunLayout
 
 RESULT_COLUMNS = (
     "method",
@@ -98,7 +99,7 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "results.csv"
+        path = RunLayout(path).results_csv
     if not path.is_file():
         raise BenchError(f"{path}: results table not found (expected a run folder or results.csv)")
     try:

@@ -11,10 +11,11 @@ from benchmark.errors import BenchError
 
 def train(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
+    from benchmark.runner.layout import RunLayout
     from methods.base import fit_method
     from methods.registry import available_methods, get_method
     from methods.training.config import merge_settings, parse_overrides
-    from methods.training.trainer import CHECKPOINT, read_model_info
+    from methods.training.trainer import CHECKPOINT, MODEL, read_model_info
 
     known = available_methods()
     if args.method not in known:
@@ -34,12 +35,12 @@ def train(args: argparse.Namespace) -> int:
     workdir = (
         Path(args.out)
         if args.out
-        else Path("runs") / manifest.name / "models" / args.method / f"fold{args.fold}"
+        else RunLayout(Path("runs") / manifest.name).model_dir(args.method, args.fold, args.seed)
     )
     if (
         (workdir / CHECKPOINT).is_file()
         and not args.resume
-        and not (workdir / "model.pt").is_file()
+        and not (workdir / MODEL).is_file()
     ):
         raise BenchError(
             f"{workdir} holds an unfinished training; add --resume to continue it, or remove it"
