@@ -14,7 +14,8 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data.manifest import load_manifest
-from benchmark.runner.run import RESULT_COLUMNS, run_benchmark
+from benchmark.runner.run import run_benchmark
+from benchmark.stats.results import RESULT_COLUMNS
 from methods.base import Method, RegistrationFailed
 from methods.registry import available_methods
 
@@ -87,7 +88,9 @@ def test_run_writes_the_tidy_table_and_run_folder(demo_root, tmp_path, capsys):
     assert run["folds"] == [0] and "torch" in run["versions"]
     assert (out / "models" / "unet-nmi" / "fold0" / "model.pt").is_file()
     assert (out / "results.parquet").is_file()
-    pairs = pd.read_csv(out / "pairs.csv")
+    pairs = pd.read_csv(out / "pairs.csv")  # every fold's test pairs
+    assert set(pairs["fold"]) == set(int(k) for k in folds)
+    pairs = pairs[pairs["fold"] == 0]
     assert set(pairs["case"] + "/" + pairs["pair"]) == test_keys
     assert "Results:" in capsys.readouterr().out
 
