@@ -250,3 +250,5 @@ def test_a_worker_killed_mid_training_reruns_its_task(demo_root, tmp_path):
     n = len(load_manifest("demo-acdc", root=demo_root).folds()[0].test)
     assert per_method.to_dict() == {"identity": n, "unet-nmi": n}
     assert (results["status"] == "ok").all()
+    trained_by = json.loads(RunLayout(out).model_task("unet-nmi", 0).read_text())["cost"]["pid"]
+    assert trained_by != busy.pid  # the training ran again on another worker process

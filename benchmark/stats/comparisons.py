@@ -26,6 +26,7 @@ from benchmark.stats.results import (
     LOWER_IS_BETTER,
     METRICS,
     check_results,
+    mean_over_seeds,
     ordered,
 )
 
@@ -59,7 +60,7 @@ def case_level(results: pd.DataFrame, *, over_structures: bool = False) -> pd.Da
         pairs with a finite value, ``failed`` whether any pair failed. NaN values of undefined
         metrics (``label-absent-*``) are skipped.
     """
-    r = check_results(results)
+    r = mean_over_seeds(check_results(results))
     r["failed"] = r["status"].str.startswith("failed")
     if over_structures:
         r["structure"] = r["structure"].where(r["structure"] == "image", ALL_STRUCTURES)
@@ -142,8 +143,10 @@ def summarize_metrics(results: pd.DataFrame, *, methods: list[str] | None = None
         ``n`` finite values, ``n_nan`` NaN values (undefined metric or failed registration),
         ``sd`` with ``ddof=1`` (NaN for ``n < 2``), ``q1``/``q3`` the 25th/75th percentiles
         (linear interpolation). Only (structure, metric) combinations present in ``results``.
+        With several seeds, each pair counts once, with its mean over seeds
+        (:func:`~benchmark.stats.results.mean_over_seeds`).
     """
-    results = check_results(results)
+    results = mean_over_seeds(check_results(results))
     methods, structures, metrics = _order(results, methods)
     rows = []
     for structure in structures:
