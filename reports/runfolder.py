@@ -60,6 +60,8 @@ class RunFolder:
         Methods of ``run.json`` in its order, then any others found in the results.
     missing : DataFrame
         Columns ``what, method, detail``: one row per missing item (see :func:`find_missing`).
+    costs : DataFrame
+        ``costs.csv``: one cost record per task (empty when absent).
     """
 
     path: Path
@@ -69,6 +71,7 @@ class RunFolder:
     results: pd.DataFrame
     methods: list[str]
     missing: pd.DataFrame = field(default_factory=pd.DataFrame)
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def pair_dir(self, method: str, fold: int, case: str, pair: str) -> Path:
         """``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR``."""
@@ -183,6 +186,8 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     methods = listed + [m for m in ordered(results["method"]) if m not in listed]
     folder = RunFolder(path, run, folds, pairs, results, methods)
     folder.missing = find_missing(folder)
+    if layout.costs_csv.is_file():
+        folder.costs = pd.read_csv(layout.costs_csv, keep_default_na=False, na_values=[""])
     if notes_source:
         folder.missing = pd.concat(
             [

@@ -190,6 +190,14 @@ def test_two_dask_workers_give_the_serial_rows_and_seeds_column(manifest, tmp_pa
     train = costs[costs["kind"] == "train"]
     assert len(train) == 2 and (train["iterations"] == 3).all() and (train["iterations_per_s"] > 0).all()
     assert len(set(costs["host"])) == 1
+    from reports.tables import cost_summary
+
+    per_method = cost_summary(costs).set_index("method")
+    n = len(manifest.folds()[0].test)
+    assert per_method.loc["unet-nmi", "trainings"] == 2
+    assert per_method.loc["unet-nmi", "registrations"] == 2 * n
+    assert per_method.loc["identity", "registrations"] == n
+    assert per_method.loc["unet-nmi", "train_s"] > per_method.loc["unet-nmi", "reg_s_mean"]
     run = json.loads((tmp_path / "b" / "run.json").read_text())
     assert run["seeds"] == [0, 1] and "git_commit" in run["provenance"]
     assert run["provenance"]["torch"] and "cuda" in run["provenance"]
