@@ -260,3 +260,23 @@ def test_a_worker_killed_mid_training_reruns_its_task(demo_root, tmp_path):
     assert (results["status"] == "ok").all()
     trained_by = json.loads(RunLayout(out).model_task("unet-nmi", 0).read_text())["cost"]["pid"]
     assert trained_by != busy.pid  # the training ran again on another worker process
+
+
+@pytest.mark.gpu
+def test_a_cuda_training_records_its_device_and_memory(manifest, tmp_path):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available")
+    out = tmp_path / "run"
+    run_benchmark(manifest, ["unet-nmi"], out=out, folds=[0], overrides=QUICK, device="cuda",
+                  progress=False)
+    costs = pd.read_csv(out / "costs.csv")
+    train = costs[costs["kind"] == "train"].iloc[0]
+    assert train["device"].startswith("cuda:0 (") and torch.cuda.get_device_name(0) in train["device"]
+    assert train["peak_gpu_mb"] > 0 and train["iterations_per_s"] > 0
+    reg = costs[costs["kind"] == "register"]
+    assert (reg["peak_gpu_mb"] > 0).all() and reg["device"].str.startswith("cuda").all()
+    prov = json.loads((out / "run.json").read_text())["provenance"]
+    assert prov["gpu"] == [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    assert prov["cuda"] == torch.version.cuda and prov["cudnn"] == torch.backends.cudnn.version()
