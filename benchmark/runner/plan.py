@@ -182,11 +182,15 @@ def _state(task: Task, by_id: dict[str, Task]) -> tuple[str, str]:
 
 
 def _outputs_exist(task: Task) -> bool:
+    """The trainer's model file is there (another learning method: its record is enough);
+    a registration's ``result.json`` is written last."""
     if task.kind == TRAIN:
+        from methods.learned import LearnedMethod
         from methods.training.trainer import MODEL
 
-        return task.model_dir is not None and (task.model_dir / MODEL).is_file()
-    return True  # result.json is written last
+        if issubclass(task.method_class, LearnedMethod):
+            return task.model_dir is not None and (task.model_dir / MODEL).is_file()
+    return True
 
 
 def format_plan(tasks: Sequence[Task], estimates: dict[tuple[str, str], float]) -> str:

@@ -276,7 +276,6 @@ def collect_results(tasks: Sequence[Task], failed: Sequence[dict] = ()) -> pd.Da
     from benchmark.runner.plan import read_record
     from benchmark.runner.scoring import failure_rows
 
-    by_id = {t.id: t for t in tasks}
     failed_ids = {o["id"]: o for o in failed}
     rows: list[dict] = []
     for task in tasks:
@@ -294,7 +293,6 @@ def collect_results(tasks: Sequence[Task], failed: Sequence[dict] = ()) -> pd.Da
         record = read_record(task.record)
         if record is not None and record.get("key") == task.key:
             rows.extend(record["rows"])
-    del by_id
     frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "seed"])
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
     frame["fold"] = frame["fold"].astype(int)

@@ -34,8 +34,9 @@ from benchmark.runner.plan import Task
 
 log = logging.getLogger(__name__)
 
-#: Trained methods kept per process, by training key (a worker loads each model once).
-_METHODS: dict[str, Any] = {}
+#: Trained methods kept per process, by training folder, key and model file time (a worker loads
+#: each model once).
+_METHODS: dict[tuple, Any] = {}
 _METHOD_CACHE_SIZE = 4
 
 
@@ -104,7 +105,13 @@ def _fitted(task: Task, device: str | None, *, progress: bool = False):
     """The task's method, fitted (a learned method: trained, or its model loaded)."""
     from methods.base import fit_method
 
-    cache_key = task.parts["model"] if task.kind == "register" else None
+    cache_key = None
+    if task.kind == "register" and task.learns:
+        from methods.training.trainer import MODEL
+
+        model = task.model_dir / MODEL
+        stamp = model.stat().st_mtime_ns if model.is_file() else None
+        cache_key = (str(task.model_dir), task.parts["model"], stamp)
     if cache_key and cache_key in _METHODS:
         return _METHODS[cache_key]
     method = task.method_class(**task.params)
