@@ -117,6 +117,7 @@ def test_other_folds_stay_and_a_manifest_comment_does_not_lock(manifest, demo_ro
     again = run_benchmark(manifest, ["identity"], out=out, folds=[0], progress=False)
     pd.testing.assert_frame_equal(values(full), values(again))
     assert {p: p.stat().st_mtime_ns for p in RunLayout(out).all_result_jsons()} == stamp
+    assert set(pd.read_csv(out / "pairs.csv")["fold"]) == set(full["fold"])
     # the same manifest with a comment edited: same pairs and settings, the folder is usable
     edited = tmp_path / "demo-acdc.yaml"
     edited.write_text(Path(manifest.path).read_text() + "\n# a comment\n")

@@ -467,8 +467,12 @@ def _write_run_files(
         run_info["started_first"] = old.get("started_first", old.get("started"))
     write_text(layout.run_json, json.dumps(run_info, indent=2, default=str))
     write_text(layout.folds_json, json.dumps(manifest.folds_table(), indent=2))
+    # the test pairs of the folds run now or before: results.csv keeps every fold's rows
+    listed = {f.index for f in folds}
+    if layout.pairs_csv.is_file():
+        listed |= set(pd.read_csv(layout.pairs_csv, usecols=["fold"])["fold"].astype(int))
     rows = []
-    for fold in manifest.folds():  # every fold: results.csv keeps every fold's rows
+    for fold in (f for f in manifest.folds() if f.index in listed):
         for spec in fold.test:
             files = spec.files()
             rows.append(
