@@ -217,14 +217,13 @@ def run_benchmark(
             layout, manifest, method_names, chosen, params, preset=preset, seeds=seeds,
             jobs=jobs, scheduler=address, command=command, known=methods,
         )
-        if force:
-            for name in method_names:
-                for fold in chosen:
-                    for s in seeds:
-                        shutil.rmtree(layout.fold_pairs(name, fold.index, s), ignore_errors=True)
-                        shutil.rmtree(layout.model_dir(name, fold.index, s), ignore_errors=True)
         hashes = FileHashes(layout.file_hashes)
         tasks = _plan(layout, manifest, chosen, methods, params, seeds, hashes)
+        if force:  # the selected tasks' outputs go, so that all of them run again
+            for task in (t for t in tasks if t.selected):
+                folder = task.model_dir if task.kind == TRAIN else task.record.parent
+                shutil.rmtree(folder, ignore_errors=True)
+            tasks = _plan(layout, manifest, chosen, methods, params, seeds, hashes)
         hashes.save()
         todo = [t for t in tasks if t.state == "to do"]
         for task in todo:
