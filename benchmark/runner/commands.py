@@ -67,7 +67,7 @@ def print_training_warnings(out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
-    from benchmark.runner.layout import RunLayout
+    from benchmark.runner.layout import RunLayout, default_run_folder
     from benchmark.runner.plan import format_plan
     from benchmark.runner.run import plan_benchmark, run_benchmark
     from benchmark.stats.comparisons import summarize_metrics
@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
 
     manifest = load_manifest(args.dataset, root=args.root)
     names = resolve_methods(args.methods)
-    out = Path(args.out) if args.out else Path("runs") / manifest.name
+    out = Path(args.out) if args.out else default_run_folder(manifest.name)
     seeds = parse_seeds(args.seeds, args.seed)
     common = dict(
         out=out, preset=args.preset, folds=parse_folds(args.folds), jobs=args.jobs, seeds=seeds,

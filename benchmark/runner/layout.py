@@ -23,12 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["RESULT_FILE", "TASK_FILE", "RunLayout", "fold_folder"]
+__all__ = ["RESULT_FILE", "TASK_FILE", "RunLayout", "default_run_folder", "fold_folder"]
 
 #: A registration's completion marker and record, written last (atomically) in its pair folder.
 RESULT_FILE = "result.json"
 #: A training's task record (content key and cost), written last in its model folder.
 TASK_FILE = "task.json"
+
+
+def default_run_folder(dataset: str) -> Path:
+    """``runs/DATASET`` (relative to the working directory): ``bench run`` and ``bench train``
+    without ``--out``."""
+    return Path("runs") / dataset
 
 
 def fold_folder(fold: int, seed: int = 0) -> str:

@@ -11,7 +11,7 @@ from benchmark.errors import BenchError
 
 def train(args: argparse.Namespace) -> int:
     from benchmark.data.manifest import load_manifest
-    from benchmark.runner.layout import RunLayout
+    from benchmark.runner.layout import RunLayout, default_run_folder
     from methods.base import fit_method
     from methods.registry import available_methods, get_method
     from methods.training.config import merge_settings, parse_overrides
@@ -35,7 +35,9 @@ def train(args: argparse.Namespace) -> int:
     workdir = (
         Path(args.out)
         if args.out
-        else RunLayout(Path("runs") / manifest.name).model_dir(args.method, args.fold, args.seed)
+        else RunLayout(default_run_folder(manifest.name)).model_dir(
+            args.method, args.fold, args.seed
+        )
     )
     if (
         (workdir / CHECKPOINT).is_file()
