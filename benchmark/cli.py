@@ -115,10 +115,23 @@ def _run_commands(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--out", metavar="DIR", default=None, help="run folder (default runs/NAME)")
     run.add_argument("--preset", choices=PRESETS, default="quick")
     run.add_argument("--folds", default=None, help="comma-separated folds (default: all)")
-    run.add_argument("--jobs", type=int, default=1, help="parallel registrations")
+    run.add_argument(
+        "--jobs", type=int, default=1,
+        help="1: run in this process; N: a Dask LocalCluster of N worker processes",
+    )
+    run.add_argument(
+        "--scheduler", metavar="ADDRESS", default=None,
+        help="an existing Dask scheduler, tcp://HOST:8786 (default: $DASK_SCHEDULER_ADDRESS)",
+    )
+    run.add_argument(
+        "--dry-run", action="store_true", help="print the tasks done and to do, and why; run none"
+    )
     run.add_argument("--force", action="store_true", help="recompute finished results")
     run.add_argument("--device", default=None, help="cpu, cuda (default: cuda if any)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--seeds", default=None, help="comma-separated seeds, each a repeated run (default: --seed)"
+    )
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="training override"
     )

@@ -60,8 +60,10 @@ _L2R_IMAGE = re.compile(r"^.+_(?P<subject>\d{4})_(?P<modality>\d{4})\.nii(\.gz)?
 class FieldFileError(ValueError):
     """A precomputed field file exists but does not fit its pair (shape, grid, content).
 
-    Not a :class:`~benchmark.core.errors.BenchError` on purpose: the runner records a BenchError as a
-    failed pair and goes on, while a wrong file stops the run (``bench`` prints ``error: ...``).
+    Not a :class:`~benchmark.core.errors.BenchError` on purpose: the runner records a BenchError as the
+    method's failed (and finished) result, while a wrong file fails its task without a result:
+    the other tasks finish, ``bench run`` names it and exits with 1, and the next run tries
+    the pair again.
     """
 
 

@@ -21,6 +21,7 @@ from matplotlib.figure import Figure
 
 from benchmark import __version__
 from benchmark.core.atomic import write_text
+from benchmark.core.layout import RunLayout
 from benchmark.core.numbers import format_p
 from reports import figures, tables
 from reports.cases import load_case_view, select_cases, shown_methods
@@ -36,6 +37,7 @@ SECTION_TITLES = (
     "Missing data",
     "Summary tables",
     "Comparison statistics",
+    "Cost per method",
     "Ranking across metrics",
     "NMI- versus NCC-trained networks",
     "Figure 4 analogue",
@@ -249,6 +251,7 @@ def _contents(ctx: Context) -> list[str]:
         "Missing data",
         "Summary tables (mean ± SD, median [IQR] per method)",
         "Comparison statistics (paired Wilcoxon over cases, Holm)",
+        "Cost per method (training time, time per registration, peak memory)",
         "Ranking across metrics (significance ranks, bootstrap stability, Friedman, DSC30)",
         "NMI- versus NCC-trained networks",
         "Figure 4 analogue: folding, Dice, Hausdorff",
@@ -304,7 +307,7 @@ def _training_section(ctx: Context) -> Section:
     pages = tables.table_pages("Training and validation", [("Models", display)], subtitle=subtitle)
     figs = []
     for row in validation.itertuples():
-        folder = ctx.run.path / "models" / row.method / f"fold{row.fold}"
+        folder = RunLayout(ctx.run.path).model_dir(row.method, int(row.fold))
         if not (folder / TRAINING_LOG).is_file():
             continue
         history = pd.read_csv(folder / TRAINING_LOG).to_numpy(dtype=float, na_value=float("nan"))
@@ -353,6 +356,27 @@ def _comparison_section(ctx: Context) -> Section:
         "direction.",
     )
     return Section(pages=pages, tables=[("comparisons", ctx.comparisons)])
+
+
+def _cost_section(ctx: Context) -> Section:
+    costs = ctx.run.costs
+    if costs.empty:
+        return Section(pages=tables.text_page(
+            "Cost per method", ["No cost records (costs.csv) in this run folder."]
+        ))
+    summary = tables.cost_summary(costs)
+    shown = summary.copy()
+    for col in ("train_s", "train_it_per_s", "train_gpu_mib", "reg_s_mean", "reg_s_median",
+                "reg_gpu_mib", "peak_rss_mib"):
+        shown[col] = [tables.fmt_num(v) for v in shown[col]]
+    pages = tables.table_pages(
+        "Cost per method",
+        [("per method", shown.astype(str))],
+        subtitle="Wall seconds per training and per registration (mean, median), iterations/s, "
+        "peak GPU memory (torch.cuda.max_memory_allocated, MiB; 0 on CPU) and the peak RSS of "
+        "the worker processes (MiB).",
+    )
+    return Section(pages=pages, tables=[("costs", summary)])
 
 
 def _metric_ranking_section(ctx: Context) -> Section:
@@ -572,6 +596,7 @@ SECTION_BUILDERS = {
     "Missing data": _missing_section,
     "Summary tables": _summary_section,
     "Comparison statistics": _comparison_section,
+    "Cost per method": _cost_section,
     "Ranking across metrics": _metric_ranking_section,
     "NMI- versus NCC-trained networks": _loss_section,
     "Figure 4 analogue": _figure4_section,

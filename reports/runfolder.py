@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.core.errors import BenchError
+from benchmark.core.layout import RESULT_FILE, RunLayout
 from benchmark.core.pairs import PAIRS_TABLE_COLUMNS, read_pairs_table
 from benchmark.stats.results import check_results, ordered, read_results
 
@@ -53,6 +54,8 @@ class RunFolder:
     validation : DataFrame
         ``validation.csv``: each trained model's validation beside no registration (empty when
         no method learns).
+    costs : DataFrame
+        ``costs.csv``: one cost record per task (empty when absent).
     """
 
     path: Path
@@ -63,10 +66,11 @@ class RunFolder:
     methods: list[str]
     missing: pd.DataFrame = field(default_factory=pd.DataFrame)
     validation: pd.DataFrame = field(default_factory=pd.DataFrame)
+    costs: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def pair_dir(self, method: str, fold: int, case: str, pair: str) -> Path:
         """``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR``."""
-        return self.path / "pairs" / method / f"fold{int(fold)}" / case / pair
+        return RunLayout(self.path).pair_dir(method, fold, case, pair)
 
     @property
     def dataset(self) -> str:
@@ -96,7 +100,7 @@ def _rows_from_result_json(run_dir: Path) -> pd.DataFrame:
     A ``result.json`` holds a list of row objects, or an object with a ``rows`` list.
     """
     rows: list[dict] = []
-    for path in sorted((run_dir / "pairs").glob("*/*/*/*/result.json")):
+    for path in RunLayout(run_dir).all_result_jsons():
         data = _read_json(path)
         if isinstance(data, dict):
             data = data.get("rows", [])
@@ -129,17 +133,18 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     path = Path(path)
     if not path.is_dir():
         raise BenchError(f"{path}: run folder not found")
-    run = _read_json(path / "run.json") if (path / "run.json").is_file() else {}
-    folds = _read_json(path / "folds.json") if (path / "folds.json").is_file() else {}
-    if (path / "pairs.csv").is_file():
-        pairs = read_pairs_table(path / "pairs.csv")
+    layout = RunLayout(path)
+    run = _read_json(layout.run_json) if layout.run_json.is_file() else {}
+    folds = _read_json(layout.folds_json) if layout.folds_json.is_file() else {}
+    if layout.pairs_csv.is_file():
+        pairs = read_pairs_table(layout.pairs_csv)
     else:
         pairs = pd.DataFrame({c: pd.Series(dtype=str) for c in PAIRS_TABLE_COLUMNS})
     notes_source = None
     pair_rows = _rows_from_result_json(path)
     if not pair_rows.empty:
         pair_rows = check_results(pair_rows, source=f"{path}/pairs/**/result.json")
-    if (path / "results.csv").is_file():
+    if layout.results_csv.is_file():
         results = read_results(path)
         if not pair_rows.empty:
             # an interrupted or resumed run: result.json of pairs that results.csv does not hold yet
@@ -168,13 +173,16 @@ def load_run(path: str | os.PathLike) -> RunFolder:
     listed = list(dict.fromkeys(_method_names(run)))
     methods = listed + [m for m in ordered(results["method"]) if m not in listed]
     folder = RunFolder(path, run, folds, pairs, results, methods)
-    if (path / "validation.csv").is_file():
+    if layout.validation_csv.is_file():
         try:
-            folder.validation = pd.read_csv(path / "validation.csv", keep_default_na=False,
-                                            na_values=[""]).fillna({"worse_than_identity": ""})
+            folder.validation = pd.read_csv(
+                layout.validation_csv, keep_default_na=False, na_values=[""]
+            ).fillna({"worse_than_identity": ""})
         except Exception as exc:
-            raise BenchError(f"{path / 'validation.csv'}: cannot read ({exc})") from exc
+            raise BenchError(f"{layout.validation_csv}: cannot read ({exc})") from exc
     folder.missing = find_missing(folder)
+    if layout.costs_csv.is_file():
+        folder.costs = pd.read_csv(layout.costs_csv, keep_default_na=False, na_values=[""])
     if notes_source:
         folder.missing = pd.concat(
             [
@@ -206,7 +214,7 @@ def find_missing(run: RunFolder) -> pd.DataFrame:
                     "detail": "no rows in the results table",
                 }
             )
-        if not (run.path / "pairs" / method).is_dir():
+        if not RunLayout(run.path).method_pairs(method).is_dir():
             rows.append(
                 {"what": "method-no-pairs", "method": method, "detail": f"no pairs/{method} folder"}
             )
@@ -215,7 +223,7 @@ def find_missing(run: RunFolder) -> pd.DataFrame:
             absent = [
                 f"fold{p.fold}/{p.case}/{p.pair}"
                 for p in run.pairs.itertuples(index=False)
-                if not (run.pair_dir(method, p.fold, p.case, p.pair) / "result.json").is_file()
+                if not (run.pair_dir(method, p.fold, p.case, p.pair) / RESULT_FILE).is_file()
             ]
             if absent:
                 shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")

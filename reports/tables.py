@@ -73,6 +73,31 @@ def comparisons_display(comparisons: pd.DataFrame) -> dict[tuple[str, str], pd.D
     return blocks
 
 
+def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
+    """One row per method from the cost records (``costs.csv``): trainings (count, mean wall
+    seconds, iterations/s, peak GPU MiB) and registrations (count, mean and median seconds each,
+    peak GPU MiB), the peak RSS of the processes that ran them, and the devices."""
+    rows = []
+    for method, d in costs.groupby("method", sort=False):
+        train, reg = d[d["kind"] == "train"], d[d["kind"] == "register"]
+        rows.append(
+            {
+                "method": method,
+                "trainings": len(train),
+                "train_s": train["wall_s"].mean() if len(train) else math.nan,
+                "train_it_per_s": train["iterations_per_s"].mean() if len(train) else math.nan,
+                "train_gpu_mib": train["peak_gpu_mb"].max() if len(train) else math.nan,
+                "registrations": len(reg),
+                "reg_s_mean": reg["wall_s"].mean() if len(reg) else math.nan,
+                "reg_s_median": reg["wall_s"].median() if len(reg) else math.nan,
+                "reg_gpu_mib": reg["peak_gpu_mb"].max() if len(reg) else math.nan,
+                "peak_rss_mib": d["peak_rss_mb"].max(),
+                "devices": ", ".join(sorted(set(d["device"].astype(str)))),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def _page(title: str, subtitle: str | None) -> Figure:
     fig = new_page()
     w, h = fig.get_size_inches()

@@ -519,7 +519,7 @@ CLI = [
          expect=("--preset", "invalid choice: 'slow'")),
     Case("out-of-another-preset", lambda ds, tmp: run_args(ds, tmp / "run", "--preset", "paper"),
          lambda ds, tmp: main([str(a) for a in run_args(ds, tmp / "run")]),
-         expect=("{tmp}/run holds a run of another dataset manifest or preset", "quick")),
+         expect=("{tmp}/run holds a run of another dataset or preset", "preset: 'quick' -> 'paper'")),
     Case("demo-zero-cases",
          lambda ds, tmp: ["data", "demo", "demo-acdc", "--out", tmp / "d", "--cases", "0"],
          expect=("--cases must be >= 1, got 0",)),

@@ -224,8 +224,9 @@ def test_exported_fields_read_back_give_identical_metrics(
     assert main(["export-fields", str(run), "--format", "l2r"]) == 0
     exported = run / "export" / "l2r" / "test-smooth-field"
     files = sorted(exported.glob("disp_*.nii.gz"))
-    assert len(files) == 4 and all(f.name.startswith("disp_patient") for f in files)
-    assert "test-smooth-field: 4 field(s)" in capsys.readouterr().out
+    n = len(pd.read_csv(run / "pairs.csv"))  # fold 0's test pairs
+    assert n >= 2 and len(files) == n and all(f.name.startswith("disp_patient") for f in files)
+    assert f"test-smooth-field: {n} field(s)" in capsys.readouterr().out
 
     back = tmp_path / "back"
     spec = f"fields:from-l2r={exported},fields:from-run={run / 'pairs' / 'test-smooth-field'}"
@@ -246,15 +247,16 @@ def test_exported_fields_read_back_give_identical_metrics(
             and (got.loc[timed, "status"] == "not-measured").all()
         )
 
-    # a missing field is a failed row with a clear status; a wrong shape stops the run
+    # a missing field is a failed row with a clear status; a wrong shape fails its task (not
+    # cached: the next run tries again), named in the summary, and the run exits with 1
     files[0].unlink()
     part = tmp_path / "part"
     assert main(["run", "--methods", f"fields:part={exported}", "--out", str(part), *common]) == 0
     status = pd.read_csv(part / "results.csv").groupby(["case", "pair"])["status"].first()
     assert status.str.startswith("failed: missing field: none of").sum() == 1
-    assert (status == "ok").sum() == 3
+    assert (status == "ok").sum() == n - 1
     nib.save(nib.Nifti1Image(np.zeros((4, 4, 4, 3)), np.eye(4)), str(files[0]))
     wrong = tmp_path / "wrong"
-    assert main(["run", "--methods", f"fields:wrong={exported}", "--out", str(wrong), *common]) == 2
+    assert main(["run", "--methods", f"fields:wrong={exported}", "--out", str(wrong), *common]) == 1
     err = capsys.readouterr().err
     assert f"{files[0]}: Learn2Reg field shape (4, 4, 4, 3) != expected" in err

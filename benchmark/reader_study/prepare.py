@@ -41,6 +41,7 @@ import pandas as pd
 
 from benchmark.core.errors import BenchError
 from benchmark.core.images import read_displacement, read_image
+from benchmark.core.layout import RESULT_FILE, RunLayout
 from benchmark.core.pairs import read_pairs_table
 from benchmark.reader_study.private import make_private_dir, write_private
 from metrics.displacement import mean_displacement_length
@@ -77,14 +78,14 @@ class CasePanels:
 
 
 def pair_dir(run_dir: Path, method: str, fold: int, case: str, pair: str) -> Path:
-    """``RUN_DIR/pairs/METHOD/foldK/CASE/PAIR`` (``docs/conventions.md``)."""
-    return run_dir / "pairs" / method / f"fold{int(fold)}" / case / pair
+    """One registration's folder (:meth:`benchmark.core.layout.RunLayout.pair_dir`)."""
+    return RunLayout(run_dir).pair_dir(method, fold, case, pair)
 
 
 def read_test_pairs(run_dir: Path) -> pd.DataFrame:
     """``RUN_DIR/pairs.csv`` (:func:`~benchmark.core.pairs.read_pairs_table`) with
     ``key = case/pair``; BenchError when it is absent or lists no pair."""
-    path = run_dir / "pairs.csv"
+    path = RunLayout(run_dir).pairs_csv
     if not path.is_file():
         raise BenchError(f"{path}: pairs.csv not found (is {run_dir} a run folder of `bench run`?)")
     table = read_pairs_table(path)
@@ -100,7 +101,7 @@ def complete_methods(run_dir: Path, row, methods: list[str]) -> list[str]:
     lacking = []
     for m in methods:
         d = pair_dir(run_dir, m, row.fold, row.case, row.pair)
-        if not ((d / "result.json").is_file() and (d / "displacement.nii.gz").is_file()):
+        if not ((d / RESULT_FILE).is_file() and (d / "displacement.nii.gz").is_file()):
             lacking.append(m)
     return lacking
 
@@ -396,7 +397,7 @@ def create_study(
         raise BenchError(f"--out {out}: exists and is not an empty folder")
     if options.repeats < 0:
         raise BenchError(f"--repeats must be >= 0, got {options.repeats}")
-    run_json = run_dir / "run.json"
+    run_json = RunLayout(run_dir).run_json
     if run_json.is_file():
         known = json.loads(run_json.read_text(encoding="utf-8")).get("methods", {})
         unknown = [m for m in methods if known and m not in known]

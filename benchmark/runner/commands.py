@@ -9,6 +9,16 @@ from pathlib import Path
 from benchmark.core.errors import BenchError
 
 
+def parse_seeds(value: str | None, seed: int) -> list[int]:
+    """``--seeds 0,1,2`` (default: ``[--seed]``)."""
+    if value is None:
+        return [seed]
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError as exc:
+        raise BenchError(f"--seeds {value!r}: expected comma-separated integers like 0,1,2") from exc
+
+
 def parse_folds(value: str | None) -> list[int] | None:
     if value is None or value.strip() in ("", "all"):
         return None
@@ -39,9 +49,10 @@ def print_training_warnings(out: Path) -> None:
     its validation pairs (``validation.csv``)."""
     import pandas as pd
 
-    from benchmark.runner.run import VALIDATION_FILE
+    from benchmark.core.layout import RunLayout
 
-    path = out / VALIDATION_FILE
+    layout = RunLayout(out)
+    path = layout.validation_csv
     if not path.is_file():
         return
     table = pd.read_csv(path, keep_default_na=False)
@@ -49,38 +60,46 @@ def print_training_warnings(out: Path) -> None:
         print(
             f"warning: {row.method} fold {row.fold}: the trained model is worse than no "
             f"registration on its validation pairs ({row.worse_than_identity}); see "
-            f"{out / 'models' / row.method / f'fold{row.fold}' / 'training.png'}",
+            f"{layout.model_dir(row.method, row.fold) / 'training.png'}",
             file=sys.stderr,
         )
 
 
 def run(args: argparse.Namespace) -> int:
+    from benchmark.core.layout import RunLayout, default_run_folder
     from benchmark.data.manifest import load_manifest
-    from benchmark.runner.run import run_benchmark
+    from benchmark.runner.plan import format_plan
+    from benchmark.runner.run import plan_benchmark, run_benchmark
     from benchmark.stats.comparisons import summarize_metrics
     from methods.registry import resolve_methods
     from methods.training.config import parse_overrides
 
     manifest = load_manifest(args.dataset, root=args.root)
     names = resolve_methods(args.methods)
-    out = Path(args.out) if args.out else Path("runs") / manifest.name
-    results = run_benchmark(
-        manifest,
-        names,
-        out=out,
-        preset=args.preset,
-        folds=parse_folds(args.folds),
-        jobs=args.jobs,
-        force=args.force,
-        device=args.device,
-        seed=args.seed,
+    out = Path(args.out) if args.out else default_run_folder(manifest.name)
+    seeds = parse_seeds(args.seeds, args.seed)
+    common = dict(
+        out=out, preset=args.preset, folds=parse_folds(args.folds), jobs=args.jobs, seeds=seeds,
         overrides=parse_overrides(args.set),
-        command=["bench", *sys.argv[1:]],
     )
-    print(f"\nRun folder: {out}\nResults: {out / 'results.csv'} ({len(results)} rows)\n")
-    print(format_summary(summarize_metrics(results, methods=names)))
+    if args.dry_run:
+        tasks, estimates = plan_benchmark(manifest, names, **common)
+        print(format_plan(tasks, estimates))
+        return 0
+    results = run_benchmark(
+        manifest, names, scheduler=args.scheduler, force=args.force, device=args.device,
+        command=["bench", *sys.argv[1:]], **common,
+    )
+    layout = RunLayout(out)
+    print(f"\nRun folder: {out}\nResults: {layout.results_csv} ({len(results)} rows)\n")
+    if len(results):
+        print(format_summary(summarize_metrics(results, methods=names)))
     print_training_warnings(out)
-    failed = results[results["status"].str.startswith("failed")]
-    if len(failed):
-        print(f"\n{failed[['method', 'case', 'pair']].drop_duplicates().shape[0]} registration(s) failed; see status in results.csv", file=sys.stderr)
+    failed = results.attrs.get("failed", [])
+    if failed:
+        print(f"\n{len(failed)} task(s) failed (their pairs' rows in results.csv carry the "
+              "reason):", file=sys.stderr)
+        for outcome in failed:
+            print(f"  {outcome['id']}: {outcome['reason']}", file=sys.stderr)
+        return 1
     return 0

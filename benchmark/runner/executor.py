@@ -1,56 +1,116 @@
-"""Executors for registration jobs, behind the standard ``concurrent.futures.Executor`` interface.
+"""Where the plan's tasks run: in-process one after another (``--jobs 1``), or on
+``dask.distributed`` (a ``LocalCluster`` of ``--jobs`` worker processes, or an existing cluster
+at ``--scheduler ADDRESS`` / ``DASK_SCHEDULER_ADDRESS``).
 
-The job logic only calls ``submit`` and reads futures, so a distributed engine with the same
-interface (dask.distributed's ``Client.get_executor()``, ray's, ...) can be plugged in later through
-:func:`make_executor` without touching the jobs.
+On Dask every task is one future: trainings run in parallel with one another, and a
+registration that needs a model takes its training's future as an argument, so it starts as soon
+as that model exists. The main process holds no model. A training on CUDA asks for the worker
+resource ``GPU=1`` (start GPU workers with ``--resources GPU=1``). A task whose worker dies is
+retried by Dask (:data:`RETRIES` times); its partial output never counts, because a task's
+record is written last.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
-import multiprocessing
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from benchmark.core.errors import BenchError
+from benchmark.runner.plan import TRAIN, Task
+from benchmark.runner.tasks import run_register, run_train
+
+log = logging.getLogger(__name__)
+
+#: How many times Dask reruns a task whose worker died.
+RETRIES = 2
+SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
-class SerialExecutor(cf.Executor):
-    """Runs each job at ``submit`` in the calling process (``--jobs 1``): simple tracebacks, no
-    pickling, and the main process's trained models stay in memory."""
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future:
-        future: cf.Future = cf.Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as exc:  # delivered through the future, like a pool would
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            future.set_exception(exc)
-        return future
+def scheduler_address(scheduler: str | None) -> str | None:
+    """``--scheduler``, else ``DASK_SCHEDULER_ADDRESS``, else None (no existing cluster)."""
+    return scheduler or os.environ.get(SCHEDULER_ENV) or None
 
 
-def _limit_threads(threads: int) -> None:
+def run_serial(
+    tasks: Sequence[Task], *, device: str | None, progress: bool, done: Callable[[dict], None]
+) -> None:
+    """Every task in the calling process, trainings before the registrations that need them."""
+    trained: dict[str, dict] = {}
+    for task in sorted(tasks, key=lambda t: t.kind != TRAIN):
+        if task.kind == TRAIN:
+            outcome = trained[task.id] = run_train(task, device=device, progress=progress)
+        else:
+            outcome = run_register(task, trained.get(task.depends or ""), device=device)
+        done(outcome)
+
+
+def _uses_cuda(device: str | None) -> bool:
+    if device is not None:
+        return str(device).startswith("cuda")
     import torch
 
-    torch.set_num_threads(threads)
+    return torch.cuda.is_available()
 
 
-def make_executor(jobs: int) -> cf.Executor:
-    """``jobs == 1``: :class:`SerialExecutor`; more: a process pool of ``jobs`` workers.
+def run_dask(
+    tasks: Sequence[Task],
+    *,
+    jobs: int,
+    scheduler: str | None,
+    device: str | None,
+    done: Callable[[dict], None],
+) -> None:
+    """Every task on a Dask cluster: an existing one at ``scheduler``, else a ``LocalCluster`` of
+    ``jobs`` single-threaded worker processes (closed, with its workers, on return)."""
+    from distributed import Client, LocalCluster, as_completed
 
-    Workers are started with ``spawn`` (safe with PyTorch and ITK threads) and share the cores:
-    each uses ``cpu_count // jobs`` torch threads.
-    """
-    if not isinstance(jobs, int) or jobs < 1:
-        raise BenchError(f"--jobs must be a positive integer, got {jobs!r}")
-    if jobs == 1:
-        return SerialExecutor()
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    return cf.ProcessPoolExecutor(
-        max_workers=jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_limit_threads,
-        initargs=(threads,),
-    )
+    cuda = _uses_cuda(device)
+    cluster = None
+    if scheduler:
+        client = Client(scheduler, timeout="30s")
+        threads = None
+    else:
+        cluster = LocalCluster(
+            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+            resources={"GPU": 1} if cuda else None, silence_logs=logging.WARNING,
+        )
+        client = Client(cluster)
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    try:
+        gpu = {"GPU": 1} if cuda else None
+        futures = {}
+        trains = {}
+        for task in tasks:
+            if task.kind == TRAIN:
+                trains[task.id] = fut = client.submit(
+                    run_train, task, device=device, threads=threads, key=f"{task.id} {task.key}",
+                    resources=gpu, retries=RETRIES, pure=False,
+                )
+                futures[fut] = task
+        for task in tasks:
+            if task.kind != TRAIN:
+                fut = client.submit(
+                    run_register, task, trains.get(task.depends or ""), device=device,
+                    threads=threads, key=f"{task.id} {task.key}", retries=RETRIES,
+                    pure=False,
+                )
+                futures[fut] = task
+        for fut in as_completed(list(futures)):
+            task = futures[fut]
+            try:
+                outcome = fut.result()
+            except Exception as exc:  # the worker died more often than RETRIES
+                outcome = {"id": task.id, "kind": task.kind, "status": "failed",
+                           "reason": f"{type(exc).__name__}: {exc}"}
+                if task.kind != TRAIN:
+                    outcome.update(keys=_keys(task), seed=task.seed)
+            done(outcome)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _keys(task: Task) -> dict[str, Any]:
+    return {"method": task.method, "fold": task.fold, "case": task.spec.case, "pair": task.spec.pair}

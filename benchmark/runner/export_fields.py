@@ -18,8 +18,8 @@ from pathlib import Path
 
 from benchmark.core.errors import BenchError
 from benchmark.core.images import read_displacement
-from benchmark.core.pairs import DISPLACEMENT_FILE, PairSpec
-from benchmark.runner.pair_job import RESULT_FILE, pair_folder
+from benchmark.core.layout import RESULT_FILE, RunLayout
+from benchmark.core.pairs import DISPLACEMENT_FILE
 
 __all__ = ["FORMATS", "export_fields", "export_command"]
 
@@ -65,19 +65,20 @@ def export_fields(
     if dtype not in L2R_DTYPES:
         raise BenchError(f"--dtype must be one of {', '.join(L2R_DTYPES)}, got {dtype!r}")
     run_dir = Path(run_dir)
-    for name in ("run.json", "pairs.csv"):
-        if not (run_dir / name).is_file():
-            raise BenchError(f"{run_dir}: not a run folder ({name} is missing)")
+    layout = RunLayout(run_dir)
+    for path in (layout.run_json, layout.pairs_csv):
+        if not path.is_file():
+            raise BenchError(f"{run_dir}: not a run folder ({path.name} is missing)")
     import pandas as pd
 
-    run_methods = list(json.loads((run_dir / "run.json").read_text()).get("methods", {}))
+    run_methods = list(json.loads(layout.run_json.read_text()).get("methods", {}))
     chosen = run_methods if methods is None else list(methods)
     unknown = [m for m in chosen if m not in run_methods]
     if unknown:
         raise BenchError(
             f"--methods {unknown}: not in the run; its methods are {', '.join(run_methods)}"
         )
-    pairs = pd.read_csv(run_dir / "pairs.csv", dtype={"case": str, "pair": str})
+    pairs = pd.read_csv(layout.pairs_csv, dtype={"case": str, "pair": str})
     names = [l2r_name(r.fixed, r.moving, r.case) for r in pairs.itertuples()]
     seen: dict[str, str] = {}
     for name, r in zip(names, pairs.itertuples(), strict=True):
@@ -94,8 +95,7 @@ def export_fields(
         written[method] = []
         missing = 0
         for name, r in zip(names, pairs.itertuples(), strict=True):
-            spec = PairSpec("", r.case, r.pair, Path(r.fixed), Path(r.moving))
-            folder = pair_folder(run_dir, method, int(r.fold), spec)
+            folder = layout.pair_dir(method, int(r.fold), r.case, r.pair)
             source = folder / DISPLACEMENT_FILE
             if not ((folder / RESULT_FILE).is_file() and source.is_file()):
                 missing += 1

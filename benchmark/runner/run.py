@@ -1,24 +1,27 @@
-"""A whole benchmark run: folds, training, registration jobs, the tidy results table.
+"""A whole benchmark run: plan every fold's tasks, run those not up to date, and write the tidy
+results table, the validation and cost tables (``docs/conventions.md``, "Run folder").
 
-``run_benchmark`` is what ``bench run`` calls. It is resumable: trained models, checkpoints and
-finished pairs (``result.json``) are reused, so re-running the same command finishes what is missing;
-``force=True`` recomputes the results (and retrains).
+``run_benchmark`` is what ``bench run`` calls, ``plan_benchmark`` what ``bench run --dry-run``
+calls. A run is resumable and content-keyed (:mod:`~benchmark.runner.plan`): re-running the same
+command finishes what is missing, and recomputes what its inputs changed; ``force=True``
+recomputes the selected folds (and retrains).
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import inspect
 import json
 import logging
 import os
 import platform
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
@@ -26,20 +29,15 @@ import pandas as pd
 from benchmark import __version__
 from benchmark.core.atomic import atomic_path, write_text
 from benchmark.core.errors import BenchError
-from benchmark.runner.pair_job import (
-    RESULT_FILE,
-    PairJob,
-    pair_folder,
-    read_result,
-    run_pair_job,
-)
+from benchmark.core.layout import RunLayout
+from benchmark.runner.fingerprint import FileHashes
+from benchmark.runner.plan import REGISTER, TRAIN, Task
 from benchmark.runner.scoring import METHOD_CONVENTIONS
 from metrics.catalog import METRIC_CONVENTIONS, METRIC_UNITS, RESULT_COLUMNS
 
 log = logging.getLogger(__name__)
 
 #: ``validation.csv`` of a run folder: each trained model's validation score (``docs/conventions.md``).
-VALIDATION_FILE = "validation.csv"
 VALIDATION_COLUMNS = (
     "method", "fold", "best_iteration", "val_similarity", "identity_similarity", "val_dice",
     "identity_dice", "held_out", "worse_than_identity",
@@ -68,6 +66,86 @@ def method_params(cls: type, *, preset: str, settings: dict, seed: int, threads:
     return {k: v for k, v in offered.items() if k in accepted}
 
 
+def _prepare(manifest, method_names, *, out, preset, folds, jobs, seeds, overrides):
+    """Checks, method classes and settings, and the plan of every fold (nothing written)."""
+    from benchmark.runner.preflight import preflight
+    from methods.registry import available_methods
+    from methods.training.config import merge_settings
+
+    chosen = preflight(
+        manifest, method_names, out=out, preset=preset, folds=folds, jobs=jobs, overrides=overrides
+    )
+    seeds = _check_seeds(seeds)
+    known = available_methods()
+    unknown = [m for m in method_names if m not in known]
+    if unknown:
+        raise BenchError(f"unknown method(s) {unknown}; known methods: {', '.join(known)}")
+    for name in method_names:
+        ok, why = known[name].availability()
+        if not ok:
+            raise BenchError(f"method {name!r} is not available here: {why}")
+    settings = merge_settings(manifest.presets.get(preset, {}), overrides or {})
+    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    params = {
+        name: method_params(
+            known[name], preset=preset, settings=settings, seed=seeds[0], threads=threads
+        )
+        for name in method_names
+    }
+    return chosen, seeds, {n: known[n] for n in method_names}, params
+
+
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = list(seeds)
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if not seeds or bad or len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds {seeds}: expected distinct integers >= 0, like 0,1,2")
+    return seeds
+
+
+def _plan(layout, manifest, chosen, methods, params, seeds, hashes) -> list[Task]:
+    """The plan of every fold; ``method_params``' seed is set per task for seeded methods."""
+    from benchmark.runner.plan import build_plan
+
+    tasks = build_plan(
+        layout, manifest.folds(), [f.index for f in chosen], methods, params,
+        seeds=seeds, labels=dict(manifest.labels), hashes=hashes,
+    )
+    for task in tasks:
+        if "seed" in task.params:
+            task.params = {**task.params, "seed": task.seed}
+    return tasks
+
+
+def plan_benchmark(
+    manifest,
+    method_names: Sequence[str],
+    *,
+    out: str | Path,
+    preset: str = "quick",
+    folds: Sequence[int] | None = None,
+    jobs: int = 1,
+    seeds: Sequence[int] = (0,),
+    overrides: dict[str, Any] | None = None,
+) -> tuple[list[Task], dict[tuple[str, str], float]]:
+    """The plan of a run without running or writing anything (``bench run --dry-run``): every
+    task with its state and reason, and the mean wall seconds per (kind, method) of the previous
+    cost records (``costs.csv``)."""
+    layout = RunLayout(out)
+    chosen, seeds, methods, params = _prepare(
+        manifest, method_names, out=layout.root, preset=preset, folds=folds, jobs=jobs,
+        seeds=seeds, overrides=overrides,
+    )
+    if layout.run_json.is_file():
+        _check_same_dataset(layout, manifest, preset)
+    tasks = _plan(layout, manifest, chosen, methods, params, seeds, FileHashes(layout.file_hashes))
+    estimates: dict[tuple[str, str], float] = {}
+    if layout.costs_csv.is_file():
+        costs = pd.read_csv(layout.costs_csv)
+        estimates = costs.groupby(["kind", "method"])["wall_s"].mean().to_dict()
+    return tasks, estimates
+
+
 def run_benchmark(
     manifest,
     method_names: Sequence[str],
@@ -76,14 +154,21 @@ def run_benchmark(
     preset: str = "quick",
     folds: Sequence[int] | None = None,
     jobs: int = 1,
+    scheduler: str | None = None,
     force: bool = False,
     device: str | None = None,
     seed: int = 0,
+    seeds: Sequence[int] | None = None,
     overrides: dict[str, Any] | None = None,
     command: Sequence[str] | None = None,
     progress: bool = True,
 ) -> pd.DataFrame:
     """Run the benchmark and return the tidy results table (also written to ``out``).
+
+    Builds the plan (:mod:`~benchmark.runner.plan`) of every fold, runs the tasks of the selected
+    folds that are not done (:mod:`~benchmark.runner.executor`), and writes ``results.csv`` with
+    the rows of every up-to-date task, of all folds. ``results.attrs["failed"]`` lists the
+    outcomes of the tasks that failed in this run (their pairs' rows carry the status).
 
     Parameters
     ----------
@@ -92,146 +177,161 @@ def run_benchmark(
     method_names : sequence of str
         Registry names (``methods.registry.resolve_methods``).
     out : path
-        Run folder. Re-using it resumes; a run with other settings in it is refused.
+        Run folder. Re-using it resumes; results whose inputs changed are recomputed; a run of
+        another dataset or preset in it is refused.
     preset : {"quick", "paper"}
         Training / elastix preset.
     folds : sequence of int, optional
-        Folds to run (default all).
+        Folds to run (default all); the results of the other folds stay in ``results.csv``.
     jobs : int
-        Parallel registration jobs (process pool when > 1).
+        1: every task in this process, one after another; more: a Dask ``LocalCluster`` of
+        ``jobs`` worker processes.
+    scheduler : str, optional
+        Address of an existing Dask scheduler (``tcp://HOST:8786``); default
+        ``DASK_SCHEDULER_ADDRESS`` when set.
     force : bool
-        Recompute finished pairs and retrain models.
+        Recompute the selected folds' results and retrain their models.
     device : str, optional
         Torch device for training and inference (default CUDA when available).
-    seed : int
-        Seed of training (network initialisation, patch sampling) and of elastix's sampler.
+    seed, seeds : int, sequence of int
+        Seeds of training (network initialisation, patch sampling) and of elastix's sampler;
+        ``seeds`` (default ``[seed]``) runs every seeded method once per seed.
     overrides : dict, optional
         Training settings overriding the preset (``--set``).
     """
     from tqdm.auto import tqdm
 
-    from benchmark.runner.preflight import preflight
-    from methods.base import fit_method
-    from methods.registry import available_methods
-    from methods.training.config import merge_settings
+    from benchmark.runner.executor import run_dask, run_serial, scheduler_address
 
-    out = Path(out)
-    # options, settings and data files are checked before the run folder is touched
-    chosen = preflight(
-        manifest, method_names, out=out, preset=preset, folds=folds, jobs=jobs, overrides=overrides
+    layout = RunLayout(out)
+    seeds = [seed] if seeds is None else list(seeds)
+    chosen, seeds, methods, params = _prepare(
+        manifest, method_names, out=layout.root, preset=preset, folds=folds, jobs=jobs,
+        seeds=seeds, overrides=overrides,
     )
-    out.mkdir(parents=True, exist_ok=True)
-    handler = _log_to_file(out / "logs" / "run.log")
+    address = scheduler_address(scheduler)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    handler = _log_to_file(layout.run_log)
     try:
-        known = available_methods()
-        unknown = [m for m in method_names if m not in known]
-        if unknown:
-            raise BenchError(f"unknown method(s) {unknown}; known methods: {', '.join(known)}")
-        for name in method_names:
-            ok, why = known[name].availability()
-            if not ok:
-                raise BenchError(f"method {name!r} is not available here: {why}")
-
-        settings = merge_settings(manifest.presets.get(preset, {}), overrides or {})
-        threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
-        params = {
-            name: method_params(known[name], preset=preset, settings=settings, seed=seed, threads=threads)
-            for name in method_names
-        }
         _write_run_files(
-            out, manifest, method_names, chosen, params, preset=preset, seed=seed, jobs=jobs,
-            command=command, known=known,
+            layout, manifest, method_names, chosen, params, preset=preset, seeds=seeds,
+            jobs=jobs, scheduler=address, command=command, known=methods,
         )
-        if force:
-            for name in method_names:
-                for fold in chosen:
-                    shutil.rmtree(out / "pairs" / name / f"fold{fold.index}", ignore_errors=True)
-                    if known[name].learns:
-                        shutil.rmtree(out / "models" / name / f"fold{fold.index}", ignore_errors=True)
-
-        total = sum(len(f.test) for f in chosen) * len(method_names)
-        bar = tqdm(total=total, desc="registrations", unit="pair", disable=not progress)
-        done_before = 0
-        from benchmark.runner.executor import make_executor
-
-        with make_executor(jobs) as executor:
-            futures: dict[cf.Future, PairJob] = {}
-            for fold in chosen:
-                for name in method_names:
-                    todo = [
-                        s
-                        for s in fold.test
-                        if not (pair_folder(out, name, fold.index, s) / RESULT_FILE).is_file()
-                    ]
-                    done_before += len(fold.test) - len(todo)
-                    bar.update(len(fold.test) - len(todo))
-                    if not todo:
-                        continue
-                    method = known[name](**params[name])
-                    if known[name].learns:
-                        log.info("fold %d: training %s on %d pairs", fold.index, name, len(fold.train))
-                        fit_method(
-                            method,
-                            fold.train,
-                            val_pairs=fold.val,
-                            workdir=out / "models" / name / f"fold{fold.index}",
-                            seed=seed,
-                            device=device,
-                            progress=progress,
-                        )
-                    for spec in todo:
-                        job = PairJob(
-                            name, method, fold.index, spec,
-                            pair_folder(out, name, fold.index, spec), dict(manifest.labels),
-                        )
-                        futures[executor.submit(run_pair_job, job)] = job
-                    # collect what finished so far (serial executor: everything)
-                    for future in [f for f in futures if f.done()]:
-                        _finish(futures.pop(future), future, bar)
-            for future in cf.as_completed(list(futures)):
-                _finish(futures.pop(future), future, bar)
-        bar.close()
+        hashes = FileHashes(layout.file_hashes)
+        tasks = _plan(layout, manifest, chosen, methods, params, seeds, hashes)
+        if force:  # the selected tasks' outputs go, so that all of them run again
+            for task in (t for t in tasks if t.selected):
+                folder = task.model_dir if task.kind == TRAIN else task.record.parent
+                shutil.rmtree(folder, ignore_errors=True)
+            tasks = _plan(layout, manifest, chosen, methods, params, seeds, hashes)
+        hashes.save()
+        todo = [t for t in tasks if t.state == "to do"]
+        for task in todo:
+            log.info("to do: %s (%s)", task.id, task.reason)
+            if task.kind == TRAIN and task.reason.startswith(("stale", "outputs")):
+                shutil.rmtree(task.model_dir, ignore_errors=True)  # never reuse a stale model
+        done_before = sum(t.state == "done" and t.kind == REGISTER for t in tasks if t.selected)
         if done_before:
-            log.info("%d pair results were already complete and were reused", done_before)
-        results = collect_results(out, method_names, [f.index for f in chosen])
-        write_results(out, results)
-        validation = collect_validation(out, method_names, [f.index for f in chosen])
+            log.info("%d registrations were up to date and were reused", done_before)
+        bar = tqdm(total=len(todo), desc="tasks", unit="task", disable=not progress)
+        outcomes: dict[str, dict] = {}
+
+        def done(outcome: dict) -> None:
+            outcomes[outcome["id"]] = outcome
+            bar.update(1)
+
+        if todo and jobs == 1 and address is None:
+            run_serial(todo, device=device, progress=progress, done=done)
+        elif todo:
+            run_dask(todo, jobs=jobs, scheduler=address, device=device, done=done)
+        bar.close()
+        failed = [o for o in outcomes.values() if o["status"] == "failed" and "reason" in o]
+        results = collect_results(tasks, failed)
+        write_results(layout, results)
+        write_costs(layout, tasks)
+        validation = collect_validation(layout.root, method_names, [f.index for f in chosen])
         if len(validation):
-            with atomic_path(out / VALIDATION_FILE) as tmp:
+            with atomic_path(layout.validation_csv) as tmp:
                 validation.to_csv(tmp, index=False)
+        results.attrs["failed"] = failed
         return results
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
 
 
-def _finish(job: PairJob, future: cf.Future, bar) -> None:
-    exc = future.exception()
-    if exc is not None:
-        raise BenchError(
-            f"{job.method_name} on {job.spec.key} (fold {job.fold}) stopped the run: "
-            f"{type(exc).__name__}: {exc}"
-        ) from exc
-    bar.update(1)
+def _spec_shape(spec) -> SimpleNamespace:
+    """What :func:`~benchmark.runner.scoring.failure_rows` asks of a pair (which optional parts
+    exist), from its file list, for a pair that could not even be loaded."""
+    return SimpleNamespace(
+        fixed_labels=spec.fixed_labels, moving_labels=spec.moving_labels,
+        true_displacement=spec.displacement, landmarks=spec.fixed_landmarks,
+    )
 
 
-def collect_results(out: Path, method_names: Sequence[str], folds: Sequence[int]) -> pd.DataFrame:
-    """Every finished pair's rows of the given methods and folds, as the tidy table."""
+def collect_results(tasks: Sequence[Task], failed: Sequence[dict] = ()) -> pd.DataFrame:
+    """The tidy table: the rows of every up-to-date registration of the plan (all folds), and
+    NaN rows with the reason for the registrations that failed in this run."""
+    from benchmark.runner.plan import read_record
+    from benchmark.runner.scoring import failure_rows
+
+    failed_ids = {o["id"]: o for o in failed}
     rows: list[dict] = []
-    for name in method_names:
-        for fold in folds:
-            base = Path(out) / "pairs" / name / f"fold{fold}"
-            for path in sorted(base.glob(f"*/*/{RESULT_FILE}")):
-                rows.extend(read_result(path))
-    frame = pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+    for task in tasks:
+        if task.kind != REGISTER:
+            continue
+        if task.id in failed_ids:
+            keys = {"method": task.method, "fold": task.fold, "case": task.spec.case,
+                    "pair": task.spec.pair}
+            reason = failed_ids[task.id]["reason"]
+            rows += [
+                {**keys, **r, "seed": task.seed}
+                for r in failure_rows(task.labels, reason, pair=_spec_shape(task.spec))
+            ]
+            continue
+        record = read_record(task.record)
+        if record is not None and record.get("key") == task.key:
+            rows.extend(record["rows"])
+    frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "seed"])
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
     frame["fold"] = frame["fold"].astype(int)
+    frame["seed"] = frame["seed"].astype(int)
     order = {m: i for i, m in enumerate(METRIC_UNITS)}
     frame = frame.sort_values(
-        ["method", "fold", "case", "pair", "structure", "metric"],
+        ["method", "fold", "seed", "case", "pair", "structure", "metric"],
         key=lambda s: s.map(order) if s.name == "metric" else s,
         kind="stable",
     ).reset_index(drop=True)
+    return frame
+
+
+#: ``costs.csv``: one row per task record (``docs/conventions.md``).
+COST_COLUMNS = (
+    "kind", "method", "fold", "seed", "case", "pair", "status", "wall_s", "cpu_s", "peak_rss_mb",
+    "peak_gpu_mb", "device", "iterations", "iterations_per_s", "host",
+)
+
+
+def write_costs(layout: RunLayout, tasks: Sequence[Task]) -> pd.DataFrame:
+    """``costs.csv`` from the cost records of every up-to-date task of the plan."""
+    from benchmark.runner.plan import read_record
+
+    rows = []
+    for task in tasks:
+        record = read_record(task.record)
+        if record is None or record.get("key") != task.key or "cost" not in record:
+            continue
+        rows.append(
+            {
+                "kind": task.kind, "method": task.method, "fold": task.fold, "seed": task.seed,
+                "case": task.spec.case if task.spec else "",
+                "pair": task.spec.pair if task.spec else "",
+                "status": record.get("status", ""), **record["cost"],
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(COST_COLUMNS))
+    with atomic_path(layout.costs_csv) as tmp:
+        frame.to_csv(tmp, index=False)
     return frame
 
 
@@ -247,7 +347,7 @@ def collect_validation(out: Path, method_names: Sequence[str], folds: Sequence[i
     rows = []
     for name in method_names:
         for fold in folds:
-            info = read_model_info(Path(out) / "models" / name / f"fold{fold}")
+            info = read_model_info(RunLayout(out).model_dir(name, fold))
             if not info or "validation" not in info:
                 continue
             v = info["validation"]
@@ -267,21 +367,82 @@ def collect_validation(out: Path, method_names: Sequence[str], folds: Sequence[i
     return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
 
 
-def write_results(out: Path, results: pd.DataFrame) -> None:
+def write_results(layout: RunLayout, results: pd.DataFrame) -> None:
     """``results.csv`` and ``results.parquet``, atomically."""
-    with atomic_path(out / "results.csv") as tmp:
+    with atomic_path(layout.results_csv) as tmp:
         results.to_csv(tmp, index=False)
-    with atomic_path(out / "results.parquet") as tmp:
+    with atomic_path(layout.results_parquet) as tmp:
         results.to_parquet(tmp, index=False)
 
 
+def provenance(device: str | None = None) -> dict[str, Any]:
+    """Where the numbers come from: the project's git commit (and whether its tree had
+    uncommitted changes), torch, CUDA and cuDNN versions, the GPU model and the host."""
+    import torch
+
+    here = Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(
+                ["git", "-C", str(here), *args], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no") if commit else None
+    cuda = torch.cuda.is_available()
+    return {
+        "git_commit": commit or "not a git checkout",
+        "git_dirty": None if status is None else bool(status),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda or "none",
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "gpu": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if cuda
+        else [],
+        "host": platform.node(),
+        "cpus": os.cpu_count(),
+    }
+
+
+#: The manifest's fields whose change makes a run folder another run (``run.json`` "dataset");
+#: its path, root and bytes may change (a comment edited, the data moved): results whose
+#: inputs changed are recomputed by their keys.
+DATASET_IDENTITY = ("name", "loader", "labels", "pairing", "training_pairing", "cv", "split",
+                    "presets")
+
+
+def _check_same_dataset(layout: RunLayout, manifest, preset: str) -> None:
+    """Refuse a run folder holding a run of another dataset or preset, naming what changed."""
+    old = json.loads(layout.run_json.read_text())
+    before, now = old.get("dataset", {}), manifest.describe()
+    changed = [
+        f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
+        for k in DATASET_IDENTITY
+        if k in before and json.dumps(before.get(k), sort_keys=True, default=str)
+        != json.dumps(now.get(k), sort_keys=True, default=str)
+    ]
+    if old.get("preset") != preset:
+        changed.append(f"preset: {old.get('preset')!r} -> {preset!r}")
+    if changed:
+        raise BenchError(
+            f"{layout.root} holds a run of another dataset or preset ({'; '.join(changed)}); "
+            "use another --out"
+        )
+
+
 def _write_run_files(
-    out: Path, manifest, method_names, folds, params, *, preset, seed, jobs, command, known
+    layout: RunLayout, manifest, method_names, folds, params, *, preset, seeds, jobs, scheduler,
+    command, known,
 ) -> None:
     run_info = {
         "command": list(command) if command is not None else sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "versions": versions(),
+        "provenance": provenance(),
         "dataset": manifest.describe(),
         "methods": {
             name: {
@@ -294,23 +455,23 @@ def _write_run_files(
         "conventions": {"metrics": METRIC_CONVENTIONS, "methods": METHOD_CONVENTIONS},
         "preset": preset,
         "folds": [f.index for f in folds],
-        "seed": seed,
+        "seed": seeds[0],
+        "seeds": list(seeds),
         "jobs": jobs,
+        "scheduler": scheduler,
     }
-    previous = out / "run.json"
-    if previous.is_file():
-        old = json.loads(previous.read_text())
-        if old.get("dataset", {}).get("sha256") != manifest.sha256 or old.get("preset") != preset:
-            raise BenchError(
-                f"{out} holds a run of another dataset manifest or preset "
-                f"({old.get('dataset', {}).get('name')}, preset {old.get('preset')}); "
-                "use another --out"
-            )
+    if layout.run_json.is_file():
+        _check_same_dataset(layout, manifest, preset)
+        old = json.loads(layout.run_json.read_text())
         run_info["started_first"] = old.get("started_first", old.get("started"))
-    write_text(previous, json.dumps(run_info, indent=2, default=str))
-    write_text(out / "folds.json", json.dumps(manifest.folds_table(), indent=2))
+    write_text(layout.run_json, json.dumps(run_info, indent=2, default=str))
+    write_text(layout.folds_json, json.dumps(manifest.folds_table(), indent=2))
+    # the test pairs of the folds run now or before: results.csv keeps every fold's rows
+    listed = {f.index for f in folds}
+    if layout.pairs_csv.is_file():
+        listed |= set(pd.read_csv(layout.pairs_csv, usecols=["fold"])["fold"].astype(int))
     rows = []
-    for fold in folds:
+    for fold in (f for f in manifest.folds() if f.index in listed):
         for spec in fold.test:
             files = spec.files()
             rows.append(
@@ -326,7 +487,7 @@ def _write_run_files(
                     },
                 }
             )
-    with atomic_path(out / "pairs.csv") as tmp:
+    with atomic_path(layout.pairs_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
 
 

@@ -20,7 +20,7 @@ import pandas as pd
 
 from benchmark.core.errors import BenchError
 from benchmark.stats.multitest import holm
-from benchmark.stats.results import check_results, ordered
+from benchmark.stats.results import check_results, mean_over_seeds, ordered
 from metrics.catalog import BEFORE_METRICS, HIGHER_IS_BETTER, LOWER_IS_BETTER, METRICS
 
 #: What the tests of :func:`compare_methods` are over; printed with every table of them.
@@ -53,7 +53,7 @@ def case_level(results: pd.DataFrame, *, over_structures: bool = False) -> pd.Da
         pairs with a finite value, ``failed`` whether any pair failed. NaN values of undefined
         metrics (``label-absent-*``) are skipped.
     """
-    r = check_results(results)
+    r = mean_over_seeds(check_results(results))
     r["failed"] = r["status"].str.startswith("failed")
     if over_structures:
         r["structure"] = r["structure"].where(r["structure"] == "image", ALL_STRUCTURES)
@@ -136,8 +136,10 @@ def summarize_metrics(results: pd.DataFrame, *, methods: list[str] | None = None
         ``n`` finite values, ``n_nan`` NaN values (undefined metric or failed registration),
         ``sd`` with ``ddof=1`` (NaN for ``n < 2``), ``q1``/``q3`` the 25th/75th percentiles
         (linear interpolation). Only (structure, metric) combinations present in ``results``.
+        With several seeds, each pair counts once, with its mean over seeds
+        (:func:`~benchmark.stats.results.mean_over_seeds`).
     """
-    results = check_results(results)
+    results = mean_over_seeds(check_results(results))
     methods, structures, metrics = _order(results, methods)
     rows = []
     for structure in structures:

@@ -12,6 +12,7 @@ import pandas as pd
 
 from benchmark.core.csvfile import ENCODING, check_fields
 from benchmark.core.errors import BenchError
+from benchmark.core.layout import RunLayout
 from metrics.catalog import RESULT_COLUMNS
 
 
@@ -44,6 +45,35 @@ def check_results(table: pd.DataFrame, *, source: str = "results") -> pd.DataFra
     return out
 
 
+#: Column of ``results.csv`` after the first nine: the seed of the run (repeated runs).
+SEED = "seed"
+
+
+def mean_over_seeds(results: pd.DataFrame) -> pd.DataFrame:
+    """One row per method, fold, case, pair, structure and metric: the mean over seeds.
+
+    Seeds are repeated runs (``bench run --seeds``); tests and summaries compare methods on the
+    per-case mean over seeds. A value whose any seed failed is NaN with that seed's failed
+    status (a failure is never averaged away). A table without a ``seed`` column, or with one
+    seed, is returned as it is.
+    """
+    if SEED not in results.columns or results[SEED].nunique() < 2:
+        return results
+    keys = [c for c in RESULT_COLUMNS if c not in ("value", "status")]
+    r = results.assign(_failed=results["status"].astype(str).str.startswith("failed"))
+    out = (
+        r.groupby(keys, sort=False, dropna=False)
+        .agg(
+            value=("value", "mean"),
+            failed=("_failed", "any"),
+            status=("status", lambda s: next((x for x in s if str(x).startswith("failed")),
+                                             s.iloc[0])),
+        )
+        .reset_index()
+    )
+    out.loc[out["failed"], "value"] = np.nan
+    return out[list(RESULT_COLUMNS)]
+
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``results.csv`` of a run folder, or a results ``.csv``/``.parquet`` file directly.
 
@@ -55,7 +85,7 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path)
     if path.is_dir():
-        path = path / "results.csv"
+        path = RunLayout(path).results_csv
     if not path.is_file():
         raise BenchError(f"{path}: results table not found (expected a run folder or results.csv)")
     try:

@@ -10,12 +10,13 @@ from benchmark.core.errors import BenchError
 
 
 def train(args: argparse.Namespace) -> int:
+    from benchmark.core.layout import RunLayout, default_run_folder
     from benchmark.data.manifest import load_manifest
     from benchmark.runner.preflight import check_options
     from methods.base import fit_method
     from methods.registry import get_method
     from methods.training.config import merge_settings, parse_overrides
-    from methods.training.trainer import CHECKPOINT, read_model_info
+    from methods.training.trainer import CHECKPOINT, MODEL, read_model_info
 
     manifest = load_manifest(args.dataset, root=args.root)
     overrides = parse_overrides(args.set)
@@ -33,12 +34,14 @@ def train(args: argparse.Namespace) -> int:
     workdir = (
         Path(args.out)
         if args.out
-        else Path("runs") / manifest.name / "models" / args.method / f"fold{args.fold}"
+        else RunLayout(default_run_folder(manifest.name)).model_dir(
+            args.method, args.fold, args.seed
+        )
     )
     if (
         (workdir / CHECKPOINT).is_file()
         and not args.resume
-        and not (workdir / "model.pt").is_file()
+        and not (workdir / MODEL).is_file()
     ):
         raise BenchError(
             f"{workdir} holds an unfinished training; add --resume to continue it, or remove it"
