@@ -15,7 +15,6 @@ import pytest
 from benchmark.cli import main
 from benchmark.data.manifest import load_manifest
 from benchmark.runner.run import run_benchmark
-from benchmark.stats.results import RESULT_COLUMNS
 from methods.base import Method, RegistrationFailed
 from methods.registry import available_methods
 from metrics.catalog import RESULT_COLUMNS
