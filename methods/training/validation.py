@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from benchmark.core.numbers import json_value
 from benchmark.core.pairs import PairSpec
 
 #: Largest number of validation pairs scored (whole volumes; the first ones in key order).
@@ -37,7 +38,8 @@ class ValidationScore:
     dice: float
 
     def as_dict(self) -> dict[str, float | None]:
-        return {k: (None if math.isnan(v) else v) for k, v in asdict(self).items()}
+        """JSON-ready: NaN (no labels) becomes None."""
+        return {k: json_value(v) for k, v in asdict(self).items()}
 
 
 def split_validation(
