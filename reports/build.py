@@ -38,6 +38,7 @@ SECTION_TITLES = (
     "Summary tables",
     "Comparison statistics",
     "Cost per method",
+    "Spread over seeds",
     "Ranking across metrics",
     "NMI- versus NCC-trained networks",
     "Figure 4 analogue",
@@ -252,6 +253,7 @@ def _contents(ctx: Context) -> list[str]:
         "Summary tables (mean ± SD, median [IQR] per method)",
         "Comparison statistics (paired Wilcoxon over cases, Holm)",
         "Cost per method (training time, time per registration, peak memory)",
+        "Spread over seeds",
         "Ranking across metrics (significance ranks, bootstrap stability, Friedman, DSC30)",
         "NMI- versus NCC-trained networks",
         "Figure 4 analogue: folding, Dice, Hausdorff",
@@ -377,6 +379,29 @@ def _cost_section(ctx: Context) -> Section:
         "the worker processes (MiB).",
     )
     return Section(pages=pages, tables=[("costs", summary)])
+
+
+def _seed_section(ctx: Context) -> Section:
+    """The spread of each learned method's results over training seeds (``bench run --seeds``)."""
+    from benchmark.stats.results import seed_spread
+
+    title = "Spread over seeds"
+    spread = seed_spread(ctx.results)
+    if spread.empty:
+        return Section(pages=tables.text_page(title, [
+            "Every method ran with one seed: no spread to show (bench run --seeds 0,1,2 trains "
+            "each learned method once per seed; the tests use the per-case mean over seeds)."
+        ]))
+    shown = spread.copy()
+    for col in ("pair_sd", "seed_mean_min", "seed_mean_max"):
+        shown[col] = [tables.fmt_num(v) for v in shown[col]]
+    pages = tables.table_pages(
+        title,
+        [("per method, structure and metric", shown.astype(str))],
+        subtitle="pair_sd: SD over seeds of each pair's value, averaged over the pairs; "
+        "seed_mean_min/max: the lowest and highest mean over the pairs of one seed.",
+    )
+    return Section(pages=pages, tables=[("seed_spread", spread)])
 
 
 def _metric_ranking_section(ctx: Context) -> Section:
@@ -597,6 +622,7 @@ SECTION_BUILDERS = {
     "Summary tables": _summary_section,
     "Comparison statistics": _comparison_section,
     "Cost per method": _cost_section,
+    "Spread over seeds": _seed_section,
     "Ranking across metrics": _metric_ranking_section,
     "NMI- versus NCC-trained networks": _loss_section,
     "Figure 4 analogue": _figure4_section,

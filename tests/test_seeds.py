@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -45,3 +46,27 @@ def test_a_failed_seed_is_not_averaged_away_and_one_seed_is_unchanged():
     np.testing.assert_allclose(c1["value"], [(2 + 6) / 2, (3 + 7) / 2])
     single = table(values[:1])
     assert mean_over_seeds(single) is single
+
+
+def test_seed_spread_against_direct_computation():
+    from benchmark.stats.results import seed_spread
+
+    rows = []
+    values = {0: [0.70, 0.80], 1: [0.74, 0.90], 2: [0.72, 0.85]}  # seed -> values of two pairs
+    for seed, vals in values.items():
+        for case, v in zip(("p1", "p2"), vals, strict=True):
+            rows.append({"method": "unet-nmi", "fold": 0, "case": case, "pair": "ED-ES",
+                         "structure": "LVb", "metric": "dice", "value": v, "unit": "1",
+                         "status": "ok", "seed": seed})
+            rows.append({"method": "identity", "fold": 0, "case": case, "pair": "ED-ES",
+                         "structure": "LVb", "metric": "dice", "value": 0.6, "unit": "1",
+                         "status": "ok", "seed": 0})
+    table = pd.DataFrame(rows).drop_duplicates()
+    spread = seed_spread(table)
+    assert list(spread["method"]) == ["unet-nmi"]  # identity ran once: no spread
+    row = spread.iloc[0]
+    expected_sd = np.mean([np.std([0.70, 0.74, 0.72], ddof=1), np.std([0.80, 0.90, 0.85], ddof=1)])
+    assert row["seeds"] == 3
+    assert row["pair_sd"] == pytest.approx(expected_sd)
+    assert row["seed_mean_min"] == pytest.approx(0.75) and row["seed_mean_max"] == pytest.approx(0.82)
+    assert seed_spread(table.drop(columns="seed")).empty

@@ -74,6 +74,33 @@ def mean_over_seeds(results: pd.DataFrame) -> pd.DataFrame:
     out.loc[out["failed"], "value"] = np.nan
     return out[list(RESULT_COLUMNS)]
 
+def seed_spread(results: pd.DataFrame) -> pd.DataFrame:
+    """How much a method's results change from one training seed to another.
+
+    One row per method, structure and metric of the methods run with two or more seeds: ``seeds``
+    (their number), ``pair_sd`` (the SD over seeds of each pair's value, ddof 1, averaged over the
+    pairs) and ``seed_mean_min`` / ``seed_mean_max`` (the smallest and largest mean over the pairs
+    of one seed). Failed values (NaN) are left out. Empty without a ``seed`` column.
+    """
+    columns = ["method", "structure", "metric", "seeds", "pair_sd", "seed_mean_min",
+               "seed_mean_max"]
+    if SEED not in results.columns:
+        return pd.DataFrame(columns=columns)
+    r = results[np.isfinite(results["value"].astype(float))]
+    rows = []
+    for (method, structure, metric), block in r.groupby(
+        ["method", "structure", "metric"], sort=False
+    ):
+        seeds = block[SEED].nunique()
+        if seeds < 2:
+            continue
+        per_pair = block.groupby(["fold", "case", "pair"])["value"].std(ddof=1)
+        per_seed = block.groupby(SEED)["value"].mean()
+        rows.append([method, structure, metric, seeds, float(per_pair.mean()),
+                     float(per_seed.min()), float(per_seed.max())])
+    return pd.DataFrame(rows, columns=columns)
+
+
 def read_results(path: str | os.PathLike) -> pd.DataFrame:
     """Read ``results.csv`` of a run folder, or a results ``.csv``/``.parquet`` file directly.
 

@@ -120,8 +120,7 @@ def _thaw(value: Any) -> Any:
 #: Built-in presets, applied before the manifest's own preset values.
 #: ``paper`` follows the ACDC protocol (section 3.2); the breast manifest overrides it with 3.1's.
 #: ``quick`` is for minutes on a CPU; how and why it differs from the paper is in docs/methods.md
-#: ("Training presets"): patches centred on the foreground, flips and fixed/moving swaps, a wider
-#: Parzen window, and the U-Net's field predicted at half resolution.
+#: ("Training presets"): patches centred on the foreground and a wider Parzen window.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "iterations": 300,
@@ -129,9 +128,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patch_size": (64, 64, 8),
         "checkpoint_every": 100,
         "foreground_fraction": 0.9,
-        "augment": True,
         "nmi_sigma": 0.02,
-        "unet_output_level": 1,
     },
     "paper": {
         "iterations": 50_000,
