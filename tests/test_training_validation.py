@@ -136,6 +136,7 @@ def test_worse_than_identity_rules():
     assert worse_than_identity(ValidationScore(-0.6, -0.6, 0.1, 0.8), identity) is None
     assert "similarity" in worse_than_identity(ValidationScore(-0.4, -0.4, 0.0, 0.8), identity)
     assert "Dice" in worse_than_identity(ValidationScore(-0.6, -0.6, 0.0, 0.6), identity)
+    assert worse_than_identity(ValidationScore(-0.6, -0.6, 0.0, 0.6995), identity) is None
     no_labels = ValidationScore(-0.6, -0.6, 0.0, math.nan)
     assert worse_than_identity(no_labels, identity) is None
     assert json.dumps(no_labels.as_dict())  # NaN Dice is written as null

@@ -148,16 +148,23 @@ class Validator:
             model.train(was_training)
 
 
+#: A validation Dice this much below no registration's counts as worse (a few voxels of one
+#: structure flipping is not a finding).
+DICE_TOLERANCE = 1e-3
+
+
 def worse_than_identity(score: ValidationScore, identity: ValidationScore) -> str | None:
     """Why ``score`` is worse than no registration on the validation pairs, or None.
 
-    Worse means a higher (worse) similarity loss than the zero field, or a lower mean Dice.
+    Worse means a higher (worse) similarity loss than the zero field, or a mean Dice more than
+    :data:`DICE_TOLERANCE` lower.
     """
     reasons = []
     if score.similarity > identity.similarity:
         reasons.append(
             f"similarity {score.similarity:.4f} vs {identity.similarity:.4f} without registration"
         )
-    if not (math.isnan(score.dice) or math.isnan(identity.dice)) and score.dice < identity.dice:
+    dice_known = not (math.isnan(score.dice) or math.isnan(identity.dice))
+    if dice_known and score.dice < identity.dice - DICE_TOLERANCE:
         reasons.append(f"Dice {score.dice:.3f} vs {identity.dice:.3f} without registration")
     return "; ".join(reasons) or None
