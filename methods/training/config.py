@@ -120,14 +120,14 @@ def _thaw(value: Any) -> Any:
 #: Built-in presets, applied before the manifest's own preset values.
 #: ``paper`` follows the ACDC protocol (section 3.2); the breast manifest overrides it with 3.1's.
 #: ``quick`` is for minutes on a CPU; how and why it differs from the paper is in docs/methods.md
-#: ("Training presets"): patches centred on the foreground and a wider Parzen window.
+#: ("Training presets"): a wider Parzen window; datasets add their own (demo-dce: foreground
+#: patches, augmentation).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "iterations": 300,
         "batch_size": 4,
         "patch_size": (64, 64, 8),
         "checkpoint_every": 100,
-        "foreground_fraction": 0.9,
         "nmi_sigma": 0.02,
     },
     "paper": {
