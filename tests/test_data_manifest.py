@@ -190,12 +190,12 @@ def test_demo_generated_once_into_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "generate", fake_generate, raising=False)
     monkeypatch.setenv("MIRBENCH_CACHE", str(tmp_path / "cache"))
     m = load_manifest("demo-acdc")
-    target = tmp_path / "cache" / "demo" / "demo-acdc-seed0-n16"
+    target = tmp_path / "cache" / "demo" / "demo-acdc-seed0-n8"
     assert m.root == (target / "data").resolve() and m.root_source == "demo cache"
-    assert calls == [("demo-acdc", calls[0][1], 16, 0)]
+    assert calls == [("demo-acdc", calls[0][1], 8, 0)]
     assert calls[0][1].parent == target.parent  # generated beside the target, then renamed
     assert sorted(p.name for p in target.parent.iterdir()) == [target.name]
-    assert len(m.pairs()) == 32 and len(m.folds()) == 2
+    assert len(m.pairs()) == 16 and len(m.folds()) == 2
     again = load_manifest("demo-acdc")
     assert again.root == m.root and len(calls) == 1
     assert demo_cache_path("demo-acdc", m.demo) == target
@@ -488,7 +488,7 @@ def test_outdated_demo_cache_is_regenerated(tmp_path, monkeypatch):
     monkeypatch.setattr(demo, "GENERATOR_VERSION", demo.GENERATOR_VERSION + 1)
     again = load_manifest("demo-acdc")
     assert len(calls) == 2 and again.root == first.root
-    assert [p.name for p in (tmp_path / "demo").iterdir()] == ["demo-acdc-seed0-n16"]
+    assert [p.name for p in (tmp_path / "demo").iterdir()] == ["demo-acdc-seed0-n8"]
 
 
 def test_bench_data_demo_uses_manifest_cases(tmp_path, monkeypatch, capsys):

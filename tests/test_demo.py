@@ -105,7 +105,7 @@ def test_generate_rejects_bad_arguments(tmp_path):
     with pytest.raises(BenchError, match="not a folder"):
         generate("demo-acdc", tmp_path / "file", cases=1)
     assert set(DEMOS) == {"demo-acdc", "demo-dce"}
-    assert DEMOS["demo-acdc"].default_cases == 16 and DEMOS["demo-dce"].default_cases == 24
+    assert DEMOS["demo-acdc"].default_cases == 8 and DEMOS["demo-dce"].default_cases == 24
 
 
 # -- determinism ----------------------------------------------------------------------------------

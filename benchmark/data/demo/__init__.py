@@ -60,7 +60,7 @@ def _write_dce(out: Path, cases: int, seed: int) -> None:
 DEMOS: dict[str, Demo] = {
     "demo-acdc": Demo(
         "demo-acdc",
-        16,
+        8,
         {"RV": 1, "LVm": 2, "LVb": 3},
         "cardiac cine phantom in the ACDC layout (ED and ES frames, labels, ground-truth motion)",
         _write_acdc,
@@ -85,7 +85,7 @@ def generate(name: str, out: str | os.PathLike, *, cases: int | None = None, see
     out : path-like
         Output folder. Existing files of the same names are replaced; other files are kept.
     cases : int, optional
-        Number of patients/studies, >= 1. Defaults: ``demo-acdc`` 16, ``demo-dce`` 24.
+        Number of patients/studies, >= 1. Defaults: ``demo-acdc`` 8, ``demo-dce`` 24.
     seed : int, default 0
         Non-negative seed. Case ``k`` (1-based) draws from
         ``numpy.random.default_rng([seed, dataset_id, k])`` (dataset_id 1 for ``demo-acdc``, 2 for

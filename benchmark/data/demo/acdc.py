@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 DATASET_ID = 1
 GROUPS = ("NOR", "MINF", "DCM", "HCM", "RV")
-DEFAULT_CASES = 16
+DEFAULT_CASES = 8
 LABELS = {"RV": 1, "LVm": 2, "LVb": 3}
 
 # intensities relative to blood (bSSFP-like), scaled to int16 by SCALE
