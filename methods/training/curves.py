@@ -41,9 +41,7 @@ def training_curves_figure(history: Sequence[Sequence], *, identity=None, title:
     if isinstance(identity, dict):
         from methods.training.validation import ValidationScore
 
-        identity = ValidationScore(
-            **{k: float("nan") if v is None else float(v) for k, v in identity.items()}
-        )
+        identity = ValidationScore.from_dict(identity)
     if identity is not None:
         left.axhline(identity.similarity, ls="--", color="C3", label="validation, no registration")
     left.set(xlabel="iteration", ylabel="similarity loss (lower is better)")

@@ -388,7 +388,7 @@ def _finish(workdir, config, record, model, validator, state) -> Path:
 
     best = state.best
     model.load_state_dict(best["model"])
-    score = ValidationScore(**{k: float("nan") if v is None else v for k, v in best["score"].items()})
+    score = ValidationScore.from_dict(best["score"])
     why = worse_than_identity(score, validator.identity)
     info = {
         **record.__dict__,

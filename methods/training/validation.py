@@ -37,6 +37,11 @@ class ValidationScore:
     bending: float
     dice: float
 
+    @classmethod
+    def from_dict(cls, values: dict[str, float | None]) -> ValidationScore:
+        """Inverse of :meth:`as_dict` (None back to NaN)."""
+        return cls(**{k: math.nan if v is None else float(v) for k, v in values.items()})
+
     def as_dict(self) -> dict[str, float | None]:
         """JSON-ready: NaN (no labels) becomes None."""
         return {k: json_value(v) for k, v in asdict(self).items()}
@@ -80,8 +85,8 @@ class Validator:
         from methods.training.trainer import normalized_images
 
         self.config = config
-        self.keys = [p.key for p in sorted(pairs, key=lambda p: p.key)][:MAX_VALIDATION_PAIRS]
         chosen = sorted(pairs, key=lambda p: p.key)[:MAX_VALIDATION_PAIRS]
+        self.keys = [p.key for p in chosen]
         self.items = []
         for spec in chosen:
             pair = spec.load()
