@@ -206,23 +206,32 @@ def conv(
     )
 
 
-def init_parameters(module: nn.Module, *, generator: torch.Generator | None) -> None:
+def init_parameters(
+    module: nn.Module, *, negative_slope: float, generator: torch.Generator | None
+) -> None:
     """(Re-)initialise convolutions and norms of ``module`` in place, reproducibly.
 
-    Convolutions get PyTorch's default initialisation, ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for
-    weight and bias (kaiming-uniform with ``a = sqrt(5)``), drawn from ``generator`` (the global
-    torch RNG when None) so that a seed gives the same network regardless of the global state.
-    Batch-norm layers get weight 1, bias 0. Output heads are initialised separately by the
-    networks (:func:`init_head`).
+    Convolutions get He (Kaiming) uniform weights for a leaky ReLU of ``negative_slope``
+    (``U(-b, b)``, ``b = sqrt(6 / ((1 + slope^2) fan_in))``; 0 for ReLU/ELU) and zero biases,
+    drawn from ``generator`` (the global torch RNG when None) so that a seed gives the same
+    network regardless of the global state. Batch-norm layers get weight 1, bias 0. Output heads
+    are initialised separately by the networks (:func:`init_head`).
+
+    Why not PyTorch's default (``U(+-1/sqrt(fan_in))`` for weights *and* biases): it shrinks the
+    variance by about 6x per convolution + activation and adds a random constant per channel, so
+    after the ~10 layers of these networks the features no longer depend on the images (measured
+    at initialisation: PoolNet's image-dependent part falls 3000x below its constant part), and a
+    network first learns a constant field. The networks of the paper (Lasagne, Keras) start with
+    zero biases and Glorot weights; He weights keep the variance through the activations.
     """
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, (nn.Conv2d, nn.Conv3d)):
-                fan_in = m.weight.shape[1] * math.prod(m.weight.shape[2:])
-                bound = 1.0 / math.sqrt(fan_in)
-                m.weight.uniform_(-bound, bound, generator=generator)
+                nn.init.kaiming_uniform_(
+                    m.weight, a=negative_slope, nonlinearity="leaky_relu", generator=generator
+                )
                 if m.bias is not None:
-                    m.bias.uniform_(-bound, bound, generator=generator)
+                    m.bias.zero_()
             elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm3d)):
                 m.reset_running_stats()
                 nn.init.ones_(m.weight)

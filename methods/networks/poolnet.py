@@ -213,9 +213,11 @@ class PoolNet(nn.Module):
         self.reset_parameters(seed=seed)
 
     def reset_parameters(self, *, seed: int | None = None) -> None:
-        """Re-initialise all weights (PyTorch default init; head Normal(0, 1e-5), zero bias)."""
+        """Re-initialise all weights (He init for the activation, zero biases; head Normal(0, 1e-5)).
+        """
         generator = make_generator(seed)
-        init_parameters(self, generator=generator)
+        slope = 0.2 if self.activation == "leaky_relu" else 0.0  # ELU: He's ReLU gain
+        init_parameters(self, negative_slope=slope, generator=generator)
         init_head(self.head, std=HEAD_INIT_STD, generator=generator)
 
     def grid_shape(self, shape: Sequence[int]) -> tuple[int, ...]:

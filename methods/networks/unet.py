@@ -58,6 +58,9 @@ DEFAULT_FEATURES: tuple[tuple[int, ...], tuple[int, ...]] = (
     (32, 32, 32, 32, 16, 16),
 )
 
+#: Negative slope of the LeakyReLU after every convolution (VoxelMorph).
+LEAKY_SLOPE = 0.2
+
 #: Standard deviation of the head's initial weights (VoxelMorph's flow layer).
 HEAD_INIT_STD = 1e-5
 
@@ -172,9 +175,10 @@ class UNet(nn.Module):
         self.reset_parameters(seed=seed)
 
     def reset_parameters(self, *, seed: int | None = None) -> None:
-        """Re-initialise all weights (PyTorch default init; head Normal(0, 1e-5), zero bias)."""
+        """Re-initialise all weights (He init for LeakyReLU(0.2), zero biases; head Normal(0, 1e-5)).
+        """
         generator = make_generator(seed)
-        init_parameters(self, generator=generator)
+        init_parameters(self, negative_slope=LEAKY_SLOPE, generator=generator)
         init_head(self.head, std=HEAD_INIT_STD, generator=generator)
 
     def forward(self, fixed: Tensor, moving: Tensor) -> Tensor:
@@ -190,16 +194,16 @@ class UNet(nn.Module):
         x, pads = pad_to_multiple(x, self.multiple, mode=self.pad_mode)
         skips = [x]
         for layer in self.encoder:
-            x = F.leaky_relu(layer(x), 0.2)
+            x = F.leaky_relu(layer(x), LEAKY_SLOPE)
             skips.append(x)
         skips.pop()  # the coarsest features are the decoder's input, not a skip
         for layer in self.decoder:
-            x = F.leaky_relu(layer(x), 0.2)
+            x = F.leaky_relu(layer(x), LEAKY_SLOPE)
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[2:], mode="nearest")
             x = torch.cat([x, skip], dim=1)
         for layer in self.full_res:
-            x = F.leaky_relu(layer(x), 0.2)
+            x = F.leaky_relu(layer(x), LEAKY_SLOPE)
         field = self.head(x)
         if self.output_level:
             mode = "bilinear" if self.ndim == 2 else "trilinear"
