@@ -8,7 +8,6 @@ Nothing here is part of the public API; import ``methods.networks`` instead.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from numbers import Integral
 
