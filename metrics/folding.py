@@ -151,12 +151,8 @@ def sdlogj(
 
     Parameters
     ----------
-    disp : ndarray, shape (ndim, *spatial), ndim 2 or 3
-        Displacement in mm along the array axes on the fixed grid.
-    spacing : sequence of float, optional
-        Voxel size in mm along the array axes; ``None`` means 1.
-    mask : ndarray of bool, shape (*spatial), optional
-        Voxels evaluated; all when omitted.
+    disp, spacing, mask
+        As in :func:`folding_percentage`.
 
     Returns
     -------
@@ -203,10 +199,8 @@ def folding_forward_percentage(
 
     Parameters
     ----------
-    disp : ndarray, shape (ndim, *spatial), ndim 2 or 3
-        Displacement in mm along the array axes on the fixed grid.
-    spacing : sequence of float, optional
-        Voxel size in mm along the array axes; ``None`` means 1.
+    disp, spacing
+        As in :func:`folding_percentage`.
     mask : ndarray of bool, shape (*spatial), optional
         Voxels evaluated (a cell is named by its first corner ``x``); all when omitted.
 
