@@ -68,7 +68,7 @@ def method_params(cls: type, *, preset: str, settings: dict, seed: int, threads:
 
 
 @dataclass(frozen=True)
-class RunSettings:
+class RunOptions:
     """What selects a run's tasks and their settings: the keywords ``run_benchmark`` and
     ``plan_benchmark`` share (see :func:`run_benchmark` for each one's meaning)."""
 
@@ -82,8 +82,10 @@ class RunSettings:
 
 @dataclass(frozen=True)
 class _Prepared:
-    """A checked run: its folder, the folds run now, seeds, method classes and settings."""
+    """A checked run: its options, folder, the folds run now, seeds, method classes and
+    settings."""
 
+    options: RunOptions
     layout: RunLayout
     chosen: list
     seeds: list[int]
@@ -91,18 +93,18 @@ class _Prepared:
     params: dict[str, dict]
 
 
-def _prepare(manifest, method_names: Sequence[str], settings: RunSettings) -> _Prepared:
+def _prepare(manifest, method_names: Sequence[str], options: RunOptions) -> _Prepared:
     """Checks, method classes and settings of a run (nothing written)."""
     from benchmark.runner.preflight import preflight
     from methods.registry import available_methods
     from methods.training.config import merge_settings
 
-    layout, jobs = RunLayout(settings.out), settings.jobs
+    layout, preset, jobs = RunLayout(options.out), options.preset, options.jobs
     chosen = preflight(
-        manifest, method_names, out=layout.root, preset=settings.preset, folds=settings.folds,
-        jobs=jobs, overrides=settings.overrides,
+        manifest, method_names, out=layout.root, preset=preset, folds=options.folds, jobs=jobs,
+        overrides=options.overrides,
     )
-    seeds = _check_seeds(settings.seeds)
+    seeds = _check_seeds(options.seeds)
     known = available_methods()
     unknown = [m for m in method_names if m not in known]
     if unknown:
@@ -111,16 +113,15 @@ def _prepare(manifest, method_names: Sequence[str], settings: RunSettings) -> _P
         ok, why = known[name].availability()
         if not ok:
             raise BenchError(f"method {name!r} is not available here: {why}")
-    preset = settings.preset
-    merged = merge_settings(manifest.presets.get(preset, {}), settings.overrides or {})
+    settings = merge_settings(manifest.presets.get(preset, {}), options.overrides or {})
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     params = {
         name: method_params(
-            known[name], preset=preset, settings=merged, seed=seeds[0], threads=threads
+            known[name], preset=preset, settings=settings, seed=seeds[0], threads=threads
         )
         for name in method_names
     }
-    return _Prepared(layout, chosen, seeds, {n: known[n] for n in method_names}, params)
+    return _Prepared(options, layout, chosen, seeds, {n: known[n] for n in method_names}, params)
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -146,20 +147,19 @@ def _plan(manifest, run: _Prepared, hashes: FileHashes) -> list[Task]:
 
 
 def plan_benchmark(
-    manifest, method_names: Sequence[str], **settings: Any
+    manifest, method_names: Sequence[str], **options: Any
 ) -> tuple[list[Task], dict[tuple[str, str], float]]:
     """The plan of a run without running or writing anything (``bench run --dry-run``): every
     task with its state and reason, and the mean wall seconds per (kind, method) of the previous
     cost records (``costs.csv``).
 
-    ``settings`` are the keywords of :class:`RunSettings` (``out`` required), as for
+    ``options`` are the keywords of :class:`RunOptions` (``out`` required), as for
     :func:`run_benchmark`.
     """
-    options = RunSettings(**settings)
-    run = _prepare(manifest, method_names, options)
+    run = _prepare(manifest, method_names, RunOptions(**options))
     layout = run.layout
     if layout.run_json.is_file():
-        _check_same_dataset(layout, manifest, options.preset)
+        _check_same_dataset(layout, manifest, run.options.preset)
     tasks = _plan(manifest, run, FileHashes(layout.file_hashes))
     estimates: dict[tuple[str, str], float] = {}
     if layout.costs_csv.is_file():
@@ -223,11 +223,11 @@ def run_benchmark(
     """
     from benchmark.runner.executor import scheduler_address
 
-    settings = RunSettings(
+    options = RunOptions(
         out=out, preset=preset, folds=folds, jobs=jobs,
         seeds=[seed] if seeds is None else list(seeds), overrides=overrides,
     )
-    run = _prepare(manifest, method_names, settings)
+    run = _prepare(manifest, method_names, options)
     address = scheduler_address(scheduler)
     run.layout.root.mkdir(parents=True, exist_ok=True)
     handler = _log_to_file(run.layout.run_log)
@@ -239,7 +239,7 @@ def run_benchmark(
         tasks = _plan_to_run(manifest, run, force=force)
         todo = [t for t in tasks if t.state == "to do"]
         failed = _execute(todo, jobs=jobs, scheduler=address, device=device, progress=progress)
-        return _collect(run, tasks, failed, method_names)
+        return _collect(run, tasks, failed)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -291,15 +291,13 @@ def _execute(
     return [o for o in outcomes.values() if o["status"] == "failed" and "reason" in o]
 
 
-def _collect(
-    run: _Prepared, tasks: Sequence[Task], failed: list[dict], method_names: Sequence[str]
-) -> pd.DataFrame:
+def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.DataFrame:
     """Write ``results.csv`` / ``.parquet``, ``costs.csv`` and ``validation.csv`` (when models
     were trained) of the plan; the results table, ``attrs["failed"]`` set."""
     results = collect_results(tasks, failed)
     write_results(run.layout, results)
     write_costs(run.layout, tasks)
-    validation = collect_validation(run.layout.root, method_names, [f.index for f in run.chosen])
+    validation = collect_validation(run.layout.root, list(run.methods), [f.index for f in run.chosen])
     if len(validation):
         with atomic_path(run.layout.validation_csv) as tmp:
             validation.to_csv(tmp, index=False)
