@@ -42,8 +42,9 @@ ANSWER_COLUMNS = [
 
 
 def _admin_token(conn, token: str) -> bool | None:
-    """True for the study's admin token."""
-    return True if auth.same(auth.hash_token(token), current_app.config["ADMIN_TOKEN_HASH"]) else None
+    """True for the study's admin token, else None."""
+    expected = current_app.config["ADMIN_TOKEN_HASH"]
+    return True if auth.same(auth.hash_token(token), expected) else None
 
 
 @bp.route("/login", methods=["GET", "POST"])

@@ -297,7 +297,8 @@ def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.Da
     results = collect_results(tasks, failed)
     write_results(run.layout, results)
     write_costs(run.layout, tasks)
-    validation = collect_validation(run.layout.root, list(run.methods), [f.index for f in run.chosen])
+    folds = [f.index for f in run.chosen]
+    validation = collect_validation(run.layout.root, list(run.methods), folds)
     if len(validation):
         with atomic_path(run.layout.validation_csv) as tmp:
             validation.to_csv(tmp, index=False)
