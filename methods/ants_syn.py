@@ -24,8 +24,9 @@ from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import (
     captured_output,
-    check_int,
+    check_choice,
     check_levels,
+    check_tool_settings,
     error_reason,
     optional_module,
     prepare_pair,
@@ -108,9 +109,7 @@ def registration_args(
     There is no initial transform (``--initial-moving-transform`` is not given): the pair shares
     one grid and the field starts at zero.
     """
-    if preset not in PRESETS:
-        raise BenchError(f"ants-syn preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    cfg = PRESETS[preset]
+    cfg = PRESETS[check_choice("ants-syn", "preset", preset, PRESETS)]
     its = list(cfg["iterations"]) if iterations is None else list(iterations)
     if len(its) != len(cfg["shrink"]):
         raise BenchError(
@@ -175,8 +174,7 @@ class AntsSyN(Method):
         use_mask: bool = True,
         seed: int = 0,
     ):
-        if preset not in PRESETS:
-            raise BenchError(f"ants-syn preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        check_choice("ants-syn", "preset", preset, PRESETS)
         its = check_levels("ants-syn", "iterations", iterations)
         if its is not None and len(its) != len(PRESETS[preset]["shrink"]):
             raise BenchError(
@@ -186,9 +184,7 @@ class AntsSyN(Method):
         super().__init__(
             preset=preset,
             iterations=its,
-            threads=check_int("ants-syn", "threads", threads, minimum=1),
-            use_mask=bool(use_mask),
-            seed=check_int("ants-syn", "seed", seed, minimum=0, allow_none=False),
+            **check_tool_settings("ants-syn", threads=threads, use_mask=use_mask, seed=seed),
         )
 
     @classmethod
@@ -196,9 +192,7 @@ class AntsSyN(Method):
         return optional_module("ants", "antspyx", "ants")
 
     def register(self, pair: RegistrationPair) -> RegistrationResult:
-        ok, reason = self.availability()
-        if not ok:
-            raise BenchError(f"ants-syn: {reason}")
+        self.require_available()
         p = self._params
         if p["threads"] is not None:
             os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(p["threads"])

@@ -163,6 +163,14 @@ class Method(abc.ABC):
         """
         return True, ""
 
+    @classmethod
+    def require_available(cls) -> None:
+        """BenchError naming the method and the reason unless :meth:`availability` says it can
+        run here."""
+        ok, reason = cls.availability()
+        if not ok:
+            raise BenchError(f"{cls.name}: {reason}")
+
     def fit(
         self,
         train_pairs: Sequence[PairSpec],

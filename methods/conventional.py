@@ -1,7 +1,7 @@
 """What the adapters of conventional registration tools that take ITK-style images (``ants-syn``,
-``greedy``) share: checking an optional package, validating common settings, preparing the
-normalised images and mask, keeping a C++ tool's console output out of the terminal, and reading
-an ITK tool's failure reason from its log (also used by the elastix adapter).
+``greedy``, ``elastix``) share: checking an optional package, validating common settings,
+preparing the normalised images and mask, keeping a C++ tool's console output out of the
+terminal, and reading an ITK tool's failure reason from its log.
 
 Geometry and field conversion are those of the elastix adapter
 (:mod:`methods.elastix.conversion`): the tools get images with spacing, origin and direction in
@@ -29,8 +29,10 @@ from methods.base import RegistrationFailed
 
 __all__ = [
     "optional_module",
+    "check_choice",
     "check_levels",
     "check_int",
+    "check_tool_settings",
     "PreparedPair",
     "prepare_pair",
     "captured_output",
@@ -57,6 +59,24 @@ def check_int(method: str, setting: str, value, *, minimum: int, allow_none: boo
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise BenchError(f"{method} {setting} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_choice(method: str, setting: str, value: str, allowed) -> str:
+    """``value`` when it is one of ``allowed`` (the keys of a dict of presets, a tuple of
+    names); BenchError listing them otherwise."""
+    if value not in allowed:
+        raise BenchError(f"{method} {setting} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
+
+
+def check_tool_settings(method: str, *, threads, use_mask, seed) -> dict:
+    """The settings every adapter of a conventional tool takes, checked: ``threads`` (an int
+    >= 1, or None for the tool's default), ``use_mask`` (bool) and ``seed`` (an int >= 0)."""
+    return {
+        "threads": check_int(method, "threads", threads, minimum=1),
+        "use_mask": bool(use_mask),
+        "seed": check_int(method, "seed", seed, minimum=0, allow_none=False),
+    }
 
 
 def check_levels(method: str, setting: str, value, *, minimum: int = 0) -> list[int] | None:

@@ -16,13 +16,14 @@ import time
 
 import numpy as np
 
-from benchmark.core.errors import BenchError
 from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import (
     captured_output,
+    check_choice,
     check_int,
     check_levels,
+    check_tool_settings,
     optional_module,
     prepare_pair,
 )
@@ -74,11 +75,8 @@ def greedy_command(
     ``moving``, ``mask``; output ``warp``). With the image ``shape``, the coarsest levels that
     would leave fewer than :data:`MIN_VOXELS` voxels along an axis are dropped
     (:func:`usable_levels`)."""
-    if preset not in PRESETS:
-        raise BenchError(f"greedy preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-    if metric not in METRICS:
-        raise BenchError(f"greedy metric must be one of {', '.join(METRICS)}, got {metric!r}")
-    cfg = PRESETS[preset]
+    cfg = PRESETS[check_choice("greedy", "preset", preset, PRESETS)]
+    metric = check_choice("greedy", "metric", metric, METRICS)
     its = list(cfg["iterations"] if iterations is None else iterations)
     if shape is not None:
         its = its[-usable_levels(shape) :]
@@ -156,18 +154,12 @@ class Greedy(Method):
         use_mask: bool = True,
         seed: int = 0,
     ):
-        if preset not in PRESETS:
-            raise BenchError(f"greedy preset must be one of {', '.join(PRESETS)}, got {preset!r}")
-        if metric not in METRICS:
-            raise BenchError(f"greedy metric must be one of {', '.join(METRICS)}, got {metric!r}")
         super().__init__(
-            preset=preset,
-            metric=metric,
+            preset=check_choice("greedy", "preset", preset, PRESETS),
+            metric=check_choice("greedy", "metric", metric, METRICS),
             ncc_radius=check_int("greedy", "ncc_radius", ncc_radius, minimum=1, allow_none=False),
             iterations=check_levels("greedy", "iterations", iterations),
-            threads=check_int("greedy", "threads", threads, minimum=1),
-            use_mask=bool(use_mask),
-            seed=check_int("greedy", "seed", seed, minimum=0, allow_none=False),
+            **check_tool_settings("greedy", threads=threads, use_mask=use_mask, seed=seed),
         )
 
     @classmethod
@@ -175,9 +167,7 @@ class Greedy(Method):
         return optional_module("picsl_greedy", "picsl-greedy", "greedy")
 
     def register(self, pair: RegistrationPair) -> RegistrationResult:
-        ok, reason = self.availability()
-        if not ok:
-            raise BenchError(f"greedy: {reason}")
+        self.require_available()
         import picsl_greedy
         import SimpleITK as sitk
 

@@ -74,6 +74,16 @@ def _determinant(disp: np.ndarray, spacing: Sequence[float] | None) -> np.ndarra
     return det
 
 
+def _folds(det: np.ndarray) -> FoldingResult:
+    """Share of non-positive values among the determinants of the evaluated voxels (or cells);
+    NaN with ``"empty-mask"`` when none is evaluated."""
+    n = int(det.size)
+    if n == 0:
+        return FoldingResult(NAN, 0, 0, STATUS_EMPTY_MASK)
+    count = int(np.count_nonzero(det <= 0))
+    return FoldingResult(100.0 * count / n, count, n, STATUS_OK)
+
+
 def folding_percentage(
     disp: np.ndarray,
     *,
@@ -117,16 +127,7 @@ def folding_percentage(
     (True, 0.0)
     """
     det = _determinant(disp, spacing)
-    if mask is not None:
-        m = check_mask(mask, det.shape)
-        n = int(np.count_nonzero(m))
-        if n == 0:
-            return FoldingResult(NAN, 0, 0, STATUS_EMPTY_MASK)
-        count = int(np.count_nonzero(det[m] <= 0))
-    else:
-        n = det.size
-        count = int(np.count_nonzero(det <= 0))
-    return FoldingResult(100.0 * count / n, count, n, STATUS_OK)
+    return _folds(det if mask is None else det[check_mask(mask, det.shape)])
 
 
 def sdlogj(
@@ -150,12 +151,8 @@ def sdlogj(
 
     Parameters
     ----------
-    disp : ndarray, shape (ndim, *spatial), ndim 2 or 3
-        Displacement in mm along the array axes on the fixed grid.
-    spacing : sequence of float, optional
-        Voxel size in mm along the array axes; ``None`` means 1.
-    mask : ndarray of bool, shape (*spatial), optional
-        Voxels evaluated; all when omitted.
+    disp, spacing, mask
+        As in :func:`folding_percentage`.
 
     Returns
     -------
@@ -202,10 +199,8 @@ def folding_forward_percentage(
 
     Parameters
     ----------
-    disp : ndarray, shape (ndim, *spatial), ndim 2 or 3
-        Displacement in mm along the array axes on the fixed grid.
-    spacing : sequence of float, optional
-        Voxel size in mm along the array axes; ``None`` means 1.
+    disp, spacing
+        As in :func:`folding_percentage`.
     mask : ndarray of bool, shape (*spatial), optional
         Voxels evaluated (a cell is named by its first corner ``x``); all when omitted.
 
@@ -234,9 +229,4 @@ def folding_forward_percentage(
         for c in range(nd):
             jac[c, a] = (u[c][fwd] - u[c][inner]) / float(s[a]) + (1.0 if a == c else 0.0)
     det = np.linalg.det(np.moveaxis(jac, (0, 1), (-2, -1)))
-    m = np.ones(det.shape, dtype=bool) if mask is None else np.asarray(mask, dtype=bool)[inner]
-    n = int(np.count_nonzero(m))
-    if n == 0:
-        return FoldingResult(NAN, 0, 0, STATUS_EMPTY_MASK)
-    count = int(np.count_nonzero(det[m] <= 0))
-    return FoldingResult(100.0 * count / n, count, n, STATUS_OK)
+    return _folds(det if mask is None else det[np.asarray(mask, dtype=bool)[inner]])

@@ -17,7 +17,7 @@ from matplotlib.patches import Patch
 
 from reports.cases import CaseView
 from reports.dvf_colour import dvf_rgba
-from reports.pdf import A4_LANDSCAPE
+from reports.pdf import new_page
 
 BEFORE = "no registration"
 BEFORE_COLOUR = "0.6"
@@ -32,6 +32,13 @@ def method_colours(methods: list[str]) -> dict[str, tuple]:
     colours = {m: cmap(i % 10) for i, m in enumerate(methods)}
     colours[BEFORE] = (0.6, 0.6, 0.6, 1.0)
     return colours
+
+
+def _titled_page(title: str) -> Figure:
+    """An A4 landscape page (:func:`reports.pdf.new_page`) with the figure's title in bold."""
+    fig = new_page(landscape=True)
+    fig.suptitle(title, fontsize=11, weight="bold")
+    return fig
 
 
 def _values(results: pd.DataFrame, method: str, structure: str, metric: str) -> np.ndarray:
@@ -85,11 +92,8 @@ def boxplot_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
     label structure, one box per method (Hausdorff: ``hd``, or ``hd95`` when ``hd`` is absent).
     NaN values are left out; a method without values shows "no data"."""
     colours = method_colours(methods)
-    fig = Figure(figsize=A4_LANDSCAPE)
-    fig.suptitle(
-        "Folding, Dice and Hausdorff distance per structure and method (Figure 4 analogue)",
-        fontsize=11,
-        weight="bold",
+    fig = _titled_page(
+        "Folding, Dice and Hausdorff distance per structure and method (Figure 4 analogue)"
     )
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 2, 2]})
     fig.subplots_adjust(left=0.06, right=0.98, top=0.88, bottom=0.2, wspace=0.25)
@@ -146,11 +150,8 @@ def nmi_folding_figure(results: pd.DataFrame, methods: list[str]) -> Figure:
     """Figure 2 analogue: histogram-based NMI before registration and after each method (left) and
     the folding percentage per method with the number of registrations that fold (right)."""
     colours = method_colours(methods)
-    fig = Figure(figsize=A4_LANDSCAPE)
-    fig.suptitle(
-        "NMI before and after registration, and folding per method (Figure 2 analogue)",
-        fontsize=11,
-        weight="bold",
+    fig = _titled_page(
+        "NMI before and after registration, and folding per method (Figure 2 analogue)"
     )
     left, right = fig.subplots(1, 2)
     fig.subplots_adjust(left=0.07, right=0.98, top=0.88, bottom=0.22, wspace=0.25)
@@ -223,13 +224,10 @@ def case_figure(view: CaseView, methods: list[str]) -> Figure:
     ``|u|``. Slices are drawn with ``i`` to the right and ``j`` up, at their physical aspect.
     """
     columns = [BEFORE, *methods]
-    fig = Figure(figsize=A4_LANDSCAPE)
     where = f", slice k = {view.slice_index}" if view.slice_index is not None else ""
-    fig.suptitle(
+    fig = _titled_page(
         f"{view.case} / {view.pair} (fold {view.fold}{where}): fixed, warped, "
-        "subtraction and displacement field",
-        fontsize=11,
-        weight="bold",
+        "subtraction and displacement field"
     )
     axes = np.atleast_2d(fig.subplots(4, len(columns), squeeze=False))
     fig.subplots_adjust(left=0.06, right=0.99, top=0.9, bottom=0.1, wspace=0.04, hspace=0.08)
@@ -347,15 +345,12 @@ def critical_difference_figure(
 
     metrics = list(mean_ranks)
     colours = method_colours(list(next(iter(mean_ranks.values())).index)) if metrics else {}
-    fig = Figure(figsize=(A4_LANDSCAPE[0], 8.27))
+    fig = _titled_page(
+        f"Critical-difference diagrams (average rank over cases; bars: not different at "
+        f"{alpha:g})"
+    )
     axes = fig.subplots(max(len(metrics), 1), 1, squeeze=False)[:, 0]
     fig.subplots_adjust(left=0.2, right=0.8, top=0.9, bottom=0.05, hspace=1.0)
-    fig.suptitle(
-        f"Critical-difference diagrams (average rank over cases; bars: not different at "
-        f"{alpha:g})",
-        fontsize=11,
-        weight="bold",
-    )
     for ax, metric in zip(axes, metrics, strict=True):
         ranks = mean_ranks[metric]
         p = posthoc_p[metric]

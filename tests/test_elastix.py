@@ -325,6 +325,13 @@ def test_settings_are_validated():
     }
 
 
+def test_a_bool_is_no_thread_count_or_seed():
+    # elastix checks its tool settings as ants-syn and greedy do (check_tool_settings)
+    for kwargs in ({"seed": True}, {"threads": True}, {"iterations": False}):
+        with pytest.raises(BenchError, match="must be an integer >= "):
+            get_method("elastix", **kwargs)
+
+
 @pytest.mark.slow
 @needs_itk
 def test_paper_preset_recovers_the_smooth_deformation():

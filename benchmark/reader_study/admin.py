@@ -16,7 +16,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
 
@@ -42,21 +41,18 @@ ANSWER_COLUMNS = [
 ]
 
 
+def _admin_token(conn, token: str) -> bool | None:
+    """True for the study's admin token, else None."""
+    expected = current_app.config["ADMIN_TOKEN_HASH"]
+    return True if auth.same(auth.hash_token(token), expected) else None
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    if request.method == "GET":
-        return render_template("admin_login.html")
-    token = request.form.get("token", "").strip()
-    conn = db.get_db()
-    sessions.expire(conn, current_app.config)
-    if not token or not auth.same(auth.hash_token(token), current_app.config["ADMIN_TOKEN_HASH"]):
-        db.log_event(conn, None, "admin-login-failed", None, {})
-        return render_template("admin_login.html", error="Invalid admin token."), 403
-    session.regenerate()
-    session["admin"] = True
-    auth.csrf_token()
-    db.log_event(conn, None, "admin-login", None, {})
-    return redirect(url_for("admin.index"))
+    return sessions.token_login(
+        "admin_login.html", _admin_token, key="admin", event="admin-login",
+        error="Invalid admin token.", then="admin.index",
+    )
 
 
 @bp.get("")

@@ -116,57 +116,54 @@ def _print_invitation(name: str, base: str, token: str, days: float) -> None:
     )
 
 
-def _invite_days(days: float) -> float:
+def _new_invitation(days: float) -> tuple[str, str, float]:
+    """A one-time invitation valid for ``days`` days: ``(token, token hash, expiry)`` (unix
+    seconds); the token is shown once, only its hash is stored."""
+    from benchmark.reader_study import auth
+
     if not 0 < days <= 365:
         raise BenchError(f"--valid-days must be in (0, 365], got {days}")
-    return days
+    token = auth.new_token()
+    return token, auth.hash_token(token), time.time() + days * 86400
 
 
 def add_reader(args: argparse.Namespace) -> int:
     """Create a reader and print their one-time invitation link."""
-    from benchmark.reader_study import auth, db
+    from benchmark.reader_study import db
     from benchmark.reader_study.prepare import load_study
 
     study = load_study(args.study_dir)
-    days = _invite_days(args.valid_days)
-    token = auth.new_token()
-    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
-    try:
+    token, token_hash, expires = _new_invitation(args.valid_days)
+    with db.open_study_db(args.study_dir) as conn:
         base = _base_url(conn, args.url)
         options = study["options"]
         reader_id, _ = db.add_reader(
             conn,
             args.name,
-            invite_hash=auth.hash_token(token),
-            invite_expires=time.time() + days * 86400,
+            invite_hash=token_hash,
+            invite_expires=expires,
             cases={c["id"]: len(c["panels"]["results"]) for c in study["cases"]},
             repeats=int(options["repeats"]),
             per_reader_labels=bool(options["per_reader_labels"]),
         )
-    finally:
-        conn.close()
     print(f"reader {args.name!r} (id {reader_id}) added")
-    _print_invitation(args.name, base, token, days)
+    _print_invitation(args.name, base, token, args.valid_days)
     return 0
 
 
 def rotate(args: argparse.Namespace) -> int:
     """Replace the reader's invitation by a new one-time link; ends their sessions."""
-    from benchmark.reader_study import auth, db
+    from benchmark.reader_study import db
 
-    days = _invite_days(args.valid_days)
-    token = auth.new_token()
-    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
-    try:
+    token, token_hash, expires = _new_invitation(args.valid_days)
+    with db.open_study_db(args.study_dir) as conn:
         row = db.reader_by_name(conn, args.name)
         if row["removed"]:
             raise BenchError(f"reader {args.name!r} was removed")
         base = _base_url(conn, args.url)
-        db.set_invitation(conn, int(row["id"]), auth.hash_token(token), time.time() + days * 86400)
-    finally:
-        conn.close()
+        db.set_invitation(conn, int(row["id"]), token_hash, expires)
     print(f"old invitation and sessions of {args.name!r} ended")
-    _print_invitation(args.name, base, token, days)
+    _print_invitation(args.name, base, token, args.valid_days)
     return 0
 
 
@@ -174,12 +171,9 @@ def revoke(args: argparse.Namespace) -> int:
     """End the reader's sessions and invitation (``rotate`` lets them in again)."""
     from benchmark.reader_study import db
 
-    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
-    try:
+    with db.open_study_db(args.study_dir) as conn:
         row = db.reader_by_name(conn, args.name)
         db.set_invitation(conn, int(row["id"]), None, None)
-    finally:
-        conn.close()
     print(f"reader {args.name!r}: sessions and invitation revoked (answers kept)")
     return 0
 
@@ -233,11 +227,8 @@ def serve(args: argparse.Namespace) -> int:
         "SESSION_IDLE_SECONDS": args.idle_minutes * 60.0,
     }
     app = create_app(config)  # refuses a study other users can read
-    conn = db.connect(Path(args.study_dir) / db.DB_NAME)
-    try:
+    with db.open_study_db(args.study_dir) as conn:
         db.set_setting(conn, PUBLIC_URL, public)  # links of add-reader/rotate use it
-    finally:
-        conn.close()
     print(
         f"reader study at {public}/  (admin: {public}/admin/login; listening on {local}); "
         "Ctrl-C stops",

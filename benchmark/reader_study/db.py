@@ -143,6 +143,16 @@ def connect(path: str | os.PathLike) -> sqlite3.Connection:
     return conn
 
 
+@contextmanager
+def open_study_db(study_dir: str | os.PathLike) -> Iterator[sqlite3.Connection]:
+    """The database of the study folder ``study_dir`` (:func:`connect`), closed on leaving."""
+    conn = connect(Path(study_dir) / DB_NAME)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 # ---------------------------------------------------------------- Flask hook-up
 def get_db() -> sqlite3.Connection:
     """The request's connection to ``current_app.config["DATABASE"]`` (opened once per request)."""

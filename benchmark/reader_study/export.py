@@ -62,12 +62,9 @@ def unblind(study_dir: str | os.PathLike, *, include_unfinished: bool = False) -
     study_dir = Path(study_dir)
     load_study(study_dir)
     key = load_key(study_dir)
-    conn = db.connect(study_dir / db.DB_NAME)
-    try:
+    with db.open_study_db(study_dir) as conn:
         rows = db.all_responses(conn)
         readers = db.readers_status(conn)
-    finally:
-        conn.close()
     notes: list[str] = []
     judged = [r for r in rows if r["state"] == "cannot-judge"]
     if judged:

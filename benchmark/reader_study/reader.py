@@ -15,7 +15,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     flash,
     g,
     redirect,
@@ -103,6 +102,16 @@ def reader_state() -> tuple[list[tuple[str, int]], dict]:
     return db.assignments(conn, g.reader["id"]), db.answers(conn, g.reader["id"])
 
 
+def reader_item(position: int) -> tuple[list[tuple[str, int]], dict, str, int]:
+    """:func:`reader_state` and the case id and read of the item at 1-based ``position``
+    (404 when the reader has no such item)."""
+    order, answered = reader_state()
+    if not 1 <= position <= len(order):
+        abort(404)
+    case_id, read = order[position - 1]
+    return order, answered, case_id, read
+
+
 def first_unanswered(order, answered, after: int = 0) -> int | None:
     """1-based position of the first unanswered item after ``after`` (wrapping)."""
     n = len(order)
@@ -128,26 +137,20 @@ def overview():
     )
 
 
+def _redeem(conn, token: str) -> int | None:
+    """The id of the reader whose invitation ``token`` is (used up now), else None."""
+    row = db.redeem_invitation(conn, auth.hash_token(token))
+    return None if row is None else int(row["id"])
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    if request.method == "GET":
-        return render_template("login.html")
-    token = request.form.get("token", "").strip()
-    conn = db.get_db()
-    sessions.expire(conn, current_app.config)
-    row = db.redeem_invitation(conn, auth.hash_token(token)) if token else None
-    if row is None:
-        db.log_event(conn, None, "login-failed", None, {})
-        return render_template(
-            "login.html",
-            error="Unknown, used or expired invitation. Invitations work once; ask the study "
-            "organiser for a new link.",
-        ), 403
-    session.regenerate()
-    session["reader_id"] = int(row["id"])
-    auth.csrf_token()
-    db.log_event(conn, int(row["id"]), "login", None, {})
-    return redirect(url_for("reader.resume"))
+    return sessions.token_login(
+        "login.html", _redeem, key="reader_id", event="login",
+        error="Unknown, used or expired invitation. Invitations work once; ask the study "
+        "organiser for a new link.",
+        then="reader.resume",
+    )
 
 
 @bp.post("/logout")
@@ -226,10 +229,7 @@ def render_case(position: int, order, answered, *, form=None, errors=(), status=
 @bp.get("/case/<int:position>")
 @auth.reader_required
 def case_page(position: int):
-    order, answered = reader_state()
-    if not 1 <= position <= len(order):
-        abort(404)
-    case_id, read = order[position - 1]
+    order, answered, case_id, read = reader_item(position)
     db.log_event(
         db.get_db(), int(g.reader["id"]), "view", case_id, {"position": position}, read=read
     )
@@ -239,13 +239,10 @@ def case_page(position: int):
 @bp.post("/case/<int:position>")
 @auth.reader_required
 def submit_case(position: int):
-    order, answered = reader_state()
-    if not 1 <= position <= len(order):
-        abort(404)
+    order, answered, case_id, read = reader_item(position)
     if g.reader["finished"]:
         abort(409, description="You have finished the study; answers can no longer change.")
     study = get_study()
-    case_id, read = order[position - 1]
     labels = list(db.label_order(db.get_db(), int(g.reader["id"]), case_id, read))
     cannot_judge = bool(study.options["cannot_judge"]) and request.form.get("cannot_judge") == "1"
     comment = (request.form.get("comment") or "").strip() if study.options["comment"] else ""

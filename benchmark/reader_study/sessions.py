@@ -12,14 +12,27 @@ from __future__ import annotations
 
 import json
 import secrets
+import sqlite3
 import time
+from collections.abc import Callable
+from typing import Any
 
-from flask import Flask, Request, Response
+from flask import (
+    Flask,
+    Request,
+    Response,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
 
 from benchmark.reader_study import db
-from benchmark.reader_study.auth import hash_token
+from benchmark.reader_study.auth import csrf_token, hash_token
 
 #: Seconds between two ``last_seen`` updates of one session (saves a write per request).
 TOUCH_EVERY_S = 30.0
@@ -31,6 +44,39 @@ def expire(conn, config) -> None:
     db.sessions_expire(
         conn, idle_s=config["SESSION_IDLE_SECONDS"], max_age_s=config["SESSION_MAX_SECONDS"]
     )
+
+
+def token_login(
+    template: str,
+    check: Callable[[sqlite3.Connection, str], Any],
+    *,
+    key: str,
+    event: str,
+    error: str,
+    then: str,
+):
+    """The login view of the reader and of the admin pages.
+
+    GET shows the form ``template``. POST expires old sessions, then ``check(conn, token)``
+    (``token`` stripped, never empty) gives the value the session holds under ``key`` (the
+    reader id, or True for the admin), or None: the form again with ``error`` (403), logged as
+    ``"{event}-failed"``. On success the session starts afresh (new id, new CSRF token), the
+    login is logged as ``event``, and the browser goes to the endpoint ``then``.
+    """
+    if request.method == "GET":
+        return render_template(template)
+    token = request.form.get("token", "").strip()
+    conn = db.get_db()
+    expire(conn, current_app.config)
+    value = check(conn, token) if token else None
+    if value is None:
+        db.log_event(conn, None, f"{event}-failed", None, {})
+        return render_template(template, error=error), 403
+    session.regenerate()
+    session[key] = value
+    csrf_token()
+    db.log_event(conn, session.get("reader_id"), event, None, {})
+    return redirect(url_for(then))
 
 
 class ServerSession(CallbackDict, SessionMixin):

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
@@ -66,16 +67,44 @@ def method_params(cls: type, *, preset: str, settings: dict, seed: int, threads:
     return {k: v for k, v in offered.items() if k in accepted}
 
 
-def _prepare(manifest, method_names, *, out, preset, folds, jobs, seeds, overrides):
-    """Checks, method classes and settings, and the plan of every fold (nothing written)."""
+@dataclass(frozen=True)
+class RunOptions:
+    """What selects a run's tasks and their settings: the keywords ``run_benchmark`` and
+    ``plan_benchmark`` share (see :func:`run_benchmark` for each one's meaning)."""
+
+    out: str | Path
+    preset: str = "quick"
+    folds: Sequence[int] | None = None
+    jobs: int = 1
+    seeds: Sequence[int] = (0,)
+    overrides: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A checked run: its options, folder, the folds run now, seeds, method classes and
+    settings."""
+
+    options: RunOptions
+    layout: RunLayout
+    chosen: list
+    seeds: list[int]
+    methods: dict[str, type]
+    params: dict[str, dict]
+
+
+def _prepare(manifest, method_names: Sequence[str], options: RunOptions) -> _Prepared:
+    """Checks, method classes and settings of a run (nothing written)."""
     from benchmark.runner.preflight import preflight
     from methods.registry import available_methods
     from methods.training.config import merge_settings
 
+    layout, preset, jobs = RunLayout(options.out), options.preset, options.jobs
     chosen = preflight(
-        manifest, method_names, out=out, preset=preset, folds=folds, jobs=jobs, overrides=overrides
+        manifest, method_names, out=layout.root, preset=preset, folds=options.folds, jobs=jobs,
+        overrides=options.overrides,
     )
-    seeds = _check_seeds(seeds)
+    seeds = _check_seeds(options.seeds)
     known = available_methods()
     unknown = [m for m in method_names if m not in known]
     if unknown:
@@ -84,7 +113,7 @@ def _prepare(manifest, method_names, *, out, preset, folds, jobs, seeds, overrid
         ok, why = known[name].availability()
         if not ok:
             raise BenchError(f"method {name!r} is not available here: {why}")
-    settings = merge_settings(manifest.presets.get(preset, {}), overrides or {})
+    settings = merge_settings(manifest.presets.get(preset, {}), options.overrides or {})
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     params = {
         name: method_params(
@@ -92,7 +121,7 @@ def _prepare(manifest, method_names, *, out, preset, folds, jobs, seeds, overrid
         )
         for name in method_names
     }
-    return chosen, seeds, {n: known[n] for n in method_names}, params
+    return _Prepared(options, layout, chosen, seeds, {n: known[n] for n in method_names}, params)
 
 
 def _check_seeds(seeds: Sequence[int]) -> list[int]:
@@ -103,13 +132,13 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
-def _plan(layout, manifest, chosen, methods, params, seeds, hashes) -> list[Task]:
+def _plan(manifest, run: _Prepared, hashes: FileHashes) -> list[Task]:
     """The plan of every fold; ``method_params``' seed is set per task for seeded methods."""
     from benchmark.runner.plan import build_plan
 
     tasks = build_plan(
-        layout, manifest.folds(), [f.index for f in chosen], methods, params,
-        seeds=seeds, labels=dict(manifest.labels), hashes=hashes,
+        run.layout, manifest.folds(), [f.index for f in run.chosen], run.methods, run.params,
+        seeds=run.seeds, labels=dict(manifest.labels), hashes=hashes,
     )
     for task in tasks:
         if "seed" in task.params:
@@ -118,27 +147,20 @@ def _plan(layout, manifest, chosen, methods, params, seeds, hashes) -> list[Task
 
 
 def plan_benchmark(
-    manifest,
-    method_names: Sequence[str],
-    *,
-    out: str | Path,
-    preset: str = "quick",
-    folds: Sequence[int] | None = None,
-    jobs: int = 1,
-    seeds: Sequence[int] = (0,),
-    overrides: dict[str, Any] | None = None,
+    manifest, method_names: Sequence[str], **options: Any
 ) -> tuple[list[Task], dict[tuple[str, str], float]]:
     """The plan of a run without running or writing anything (``bench run --dry-run``): every
     task with its state and reason, and the mean wall seconds per (kind, method) of the previous
-    cost records (``costs.csv``)."""
-    layout = RunLayout(out)
-    chosen, seeds, methods, params = _prepare(
-        manifest, method_names, out=layout.root, preset=preset, folds=folds, jobs=jobs,
-        seeds=seeds, overrides=overrides,
-    )
+    cost records (``costs.csv``).
+
+    ``options`` are the keywords of :class:`RunOptions` (``out`` required), as for
+    :func:`run_benchmark`.
+    """
+    run = _prepare(manifest, method_names, RunOptions(**options))
+    layout = run.layout
     if layout.run_json.is_file():
-        _check_same_dataset(layout, manifest, preset)
-    tasks = _plan(layout, manifest, chosen, methods, params, seeds, FileHashes(layout.file_hashes))
+        _check_same_dataset(layout, manifest, run.options.preset)
+    tasks = _plan(manifest, run, FileHashes(layout.file_hashes))
     estimates: dict[tuple[str, str], float] = {}
     if layout.costs_csv.is_file():
         costs = pd.read_csv(layout.costs_csv)
@@ -199,65 +221,89 @@ def run_benchmark(
     overrides : dict, optional
         Training settings overriding the preset (``--set``).
     """
-    from tqdm.auto import tqdm
+    from benchmark.runner.executor import scheduler_address
 
-    from benchmark.runner.executor import run_dask, run_serial, scheduler_address
-
-    layout = RunLayout(out)
-    seeds = [seed] if seeds is None else list(seeds)
-    chosen, seeds, methods, params = _prepare(
-        manifest, method_names, out=layout.root, preset=preset, folds=folds, jobs=jobs,
-        seeds=seeds, overrides=overrides,
+    options = RunOptions(
+        out=out, preset=preset, folds=folds, jobs=jobs,
+        seeds=[seed] if seeds is None else list(seeds), overrides=overrides,
     )
+    run = _prepare(manifest, method_names, options)
     address = scheduler_address(scheduler)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    handler = _log_to_file(layout.run_log)
+    run.layout.root.mkdir(parents=True, exist_ok=True)
+    handler = _log_to_file(run.layout.run_log)
     try:
         _write_run_files(
-            layout, manifest, method_names, chosen, params, preset=preset, seeds=seeds,
-            jobs=jobs, scheduler=address, command=command, known=methods,
+            run.layout, manifest, method_names, run.chosen, run.params, preset=preset,
+            seeds=run.seeds, jobs=jobs, scheduler=address, command=command, known=run.methods,
         )
-        hashes = FileHashes(layout.file_hashes)
-        tasks = _plan(layout, manifest, chosen, methods, params, seeds, hashes)
-        if force:  # the selected tasks' outputs go, so that all of them run again
-            for task in (t for t in tasks if t.selected):
-                folder = task.model_dir if task.kind == TRAIN else task.record.parent
-                shutil.rmtree(folder, ignore_errors=True)
-            tasks = _plan(layout, manifest, chosen, methods, params, seeds, hashes)
-        hashes.save()
+        tasks = _plan_to_run(manifest, run, force=force)
         todo = [t for t in tasks if t.state == "to do"]
-        for task in todo:
-            log.info("to do: %s (%s)", task.id, task.reason)
-            if task.kind == TRAIN and task.reason.startswith(("stale", "outputs")):
-                shutil.rmtree(task.model_dir, ignore_errors=True)  # never reuse a stale model
-        done_before = sum(t.state == "done" and t.kind == REGISTER for t in tasks if t.selected)
-        if done_before:
-            log.info("%d registrations were up to date and were reused", done_before)
-        bar = tqdm(total=len(todo), desc="tasks", unit="task", disable=not progress)
-        outcomes: dict[str, dict] = {}
-
-        def done(outcome: dict) -> None:
-            outcomes[outcome["id"]] = outcome
-            bar.update(1)
-
-        if todo and jobs == 1 and address is None:
-            run_serial(todo, device=device, progress=progress, done=done)
-        elif todo:
-            run_dask(todo, jobs=jobs, scheduler=address, device=device, done=done)
-        bar.close()
-        failed = [o for o in outcomes.values() if o["status"] == "failed" and "reason" in o]
-        results = collect_results(tasks, failed)
-        write_results(layout, results)
-        write_costs(layout, tasks)
-        validation = collect_validation(layout.root, method_names, [f.index for f in chosen])
-        if len(validation):
-            with atomic_path(layout.validation_csv) as tmp:
-                validation.to_csv(tmp, index=False)
-        results.attrs["failed"] = failed
-        return results
+        failed = _execute(todo, jobs=jobs, scheduler=address, device=device, progress=progress)
+        return _collect(run, tasks, failed)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
+
+
+def _plan_to_run(manifest, run: _Prepared, *, force: bool) -> list[Task]:
+    """The plan of a run about to start, its file hashes saved: with ``force`` the selected
+    tasks' outputs removed first (so that all of them run again), and the models of stale
+    training tasks removed (a stale model is never reused)."""
+    hashes = FileHashes(run.layout.file_hashes)
+    tasks = _plan(manifest, run, hashes)
+    if force:
+        for task in (t for t in tasks if t.selected):
+            folder = task.model_dir if task.kind == TRAIN else task.record.parent
+            shutil.rmtree(folder, ignore_errors=True)
+        tasks = _plan(manifest, run, hashes)
+    hashes.save()
+    for task in (t for t in tasks if t.state == "to do"):
+        log.info("to do: %s (%s)", task.id, task.reason)
+        if task.kind == TRAIN and task.reason.startswith(("stale", "outputs")):
+            shutil.rmtree(task.model_dir, ignore_errors=True)
+    done_before = sum(t.state == "done" and t.kind == REGISTER for t in tasks if t.selected)
+    if done_before:
+        log.info("%d registrations were up to date and were reused", done_before)
+    return tasks
+
+
+def _execute(
+    todo: Sequence[Task], *, jobs: int, scheduler: str | None, device: str | None, progress: bool
+) -> list[dict]:
+    """Run the tasks (in this process when ``jobs`` is 1 and no scheduler is given, else on
+    Dask) with a progress bar; the outcomes of those that failed, with their reasons."""
+    from tqdm.auto import tqdm
+
+    from benchmark.runner.executor import run_dask, run_serial
+
+    bar = tqdm(total=len(todo), desc="tasks", unit="task", disable=not progress)
+    outcomes: dict[str, dict] = {}
+
+    def done(outcome: dict) -> None:
+        outcomes[outcome["id"]] = outcome
+        bar.update(1)
+
+    if todo and jobs == 1 and scheduler is None:
+        run_serial(todo, device=device, progress=progress, done=done)
+    elif todo:
+        run_dask(todo, jobs=jobs, scheduler=scheduler, device=device, done=done)
+    bar.close()
+    return [o for o in outcomes.values() if o["status"] == "failed" and "reason" in o]
+
+
+def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.DataFrame:
+    """Write ``results.csv`` / ``.parquet``, ``costs.csv`` and ``validation.csv`` (when models
+    were trained) of the plan; the results table, ``attrs["failed"]`` set."""
+    results = collect_results(tasks, failed)
+    write_results(run.layout, results)
+    write_costs(run.layout, tasks)
+    folds = [f.index for f in run.chosen]
+    validation = collect_validation(run.layout.root, list(run.methods), folds)
+    if len(validation):
+        with atomic_path(run.layout.validation_csv) as tmp:
+            validation.to_csv(tmp, index=False)
+    results.attrs["failed"] = failed
+    return results
 
 
 def _spec_shape(spec) -> SimpleNamespace:

@@ -118,6 +118,16 @@ def _order(results: pd.DataFrame, methods) -> tuple[list[str], list[str], list[s
     return methods, structures, metrics
 
 
+def _groups(frame: pd.DataFrame, structures: list[str], metrics: list[str]):
+    """``(structure, metric, rows)`` of ``frame`` for each combination that has rows, in the
+    order of ``structures``, then ``metrics``."""
+    for structure in structures:
+        for metric in metrics:
+            sub = frame[(frame["structure"] == structure) & (frame["metric"] == metric)]
+            if not sub.empty:
+                yield structure, metric, sub
+
+
 def summarize_metrics(results: pd.DataFrame, *, methods: list[str] | None = None) -> pd.DataFrame:
     """Descriptive statistics per structure, metric and method.
 
@@ -142,39 +152,35 @@ def summarize_metrics(results: pd.DataFrame, *, methods: list[str] | None = None
     results = mean_over_seeds(check_results(results))
     methods, structures, metrics = _order(results, methods)
     rows = []
-    for structure in structures:
-        for metric in metrics:
-            sub = results[(results["structure"] == structure) & (results["metric"] == metric)]
-            if sub.empty:
-                continue
-            unit = sub["unit"].iloc[0]
-            for method in methods:
-                v = sub.loc[sub["method"] == method, "value"].to_numpy(dtype=np.float64)
-                finite = v[np.isfinite(v)]
-                n = int(finite.size)
-                stats = dict.fromkeys(("mean", "sd", "median", "q1", "q3", "min", "max"), np.nan)
-                if n:
-                    q1, med, q3 = np.percentile(finite, [25, 50, 75])
-                    stats.update(
-                        mean=float(finite.mean()),
-                        sd=float(finite.std(ddof=1)) if n > 1 else np.nan,
-                        median=float(med),
-                        q1=float(q1),
-                        q3=float(q3),
-                        min=float(finite.min()),
-                        max=float(finite.max()),
-                    )
-                rows.append(
-                    {
-                        "structure": structure,
-                        "metric": metric,
-                        "method": method,
-                        "unit": unit,
-                        "n": n,
-                        "n_nan": int(v.size - n),
-                        **stats,
-                    }
+    for structure, metric, sub in _groups(results, structures, metrics):
+        unit = sub["unit"].iloc[0]
+        for method in methods:
+            v = sub.loc[sub["method"] == method, "value"].to_numpy(dtype=np.float64)
+            finite = v[np.isfinite(v)]
+            n = int(finite.size)
+            stats = dict.fromkeys(("mean", "sd", "median", "q1", "q3", "min", "max"), np.nan)
+            if n:
+                q1, med, q3 = np.percentile(finite, [25, 50, 75])
+                stats.update(
+                    mean=float(finite.mean()),
+                    sd=float(finite.std(ddof=1)) if n > 1 else np.nan,
+                    median=float(med),
+                    q1=float(q1),
+                    q3=float(q3),
+                    min=float(finite.min()),
+                    max=float(finite.max()),
                 )
+            rows.append(
+                {
+                    "structure": structure,
+                    "metric": metric,
+                    "method": method,
+                    "unit": unit,
+                    "n": n,
+                    "n_nan": int(v.size - n),
+                    **stats,
+                }
+            )
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
@@ -261,25 +267,21 @@ def compare_methods(
         metrics = [m for m in all_metrics if m not in exclude_metrics]
     cases = case_level(results[results["metric"].isin(metrics)])
     rows = []
-    for structure in structures:
-        for metric in metrics:
-            sub = cases[(cases["structure"] == structure) & (cases["metric"] == metric)]
-            if sub.empty:
-                continue
-            wide = sub.pivot(index="case", columns="method", values="value")
-            # a pivot cell is NaN both for a NaN value and for a missing row: track rows apart
-            present = (
-                sub.assign(_row=1.0).pivot(index="case", columns="method", values="_row").notna()
-            )
-            block = []
-            for i, a in enumerate(methods):
-                for b in methods[i + 1 :]:
-                    block.append(_paired_test(wide, present, a, b, metric, zero_method, stats))
-                    block[-1].update(structure=structure, metric=metric)
-            adjusted = holm([r["p"] for r in block])
-            for r, h in zip(block, adjusted, strict=True):
-                r["p_holm"] = float(h)
-            rows.extend(block)
+    for structure, metric, sub in _groups(cases, structures, metrics):
+        wide = sub.pivot(index="case", columns="method", values="value")
+        # a pivot cell is NaN both for a NaN value and for a missing row: track rows apart
+        present = (
+            sub.assign(_row=1.0).pivot(index="case", columns="method", values="_row").notna()
+        )
+        block = []
+        for i, a in enumerate(methods):
+            for b in methods[i + 1 :]:
+                block.append(_paired_test(wide, present, a, b, metric, zero_method, stats))
+                block[-1].update(structure=structure, metric=metric)
+        adjusted = holm([r["p"] for r in block])
+        for r, h in zip(block, adjusted, strict=True):
+            r["p_holm"] = float(h)
+        rows.extend(block)
     return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
 
 

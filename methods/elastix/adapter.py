@@ -15,10 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.core.errors import BenchError
-from benchmark.core.normalize import percentile_normalize
 from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
-from methods.conventional import error_reason
+from methods.conventional import (
+    check_choice,
+    check_int,
+    check_tool_settings,
+    error_reason,
+    prepare_pair,
+)
 from methods.elastix.conversion import field_from_itk, to_itk_image
 from methods.elastix.parameters import PRESETS, build_map
 from methods.registry import register_method
@@ -132,8 +137,7 @@ class Elastix(Method):
         use_mask: bool = True,
         seed: int = 0,
     ):
-        if preset not in PRESETS:
-            raise BenchError(f"elastix preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+        check_choice("elastix", "preset", preset, PRESETS)
         files: list[str] | None = None
         if parameter_file is not None:
             files = (
@@ -155,27 +159,15 @@ class Elastix(Method):
             if not gs or not all(np.isfinite(g) and g > 0 for g in gs):
                 raise BenchError(f"elastix grid_spacing must be positive mm, got {grid_spacing!r}")
             grid_spacing = gs[0] if len(gs) == 1 else gs
-        if iterations is not None and (
-            not isinstance(iterations, (int, np.integer)) or iterations < 1
-        ):
-            raise BenchError(f"elastix iterations must be an integer >= 1, got {iterations!r}")
-        if threads is not None and (not isinstance(threads, (int, np.integer)) or threads < 1):
-            raise BenchError(f"elastix threads must be an integer >= 1, got {threads!r}")
-        if not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise BenchError(f"elastix seed must be an integer >= 0, got {seed!r}")
         super().__init__(
             preset=preset,
             parameter_file=files,
             grid_spacing=grid_spacing,
-            iterations=None if iterations is None else int(iterations),
-            threads=None if threads is None else int(threads),
-            use_mask=bool(use_mask),
-            seed=int(seed),
+            iterations=check_int("elastix", "iterations", iterations, minimum=1),
+            **check_tool_settings("elastix", threads=threads, use_mask=use_mask, seed=seed),
         )
         if files is not None:
-            ok, reason = self.availability()
-            if not ok:
-                raise BenchError(f"elastix: {reason}")
+            self.require_available()
             _read_parameter_files(files)  # validate now, not at the first pair
 
     @classmethod
@@ -207,19 +199,16 @@ class Elastix(Method):
         return obj
 
     def register(self, pair: RegistrationPair) -> RegistrationResult:
-        ok, reason = self.availability()
-        if not ok:
-            raise BenchError(f"elastix: {reason}")
+        self.require_available()
         import itk
 
         p = self._params
         threads = p["threads"] or os.cpu_count() or 1
-        mask = pair.mask if (p["use_mask"] and pair.mask is not None) else None
-        if mask is not None and not mask.any():
-            raise RegistrationFailed(f"elastix, pair {pair.key}: the fixed mask is empty")
+        images = prepare_pair(pair, use_mask=p["use_mask"], method="elastix")
+        mask = images.mask
         affine = pair.fixed.affine
-        fixed = to_itk_image(percentile_normalize(pair.fixed.array, mask=mask), affine)
-        moving = to_itk_image(percentile_normalize(pair.moving.array, mask=mask), affine)
+        fixed = to_itk_image(images.fixed, affine)
+        moving = to_itk_image(images.moving, affine)
         params = self.parameter_object(pair.fixed.shape, pair.spacing)
 
         with tempfile.TemporaryDirectory(prefix="mirbench-elastix-") as tmp:

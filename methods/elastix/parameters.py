@@ -43,6 +43,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from benchmark.core.errors import BenchError
+from methods.conventional import check_choice
 
 __all__ = ["PRESETS", "ANISOTROPY_RATIO", "auto_grid_spacing", "sample_region_size", "build_map"]
 
@@ -128,8 +129,7 @@ def build_map(
     dict of str to list of str
         A map ready for ``itk.ParameterObject.AddParameterMap``.
     """
-    if preset not in PRESETS:
-        raise BenchError(f"elastix preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    check_choice("elastix", "preset", preset, PRESETS)
     ndim = len(shape)
     if ndim not in (2, 3) or len(spacing) != ndim:
         raise BenchError(
