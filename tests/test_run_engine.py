@@ -281,3 +281,18 @@ def test_a_cuda_training_records_its_device_and_memory(manifest, tmp_path):
     prov = json.loads((out / "run.json").read_text())["provenance"]
     assert prov["gpu"] == [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     assert prov["cuda"] == torch.version.cuda and prov["cudnn"] == torch.backends.cudnn.version()
+
+
+def test_local_workers_keep_glibc_malloc_defaults():
+    """Dask's MALLOC_TRIM_THRESHOLD_ turns off glibc's adaptive mmap threshold, which doubled the
+    kernel time of torch trainings in its workers; the local cluster starts them without it and
+    with the rest of Dask's worker environment (one OpenMP thread)."""
+    from distributed import Client
+
+    from benchmark.runner.executor import local_cluster
+
+    with local_cluster(1) as cluster, Client(cluster) as client:
+        environ = client.run(lambda: dict(os.environ))
+    (worker_env,) = environ.values()
+    assert "MALLOC_TRIM_THRESHOLD_" not in worker_env
+    assert worker_env["OMP_NUM_THREADS"] == "1"

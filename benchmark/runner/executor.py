@@ -27,6 +27,38 @@ RETRIES = 2
 SCHEDULER_ENV = "DASK_SCHEDULER_ADDRESS"
 
 
+#: Dask's setting of the environment a worker process starts with.
+PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
+#: Left out of that environment: Dask sets ``MALLOC_TRIM_THRESHOLD_=65536``, which turns off
+#: glibc's adaptive mmap threshold, so every large tensor torch frees goes back to the kernel and
+#: is faulted in again at the next step. Measured on a 2-core machine, demo-acdc quick trainings
+#: in two workers: half the CPU time in the kernel and steps about 1.8x slower than with glibc's
+#: defaults (benchmarks/README.md).
+NOT_FOR_WORKERS = ("MALLOC_TRIM_THRESHOLD_",)
+
+
+def worker_environ() -> dict[str, Any]:
+    """Dask's pre-spawn environment for local workers, without :data:`NOT_FOR_WORKERS`."""
+    import dask
+    import distributed  # noqa: F401  (loads its configuration defaults)
+
+    environ = dict(dask.config.get(PRE_SPAWN_ENVIRON, default={}) or {})
+    return {k: v for k, v in environ.items() if k not in NOT_FOR_WORKERS}
+
+
+def local_cluster(jobs: int, *, cuda: bool = False):
+    """A ``LocalCluster`` of ``jobs`` single-threaded worker processes, started with
+    :func:`worker_environ` (one ``GPU`` resource each when ``cuda``)."""
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({PRE_SPAWN_ENVIRON: worker_environ()}):
+        return LocalCluster(
+            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
+            resources={"GPU": 1} if cuda else None, silence_logs=logging.WARNING,
+        )
+
+
 def scheduler_address(scheduler: str | None) -> str | None:
     """``--scheduler``, else ``DASK_SCHEDULER_ADDRESS``, else None (no existing cluster)."""
     return scheduler or os.environ.get(SCHEDULER_ENV) or None
@@ -63,7 +95,7 @@ def run_dask(
 ) -> None:
     """Every task on a Dask cluster: an existing one at ``scheduler``, else a ``LocalCluster`` of
     ``jobs`` single-threaded worker processes (closed, with its workers, on return)."""
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client, as_completed
 
     cuda = _uses_cuda(device)
     cluster = None
@@ -71,10 +103,7 @@ def run_dask(
         client = Client(scheduler, timeout="30s")
         threads = None
     else:
-        cluster = LocalCluster(
-            n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=None,
-            resources={"GPU": 1} if cuda else None, silence_logs=logging.WARNING,
-        )
+        cluster = local_cluster(jobs, cuda=cuda)
         client = Client(cluster)
         threads = max(1, (os.cpu_count() or 1) // jobs)
     try:

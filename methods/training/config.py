@@ -120,8 +120,8 @@ def _thaw(value: Any) -> Any:
 #: Built-in presets, applied before the manifest's own preset values.
 #: ``paper`` follows the ACDC protocol (section 3.2); the breast manifest overrides it with 3.1's.
 #: ``quick`` is for minutes on a CPU; how and why it differs from the paper is in docs/methods.md
-#: ("Training presets"): a wider Parzen window; datasets add their own (demo-dce: foreground
-#: patches, augmentation).
+#: ("Training presets"): a wider Parzen window with bins to match, the U-Net field at half
+#: resolution; datasets add their own (demo-dce: foreground patches, augmentation).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "iterations": 300,
@@ -129,6 +129,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patch_size": (64, 64, 8),
         "checkpoint_every": 100,
         "nmi_sigma": 0.02,
+        "nmi_bins": 32,
+        "unet_output_level": 1,
     },
     "paper": {
         "iterations": 50_000,
