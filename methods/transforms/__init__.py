@@ -24,17 +24,17 @@ from methods.transforms.warp import (
 )
 
 __all__ = [
+    "BSplineFFD",
+    "Warp",
+    "bspline_ffd",
+    "bspline_prefilter",
+    "bspline_sample",
+    "control_grid_shape",
+    "displacement_gradient",
+    "jacobian_determinant",
+    "sample_positions",
     "warp",
     "warp_array",
     "warp_image",
     "warp_labels",
-    "sample_positions",
-    "Warp",
-    "bspline_prefilter",
-    "bspline_sample",
-    "bspline_ffd",
-    "control_grid_shape",
-    "BSplineFFD",
-    "displacement_gradient",
-    "jacobian_determinant",
 ]
