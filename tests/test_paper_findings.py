@@ -14,7 +14,8 @@ show:
   than the NCC-trained ones (displacement error); U-Net-NMI within 1.25x elastix's error is the
   one claim the quick budget does not reach (a strict xfail: it fails once the claim holds);
 - demo-acdc (one contrast): NMI and NCC give Dice on par;
-- PoolNet folds less than U-Net.
+- PoolNet folds less than U-Net (unless both fold on fewer than 0.01 % of the voxels: with the
+  quick preset's half-resolution U-Net field both fold next to nothing on demo-acdc).
 
 The table the checks read is printed first, so a failure shows the numbers.
 """
@@ -62,13 +63,20 @@ def table(results: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+#: Folding below this share of the voxels (%) is negligible: in an ACDC-like volume of ~4e5 voxels,
+#: a few tens of voxels. Between two such values "folds less" is noise, not a finding.
+NEGLIGIBLE_FOLDING_PCT = 0.01
+
+
 def check_common(frame: pd.DataFrame, improving: tuple[str, ...]) -> None:
-    """The ``improving`` methods beat no registration; PoolNet folds less than U-Net."""
+    """The ``improving`` methods beat no registration; PoolNet folds less than U-Net (or both
+    negligibly)."""
     for method in improving:
         assert frame.loc[method, "dice"] > frame.loc["identity", "dice"], method
         assert frame.loc[method, "disp_error_mm"] < frame.loc["identity", "disp_error_mm"], method
     for loss in ("nmi", "ncc"):
-        assert frame.loc[f"poolnet-{loss}", "folding_pct"] <= frame.loc[f"unet-{loss}", "folding_pct"]
+        unet = max(frame.loc[f"unet-{loss}", "folding_pct"], NEGLIGIBLE_FOLDING_PCT)
+        assert frame.loc[f"poolnet-{loss}", "folding_pct"] <= unet, loss
 
 
 def test_demo_dce_nmi_beats_identity_and_ncc(dce):
