@@ -19,6 +19,9 @@ from torch.nn.utils import skip_init
 
 from benchmark.core.errors import BenchError
 
+#: Negative slope of the LeakyReLU activations of both networks (VoxelMorph's 0.2).
+LEAKY_SLOPE = 0.2
+
 #: Allowed values of the ``pad_mode`` option of both networks.
 PAD_MODES = ("replicate", "zeros")
 

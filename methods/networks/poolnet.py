@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from benchmark.core.errors import BenchError
 from methods.networks.blocks import (
+    LEAKY_SLOPE,
     PAD_MODES,
     axis_tuple,
     check_choice,
@@ -188,7 +189,7 @@ class PoolNet(nn.Module):
         norm_cls = nn.BatchNorm3d if self.ndim == 3 else nn.BatchNorm2d
 
         def act() -> nn.Module:
-            return nn.ELU() if activation == "elu" else nn.LeakyReLU(0.2)
+            return nn.ELU() if activation == "elu" else nn.LeakyReLU(LEAKY_SLOPE)
 
         layers: list[nn.Module] = []
         prev = self.in_channels
@@ -216,7 +217,7 @@ class PoolNet(nn.Module):
         """Re-initialise all weights (He init for the activation, zero biases; head Normal(0, 1e-5)).
         """
         generator = make_generator(seed)
-        slope = 0.2 if self.activation == "leaky_relu" else 0.0  # ELU: He's ReLU gain
+        slope = LEAKY_SLOPE if self.activation == "leaky_relu" else 0.0  # ELU: He's ReLU gain
         init_parameters(self, negative_slope=slope, generator=generator)
         init_head(self.head, std=HEAD_INIT_STD, generator=generator)
 

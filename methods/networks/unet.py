@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from benchmark.core.errors import BenchError
 from methods.networks.blocks import (
+    LEAKY_SLOPE,
     PAD_MODES,
     check_choice,
     check_ndim,
@@ -57,9 +58,6 @@ DEFAULT_FEATURES: tuple[tuple[int, ...], tuple[int, ...]] = (
     (16, 32, 32, 32),
     (32, 32, 32, 32, 16, 16),
 )
-
-#: Negative slope of the LeakyReLU after every convolution (VoxelMorph).
-LEAKY_SLOPE = 0.2
 
 #: Standard deviation of the head's initial weights (VoxelMorph's flow layer).
 HEAD_INIT_STD = 1e-5

@@ -121,7 +121,7 @@ def _thaw(value: Any) -> Any:
 #: ``paper`` follows the ACDC protocol (section 3.2); the breast manifest overrides it with 3.1's.
 #: ``quick`` is for minutes on a CPU; how and why it differs from the paper is in docs/methods.md
 #: ("Training presets"): a wider Parzen window with bins to match, the U-Net field at half
-#: resolution; datasets add their own (demo-dce: foreground patches, augmentation).
+#: resolution; dataset manifests add their own (patch size, iterations, widths).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "iterations": 300,
