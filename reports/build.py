@@ -287,6 +287,7 @@ def _training_section(ctx: Context) -> Section:
         {
             "method": validation["method"],
             "fold": validation["fold"].astype(str),
+            "seed": validation["seed"].astype(str),
             "best it.": validation["best_iteration"].astype(str),
             "val. similarity": [tables.fmt_num(v) for v in validation["val_similarity"]],
             "no registration": [tables.fmt_num(v) for v in validation["identity_similarity"]],
@@ -309,16 +310,19 @@ def _training_section(ctx: Context) -> Section:
     pages = tables.table_pages("Training and validation", [("Models", display)], subtitle=subtitle)
     figs = []
     for row in validation.itertuples():
-        folder = RunLayout(ctx.run.path).model_dir(row.method, int(row.fold))
+        folder = RunLayout(ctx.run.path).model_dir(row.method, int(row.fold), int(row.seed))
         if not (folder / TRAINING_LOG).is_file():
             continue
         history = pd.read_csv(folder / TRAINING_LOG).to_numpy(dtype=float, na_value=float("nan"))
         identity = (read_model_info(folder) or {}).get("validation", {}).get("identity")
         flag = " (WORSE THAN NO REGISTRATION)" if row.worse_than_identity else ""
+        where, name = f"fold {row.fold}", f"fold{row.fold}"
+        if row.seed:
+            where, name = f"{where}, seed {row.seed}", f"{name}-seed{row.seed}"
         fig = training_curves_figure(
-            history, identity=identity, title=f"{row.method}, fold {row.fold}{flag}"
+            history, identity=identity, title=f"{row.method}, {where}{flag}"
         )
-        figs.append((f"training_{_safe(row.method)}_fold{row.fold}", fig))
+        figs.append((f"training_{_safe(row.method)}_{name}", fig))
     return Section(
         pages=pages + [f for _, f in figs], figures=figs, tables=[("validation", validation)]
     )

@@ -180,6 +180,8 @@ def load_run(path: str | os.PathLike) -> RunFolder:
             ).fillna({"worse_than_identity": ""})
         except Exception as exc:
             raise BenchError(f"{layout.validation_csv}: cannot read ({exc})") from exc
+        if "seed" not in folder.validation:  # written before runs had seeds: seed 0
+            folder.validation.insert(2, "seed", 0)
     folder.missing = find_missing(folder)
     if layout.costs_csv.is_file():
         folder.costs = pd.read_csv(layout.costs_csv, keep_default_na=False, na_values=[""])

@@ -353,8 +353,9 @@ def make_fake_run(
 
 
 def _write_trainings(run_dir: Path, learned: list[str], n_folds: int, rng) -> None:
-    """``models/METHOD/foldK/{training.csv, model.json}`` and ``validation.csv`` as the trainer
-    and the runner write them; the first learned method's fold 0 is worse than no registration."""
+    """``models/METHOD/foldK/{training.csv, model.json}`` as the trainer writes them, and
+    ``validation.csv`` as runs before seeds wrote it (no ``seed`` column: the report reads it as
+    seed 0); the first learned method's fold 0 is worse than no registration."""
     from methods.training.trainer import TRAINING_COLUMNS
 
     rows = []

@@ -202,6 +202,9 @@ def test_two_dask_workers_give_the_serial_rows_and_seeds_column(manifest, tmp_pa
     run = json.loads((tmp_path / "b" / "run.json").read_text())
     assert run["seeds"] == [0, 1] and "git_commit" in run["provenance"]
     assert run["provenance"]["torch"] and "cuda" in run["provenance"]
+    validation = pd.read_csv(tmp_path / "b" / "validation.csv")
+    assert sorted(zip(validation["method"], validation["fold"], validation["seed"])) == [
+        ("unet-nmi", 0, 0), ("unet-nmi", 0, 1)]  # every seed's model is validated
 
 
 def _bench_run(demo_root, out, *extra):

@@ -57,10 +57,12 @@ def print_training_warnings(out: Path) -> None:
         return
     table = pd.read_csv(path, keep_default_na=False)
     for row in table[table["worse_than_identity"] != ""].itertuples():
+        seed = int(getattr(row, "seed", 0))  # older run folders: seed 0 only
+        where = f"fold {row.fold}" + (f" seed {seed}" if seed else "")
         print(
-            f"warning: {row.method} fold {row.fold}: the trained model is worse than no "
+            f"warning: {row.method} {where}: the trained model is worse than no "
             f"registration on its validation pairs ({row.worse_than_identity}); see "
-            f"{layout.model_dir(row.method, row.fold) / 'training.png'}",
+            f"{layout.model_dir(row.method, row.fold, seed) / 'training.png'}",
             file=sys.stderr,
         )
 

@@ -59,6 +59,11 @@ def local_cluster(jobs: int, *, cuda: bool = False):
         )
 
 
+def worker_threads(jobs: int) -> int:
+    """Torch threads of each of ``jobs`` local workers: the machine's cores shared evenly."""
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
 def scheduler_address(scheduler: str | None) -> str | None:
     """``--scheduler``, else ``DASK_SCHEDULER_ADDRESS``, else None (no existing cluster)."""
     return scheduler or os.environ.get(SCHEDULER_ENV) or None
@@ -105,7 +110,7 @@ def run_dask(
     else:
         cluster = local_cluster(jobs, cuda=cuda)
         client = Client(cluster)
-        threads = max(1, (os.cpu_count() or 1) // jobs)
+        threads = worker_threads(jobs)
     try:
         gpu = {"GPU": 1} if cuda else None
         futures = {}
@@ -133,13 +138,9 @@ def run_dask(
                 outcome = {"id": task.id, "kind": task.kind, "status": "failed",
                            "reason": f"{type(exc).__name__}: {exc}"}
                 if task.kind != TRAIN:
-                    outcome.update(keys=_keys(task), seed=task.seed)
+                    outcome.update(keys=task.pair_keys, seed=task.seed)
             done(outcome)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-
-
-def _keys(task: Task) -> dict[str, Any]:
-    return {"method": task.method, "fold": task.fold, "case": task.spec.case, "pair": task.spec.pair}

@@ -61,6 +61,12 @@ class Task:
     def learns(self) -> bool:
         return bool(getattr(self.method_class, "learns", False))
 
+    @property
+    def pair_keys(self) -> dict[str, Any]:
+        """A registration's ``method, fold, case, pair`` (the first columns of its result rows)."""
+        return {"method": self.method, "fold": self.fold, "case": self.spec.case,
+                "pair": self.spec.pair}
+
 
 def seeded(cls: type) -> bool:
     """Whether a method's result depends on a seed (it learns, or its ``__init__`` takes one).
@@ -141,6 +147,12 @@ def read_record(path: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
+
+
+def current_record(task: Task) -> dict[str, Any] | None:
+    """The task's record when it was written for the task's present inputs (its key), else None."""
+    record = read_record(task.record)
+    return record if record is not None and record.get("key") == task.key else None
 
 
 def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

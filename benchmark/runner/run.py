@@ -32,7 +32,7 @@ from benchmark.core.atomic import atomic_path, write_text
 from benchmark.core.errors import BenchError
 from benchmark.core.layout import RunLayout
 from benchmark.runner.fingerprint import FileHashes
-from benchmark.runner.plan import REGISTER, TRAIN, Task
+from benchmark.runner.plan import REGISTER, TRAIN, Task, current_record
 from benchmark.runner.scoring import METHOD_CONVENTIONS
 from metrics.catalog import METRIC_CONVENTIONS, METRIC_UNITS, RESULT_COLUMNS
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 #: ``validation.csv`` of a run folder: each trained model's validation score (``docs/conventions.md``).
 VALIDATION_COLUMNS = (
-    "method", "fold", "best_iteration", "val_similarity", "identity_similarity", "val_dice",
+    "method", "fold", "seed", "best_iteration", "val_similarity", "identity_similarity", "val_dice",
     "identity_dice", "held_out", "worse_than_identity",
 )
 
@@ -95,6 +95,7 @@ class _Prepared:
 
 def _prepare(manifest, method_names: Sequence[str], options: RunOptions) -> _Prepared:
     """Checks, method classes and settings of a run (nothing written)."""
+    from benchmark.runner.executor import worker_threads
     from benchmark.runner.preflight import preflight
     from methods.registry import available_methods
     from methods.training.config import merge_settings
@@ -114,7 +115,7 @@ def _prepare(manifest, method_names: Sequence[str], options: RunOptions) -> _Pre
         if not ok:
             raise BenchError(f"method {name!r} is not available here: {why}")
     settings = merge_settings(manifest.presets.get(preset, {}), options.overrides or {})
-    threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
+    threads = worker_threads(jobs) if jobs > 1 else None
     params = {
         name: method_params(
             known[name], preset=preset, settings=settings, seed=seeds[0], threads=threads
@@ -297,8 +298,7 @@ def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.Da
     results = collect_results(tasks, failed)
     write_results(run.layout, results)
     write_costs(run.layout, tasks)
-    folds = [f.index for f in run.chosen]
-    validation = collect_validation(run.layout.root, list(run.methods), folds)
+    validation = collect_validation(tasks)
     if len(validation):
         with atomic_path(run.layout.validation_csv) as tmp:
             validation.to_csv(tmp, index=False)
@@ -318,7 +318,6 @@ def _spec_shape(spec) -> SimpleNamespace:
 def collect_results(tasks: Sequence[Task], failed: Sequence[dict] = ()) -> pd.DataFrame:
     """The tidy table: the rows of every up-to-date registration of the plan (all folds), and
     NaN rows with the reason for the registrations that failed in this run."""
-    from benchmark.runner.plan import read_record
     from benchmark.runner.scoring import failure_rows
 
     failed_ids = {o["id"]: o for o in failed}
@@ -327,16 +326,14 @@ def collect_results(tasks: Sequence[Task], failed: Sequence[dict] = ()) -> pd.Da
         if task.kind != REGISTER:
             continue
         if task.id in failed_ids:
-            keys = {"method": task.method, "fold": task.fold, "case": task.spec.case,
-                    "pair": task.spec.pair}
             reason = failed_ids[task.id]["reason"]
             rows += [
-                {**keys, **r, "seed": task.seed}
+                {**task.pair_keys, **r, "seed": task.seed}
                 for r in failure_rows(task.labels, reason, pair=_spec_shape(task.spec))
             ]
             continue
-        record = read_record(task.record)
-        if record is not None and record.get("key") == task.key:
+        record = current_record(task)
+        if record is not None:
             rows.extend(record["rows"])
     frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "seed"])
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
@@ -360,12 +357,11 @@ COST_COLUMNS = (
 
 def write_costs(layout: RunLayout, tasks: Sequence[Task]) -> pd.DataFrame:
     """``costs.csv`` from the cost records of every up-to-date task of the plan."""
-    from benchmark.runner.plan import read_record
 
     rows = []
     for task in tasks:
-        record = read_record(task.record)
-        if record is None or record.get("key") != task.key or "cost" not in record:
+        record = current_record(task)
+        if record is None or "cost" not in record:
             continue
         rows.append(
             {
@@ -381,8 +377,9 @@ def write_costs(layout: RunLayout, tasks: Sequence[Task]) -> pd.DataFrame:
     return frame
 
 
-def collect_validation(out: Path, method_names: Sequence[str], folds: Sequence[int]) -> pd.DataFrame:
-    """One row per trained model of the run: its validation score beside no registration.
+def collect_validation(tasks: Sequence[Task]) -> pd.DataFrame:
+    """One row per up-to-date training of the plan (every fold and seed): the model's
+    validation score beside no registration.
 
     Columns :data:`VALIDATION_COLUMNS`; ``worse_than_identity`` is the reason (empty when the
     model is better than no registration on its validation pairs). Read from each model's
@@ -391,25 +388,27 @@ def collect_validation(out: Path, method_names: Sequence[str], folds: Sequence[i
     from methods.training.trainer import read_model_info
 
     rows = []
-    for name in method_names:
-        for fold in folds:
-            info = read_model_info(RunLayout(out).model_dir(name, fold))
-            if not info or "validation" not in info:
-                continue
-            v = info["validation"]
-            rows.append(
-                {
-                    "method": name,
-                    "fold": fold,
-                    "best_iteration": v["best_iteration"],
-                    "val_similarity": v["best"]["similarity"],
-                    "identity_similarity": v["identity"]["similarity"],
-                    "val_dice": v["best"]["dice"],
-                    "identity_dice": v["identity"]["dice"],
-                    "held_out": v["held_out"],
-                    "worse_than_identity": v["worse_than_identity"] or "",
-                }
-            )
+    for task in tasks:
+        if task.kind != TRAIN or task.model_dir is None or current_record(task) is None:
+            continue
+        info = read_model_info(task.model_dir)
+        if not info or "validation" not in info:
+            continue
+        v = info["validation"]
+        rows.append(
+            {
+                "method": task.method,
+                "fold": task.fold,
+                "seed": task.seed,
+                "best_iteration": v["best_iteration"],
+                "val_similarity": v["best"]["similarity"],
+                "identity_similarity": v["identity"]["similarity"],
+                "val_dice": v["best"]["dice"],
+                "identity_dice": v["identity"]["dice"],
+                "held_out": v["held_out"],
+                "worse_than_identity": v["worse_than_identity"] or "",
+            }
+        )
     return pd.DataFrame(rows, columns=list(VALIDATION_COLUMNS))
 
 

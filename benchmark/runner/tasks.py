@@ -164,7 +164,7 @@ def run_register(task: Task, training: dict[str, Any] | None = None, *, device: 
 
     _set_threads(threads)
     spec = task.spec
-    keys = {"method": task.method, "fold": task.fold, "case": spec.case, "pair": spec.pair}
+    keys = task.pair_keys
     outcome: dict[str, Any] = {"id": task.id, "kind": task.kind, "keys": keys, "seed": task.seed}
     if training is not None and training.get("status") != "ok":
         return {**outcome, "status": "failed", "reason": f"training failed: {training.get('reason')}"}
