@@ -5,6 +5,7 @@ started again; every confirmed answer must be there, complete, and the database 
 
 from __future__ import annotations
 
+import http.client
 import http.cookiejar
 import re
 import socket
@@ -71,7 +72,9 @@ class Reader:
                     return resp.status, resp.read().decode()
             except urllib.error.HTTPError as exc:
                 return exc.code, exc.read().decode()
-            except OSError:  # connection refused or reset: the server is down
+            except (OSError, http.client.HTTPException):
+                # connection refused or reset, or a response cut short (IncompleteRead): the
+                # server is down or was killed while answering
                 time.sleep(0.05)
         raise RuntimeError(f"{path}: server unreachable")
 
