@@ -15,7 +15,7 @@ show:
   one claim the quick budget does not reach (a strict xfail: it fails once the claim holds);
 - demo-acdc (one contrast): NMI and NCC give Dice on par;
 - PoolNet folds less than U-Net (unless both fold on fewer than 0.01 % of the voxels: with the
-  quick preset's coarse U-Net field both fold next to nothing on demo-acdc).
+  quick preset's half-resolution U-Net field both fold next to nothing on demo-acdc).
 
 The table the checks read is printed first, so a failure shows the numbers.
 """

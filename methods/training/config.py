@@ -120,9 +120,8 @@ def _thaw(value: Any) -> Any:
 #: Built-in presets, applied before the manifest's own preset values.
 #: ``paper`` follows the ACDC protocol (section 3.2); the breast manifest overrides it with 3.1's.
 #: ``quick`` is for minutes on a CPU; how and why it differs from the paper is in docs/methods.md
-#: ("Training presets"): a wider Parzen window with bins to match, the U-Net field two levels
-#: coarser (a quarter of the resolution where the U-Net downsamples); dataset manifests add their
-#: own (patch size, iterations, widths).
+#: ("Training presets"): a wider Parzen window with bins to match, the U-Net field at half
+#: resolution; dataset manifests add their own (patch size, iterations, widths).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "iterations": 300,
@@ -131,7 +130,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "checkpoint_every": 100,
         "nmi_sigma": 0.02,
         "nmi_bins": 32,
-        "unet_output_level": 2,
+        "unet_output_level": 1,
     },
     "paper": {
         "iterations": 50_000,
