@@ -16,8 +16,8 @@ U-Net's ``unet_output_level``; the through-plane axis is coarsened only where th
 ``unet_factors`` downsample it), upsampled linearly to the image grid.
 
 Printed per bending weight, averaged over the pairs: the mean displacement error in the
-foreground in mm (``metrics.displacement``, as the run's ``disp_error_mm``), the mean Dice over
-the labelled structures (moving labels warped with nearest neighbour), and the final similarity
+foreground in mm and the mean Dice over the labelled structures, both scored as ``bench run``
+scores a pair (``benchmark.runner.scoring``), and the final similarity
 and bending energy; the first rows are no registration and the ground-truth field itself (its
 loss at each weight shows whether the truth is near the optimum at all). A weight whose optimum
 lies far from the truth cannot be fixed by longer training.
@@ -37,34 +37,25 @@ log = logging.getLogger("loss_optimum")
 
 
 def _scores(pair, disp_vox: np.ndarray, labels: dict[str, int]) -> tuple[float, float]:
-    """(mean displacement error in the foreground in mm, mean Dice over the structures)."""
-    import torch
+    """(``disp_error_mm``, mean ``dice`` over the structures), scored as a run scores a pair."""
+    from benchmark.runner.scoring import score_pair, warp_pair
 
-    from methods.transforms import warp
-    from metrics.dice import dice
-    from metrics.displacement import displacement_error, foreground_mask
-
-    spacing = np.asarray(pair.spacing, dtype=np.float64).reshape(-1, *[1] * pair.ndim)
-    error = float("nan")
-    if pair.true_displacement is not None:
-        fg = foreground_mask(
-            mask=pair.mask,
-            fixed_labels=None if pair.fixed_labels is None else pair.fixed_labels.array,
-            spacing=pair.spacing,
-        )
-        error = displacement_error(disp_vox * spacing, pair.true_displacement, mask=fg).mean
-    dsc = float("nan")
-    if pair.fixed_labels is not None and pair.moving_labels is not None and labels:
-        moving = torch.from_numpy(pair.moving_labels.array.astype(np.float32))[None, None]
-        field = torch.from_numpy(disp_vox.astype(np.float32))[None]
-        warped = warp(moving, field, mode="nearest", padding="zeros")[0, 0].numpy().round()
-        fixed = pair.fixed_labels.array
-        dsc = float(np.nanmean([dice(fixed, warped, label=v).value for v in labels.values()]))
+    disp_mm = disp_vox * np.reshape(pair.spacing, (-1, *[1] * pair.ndim))
+    warped, warped_labels = warp_pair(pair, disp_mm)
+    rows = score_pair(
+        pair, disp_mm, labels=labels, runtime_s=0.0, warped=warped, warped_labels=warped_labels
+    )
+    values = {
+        metric: [r["value"] for r in rows if r["metric"] == metric]
+        for metric in ("disp_error_mm", "dice")
+    }
+    error = values["disp_error_mm"][0] if values["disp_error_mm"] else float("nan")
+    dsc = float(np.nanmean(values["dice"])) if values["dice"] else float("nan")
     return error, dsc
 
 
 def _optimise(config, fixed, moving, *, level_factors, iterations: int, lr: float):
-    """The directly optimised field (voxels, shape (ndim, *spatial)) and its loss terms."""
+    """The directly optimised field, voxels, shape ``(ndim, *spatial)``."""
     import torch
     import torch.nn.functional as F
 
@@ -92,8 +83,7 @@ def _optimise(config, fixed, moving, *, level_factors, iterations: int, lr: floa
         total.backward()
         optimizer.step()
     with torch.no_grad():
-        _, sim, bend = loss_terms(config, field, fixed, moving)
-        return field(fixed, moving)[0].numpy(), float(sim), float(bend)
+        return field(fixed, moving)[0].numpy()
 
 
 def _terms(config, disp_vox: np.ndarray, fixed, moving) -> tuple[float, float]:
@@ -144,11 +134,12 @@ def run(args: argparse.Namespace) -> list[str]:
             )
         for weight in args.weights:
             cfg = dataclasses.replace(config, bending_weight=weight)
-            disp, sim, bend = _optimise(
+            disp = _optimise(
                 cfg, fixed, moving, level_factors=level_factors,
                 iterations=args.iterations, lr=args.lr,
             )  # fmt: skip
             error, dsc = _scores(pair, disp, manifest.labels)
+            sim, bend = _terms(cfg, disp, fixed, moving)
             rows.setdefault(f"optimum, weight {weight:g}", []).append((error, dsc, sim, bend))
             log.info("%s weight %g: error %.2f mm, Dice %.3f", spec.key, weight, error, dsc)
     header = (
