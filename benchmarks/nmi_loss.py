@@ -3,21 +3,23 @@
 Run from the repository root::
 
     OMP_NUM_THREADS=1 python benchmarks/nmi_loss.py [--device cpu|cuda] [--threads 1] [--repeats 3]
-        [--variants fast fast-mt dense monai] [--busy]
+        [--variants fast fast-mt dense monai] [--busy] [--bins 64] [--sigma 3e-3]
 
 Times forward + backward (with respect to both images) and measures the peak memory of
 
-- ``fast``: :func:`methods.losses.nmi_loss` (truncated Parzen kernel, custom backward); its
+- ``fast``: :func:`methods.losses.nmi_loss` (truncated Parzen kernel for narrow windows such as the
+  paper's, node histogram for wide ones such as the quick preset's; custom backward); its
   histogram passes run with ``methods.losses.nmi.LOSS_THREADS`` (1) torch threads;
 - ``fast-mt``: the same with ``LOSS_THREADS = --threads`` (the caller's thread count, as before the
   loss chose its own): shows what the single-threaded passes gain or lose;
 - ``dense``: :func:`methods.losses.nmi.nmi_loss_dense` (full voxels x bins weight matrices);
-- ``monai``: ``monai.losses.GlobalMutualInformationLoss(kernel_type="gaussian", num_bins=64,
-  sigma_ratio=0.189)``. MONAI puts its 64 bin centres at ``linspace(0, 1, 64)`` and uses
-  ``sigma = sigma_ratio * (1 / 63)``, so ``sigma_ratio = 3e-3 * 63 = 0.189`` gives the paper's
-  ``sigma = 3e-3``;
+- ``monai``: ``monai.losses.GlobalMutualInformationLoss(kernel_type="gaussian", num_bins=bins,
+  sigma_ratio=sigma * (bins - 1))``. MONAI puts its bin centres at ``linspace(0, 1, bins)`` and
+  uses ``sigma = sigma_ratio / (bins - 1)``, so this gives the same kernel width (``0.189`` for the
+  paper's 64 bins and ``sigma = 3e-3``);
 
-on the paper's batch 8x1x64^3 and on 1x1x128x128x16, with 64 bins and ``sigma = 3e-3``. Inputs are
+on the paper's batch 8x1x64^3 and on 1x1x128x128x16, with ``--bins`` (64) and ``--sigma`` (3e-3;
+the quick preset: ``--bins 32 --sigma 0.02``). Inputs are
 seeded uniform noise ``a`` and ``b = (1 - a)^2`` mixed with noise, in ``[0, 1)``.
 
 Each (variant, shape) runs in its own subprocess. CPU peak memory is the growth of the process's
@@ -56,17 +58,18 @@ from busy import busy_core, cpu_name, load_average
 
 CONFIGS = {"8x1x64^3": (8, 1, 64, 64, 64), "1x1x128x128x16": (1, 1, 128, 128, 16)}
 VARIANTS = ("fast", "fast-mt", "dense", "monai")
+#: The paper's settings (the defaults of ``--bins`` and ``--sigma``).
 BINS = 64
 SIGMA = 3e-3
 log = logging.getLogger("benchmarks.nmi_loss")
 
 
-def _estimate_bytes(variant: str, shape: tuple[int, ...]) -> float:
+def _estimate_bytes(variant: str, shape: tuple[int, ...], bins: int) -> float:
     """Rough peak of the voxels x bins variants: about 8 float32 matrices of N*V*bins."""
     voxels = 1
     for s in shape:
         voxels *= s
-    return 0.0 if variant.startswith("fast") else 8.0 * voxels * BINS * 4
+    return 0.0 if variant.startswith("fast") else 8.0 * voxels * bins * 4
 
 
 def _inputs(shape: tuple[int, ...], device: str, seed: int):
@@ -78,7 +81,16 @@ def _inputs(shape: tuple[int, ...], device: str, seed: int):
     return a.to(device), b.to(device)
 
 
-def _worker(variant: str, config: str, device: str, repeats: int, threads: int, seed: int) -> dict:
+def _worker(
+    variant: str,
+    config: str,
+    device: str,
+    repeats: int,
+    threads: int,
+    seed: int,
+    bins: int,
+    sigma: float,
+) -> dict:
     import torch
 
     from methods.losses import nmi_loss
@@ -95,13 +107,13 @@ def _worker(variant: str, config: str, device: str, repeats: int, threads: int, 
         from monai.losses import GlobalMutualInformationLoss
 
         monai_loss = GlobalMutualInformationLoss(
-            kernel_type="gaussian", num_bins=BINS, sigma_ratio=SIGMA * (BINS - 1), reduction="mean"
+            kernel_type="gaussian", num_bins=bins, sigma_ratio=sigma * (bins - 1), reduction="mean"
         ).to(device)
         fn = monai_loss
     elif variant == "dense":
-        fn = lambda x, y: nmi_loss_dense(x, y, bins=BINS, sigma=SIGMA)  # noqa: E731
+        fn = lambda x, y: nmi_loss_dense(x, y, bins=bins, sigma=sigma)  # noqa: E731
     else:
-        fn = lambda x, y: nmi_loss(x, y, bins=BINS, sigma=SIGMA)  # noqa: E731
+        fn = lambda x, y: nmi_loss(x, y, bins=bins, sigma=sigma)  # noqa: E731
 
     def call() -> float:
         a = a0.clone().requires_grad_(True)
@@ -135,7 +147,7 @@ def _worker(variant: str, config: str, device: str, repeats: int, threads: int, 
             result["mi"] = -call.value  # type: ignore[attr-defined]
         elif variant.startswith("fast"):
             h_a, h_b, h_ab = entropy_terms(
-                parzen_joint_histogram(a0[:, :1], b0[:, :1], bins=BINS, sigma=SIGMA)
+                parzen_joint_histogram(a0[:, :1], b0[:, :1], bins=bins, sigma=sigma)
             )
             result["mi"] = float((h_a + h_b - h_ab).mean())
     return result
@@ -145,6 +157,7 @@ def _run_subprocess(args: argparse.Namespace, variant: str, config: str) -> dict
     cmd = [
         sys.executable, __file__, "--worker", variant, "--config", config, "--device", args.device,
         "--repeats", str(args.repeats), "--threads", str(args.threads), "--seed", str(args.seed),
+        "--bins", str(args.bins), "--sigma", repr(args.sigma),
     ]  # fmt: skip
     proc = subprocess.run(
         cmd, capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1]
@@ -161,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--bins", type=int, default=BINS, help=f"histogram bins (default {BINS})")
+    parser.add_argument(
+        "--sigma", type=float, default=SIGMA, help=f"Parzen window sigma (default {SIGMA})"
+    )
     parser.add_argument(
         "--max-gb", type=float, default=8.0, help="skip variants estimated above this"
     )
@@ -182,7 +199,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         result = _worker(
-            args.worker, args.config, args.device, args.repeats, args.threads, args.seed
+            args.worker,
+            args.config,
+            args.device,
+            args.repeats,
+            args.threads,
+            args.seed,
+            args.bins,
+            args.sigma,
         )
         print(json.dumps(result))
         return 0
@@ -196,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; device: {args.device} ({device_name}); "
         f"torch {torch.__version__}, threads {args.threads}"
-        f"{' (busy: one core held by a spinning process)' if args.busy else ''}; bins {BINS}, sigma {SIGMA}; "
+        f"{' (busy: one core held by a spinning process)' if args.busy else ''}; bins {args.bins}, sigma {args.sigma}; "
         f"median of {args.repeats} after one warm-up; seed {args.seed}.\n"
     )
     print(
@@ -222,7 +246,7 @@ def _table(args: argparse.Namespace) -> None:
             *((v, v) for v in others),
             ("fast (again)", "fast"),
         ]:
-            if _estimate_bytes(variant, CONFIGS[config]) > args.max_gb * 2**30:
+            if _estimate_bytes(variant, CONFIGS[config], args.bins) > args.max_gb * 2**30:
                 results[label] = {"skipped": True}
                 print(f"| {config} | {label} | skipped (memory) | | | | | | |")
                 continue

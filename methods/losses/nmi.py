@@ -3,11 +3,15 @@
 ``L_NMI(A, B) = -I(A, B) / (H(A) + H(B))`` with ``I(A, B) = H(A) + H(B) - H(A, B)`` (de Vos et al.
 2020, after Wells et al. 1996). Two implementations of the same estimator live here:
 
-- :func:`nmi_loss` (the one to use): a truncated-kernel joint histogram whose memory is linear in the
-  number of voxels. Each voxel puts weight only in the ``K`` bins nearest to its intensity, ``K``
-  chosen per ``(bins, sigma)`` so that the kernel mass left out is below
-  :data:`TRUNCATION_TOL` (relative); a custom autograd function with a hand-written backward
-  keeps only ``K`` weights per voxel and image.
+- :func:`nmi_loss` (the one to use): a joint histogram whose memory is linear in the number of
+  voxels, with a hand-written backward. For narrow kernels (the paper's) each voxel puts weight
+  only in the ``K`` bins nearest to its intensity, ``K`` chosen per ``(bins, sigma)`` so that the
+  kernel mass left out is below :data:`TRUNCATION_TOL` (relative). For wide kernels (``K`` above
+  :data:`SPARSE_MAX_WINDOW`, e.g. the quick preset's sigma 0.02) each voxel's weights are
+  interpolated linearly between intensity nodes ``sigma / 5`` apart, and the node histogram is
+  mapped to the bins with two small matrix products: on the quick preset's patches the loss stays
+  within 1e-5 of the exact estimator, its gradient's direction within cosine 0.997, at a fifth
+  to a sixth of the cost of the exact truncated kernel (``_node_forward``).
 - :func:`nmi_loss_dense`: the plain reference, full ``voxels x bins`` weight matrices and
   ``joint = Wa^T Wb``; memory ``O(voxels * bins)``. Used by the tests.
 
@@ -17,7 +21,8 @@ Estimator (both implementations)
   ``bins`` has its centre at ``c_k = (k + 0.5) / bins``.
 - A voxel of intensity ``x`` gives bin ``k`` the weight ``exp(-(x - c_k)^2 / (2 sigma^2))``, divided
   by the sum over the bins, so every voxel contributes unit mass (a softmax over the bins,
-  computed stably: intensities outside ``[0, 1)`` fall into the nearest edge bins, never NaN).
+  computed stably: intensities outside ``[0, 1)`` fall into the nearest edge bins, never NaN;
+  the wide-kernel node path counts them as 0 or 1, without gradient).
 - The joint histogram is ``sum_v m_v w_A(v) w_B(v)^T`` (``m_v`` the mask weight, 1 without mask),
   normalised to a probability table; the marginals are its row and column sums; entropies use the
   natural logarithm with ``0 log 0 = 0``.
@@ -165,12 +170,46 @@ def window_size(bins: int, sigma: float, tol: float = TRUNCATION_TOL) -> int:
     return bins
 
 
-#: Windows of at most this many bins use ``K^2`` scatter passes; wider ones a chunked dense product.
+#: Windows of at most this many bins use ``K^2`` bincount passes; wider ones the node histogram.
 SPARSE_MAX_WINDOW = 6
-#: Voxels per chunk of the wide-kernel path (bounds its transient memory to ~chunk * bins floats).
-#: 8192 keeps a chunk's ``chunk x bins`` rows (2 MiB) in cache: measured 1.3-1.7x faster than 32768
-#: for fwd + bwd at sigma 0.02 and 0.05 (1x1x96x96x8 and 1x1x128x128x16, one thread).
-CHUNK_VOXELS = 1 << 13
+#: Node spacing of the wide-kernel path, in units of sigma: nodes every ``sigma / 5`` or closer.
+NODE_SPACING = 0.2
+#: Largest node table (``Q^2`` entries per batch element, float64) of the wide-kernel path; a wide
+#: kernel whose table would be larger (many bins, sigma near the narrow limit) takes the window path.
+NODE_TABLE_MAX = 1 << 21
+
+
+@functools.lru_cache(maxsize=64)
+def nodes_per_bin(bins: int, sigma: float) -> int:
+    """Nodes per bin ``R`` of the node histogram: the smallest with spacing ``<= NODE_SPACING *
+    sigma`` (``R = 8`` for 32 bins and sigma 0.02, the quick preset), or 0 when the window path
+    is used (``K <= SPARSE_MAX_WINDOW``, or a node table above ``NODE_TABLE_MAX``)."""
+    per_bin = max(1, math.ceil(1.0 / (NODE_SPACING * sigma * bins)))
+    if window_size(bins, sigma) <= SPARSE_MAX_WINDOW or (bins * per_bin + 1) ** 2 > NODE_TABLE_MAX:
+        return 0
+    return per_bin
+
+
+def _node_weights(bins: int, sigma: float, per_bin: int, device) -> torch.Tensor:
+    """Parzen weights of the ``Q = bins * per_bin + 1`` nodes ``z_q = q / (bins * per_bin)``.
+
+    Returns a float64 ``(Q, bins)`` softmax over the bins, with the kernel variance reduced by
+    ``h^2 / 6`` (``h`` the node spacing): spreading a voxel linearly over its two nodes adds the
+    variance of the hat function, so the histogram's kernel keeps variance ``sigma^2``.
+    """
+    h = 1.0 / (bins * per_bin)
+    z = torch.arange(bins * per_bin + 1, dtype=torch.float64, device=device) * h
+    centres = (torch.arange(bins, dtype=torch.float64, device=device) + 0.5) / bins
+    var = sigma * sigma - h * h / 6.0
+    return torch.softmax(-((z[:, None] - centres) ** 2) / (2.0 * var), dim=1)
+
+
+def _node_coordinates(x: torch.Tensor, scale: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left node ``i`` in ``[0, Q - 2]`` and fraction ``f`` in ``[0, 1]`` of intensities clamped
+    to ``[0, 1]`` (``scale = Q - 1`` node intervals)."""
+    t = x.clamp(0.0, 1.0).nan_to_num_(nan=0.0).mul_(scale)
+    i = t.floor().clamp_(max=scale - 1)
+    return i.long(), t.sub_(i)
 
 
 def _window_weights(
@@ -219,116 +258,151 @@ def _through_softmax(w: torch.Tensor, gw: torch.Tensor, bins: int, sigma: float)
     return out.div_(sigma * sigma * bins)
 
 
-def _chunks(n: int, voxels: int):
-    """``(batch index, slice)`` pairs covering each batch element's voxels in chunks."""
-    for i in range(n):
-        for lo in range(0, voxels, CHUNK_VOXELS):
-            yield i, slice(i * voxels + lo, i * voxels + min(lo + CHUNK_VOXELS, voxels))
-
-
-def _dense_rows(w: torch.Tensor, start: torch.Tensor, bins: int) -> torch.Tensor:
-    """Scatter window weights ``(K, C)`` with starts ``(C,)`` into a dense ``(C, bins)`` matrix."""
-    size = w.shape[0]
-    index = start.unsqueeze(1) + torch.arange(size, device=w.device).view(1, size)
-    return torch.zeros(w.shape[1], bins, dtype=w.dtype, device=w.device).scatter_(1, index, w.t())
-
-
-class _TruncatedJointHistogram(torch.autograd.Function):
+class _JointHistogram(torch.autograd.Function):
     """Unnormalised joint Parzen histogram ``sum_v m_v w_A(v) w_B(v)^T``, shape ``(N, bins, bins)``.
 
-    Inputs are flattened ``(M,) = (N * V,)`` intensities and mask weights. Narrow windows
-    (``K <= SPARSE_MAX_WINDOW``; ``K = 3`` for the paper) accumulate the ``K^2`` window products
-    with ``bincount`` on one shared per-voxel index (the cell of the two window starts) into ``K^2``
-    small tables that are then shifted into place; the backward gathers from shifted copies of the
-    incoming gradient with the same index. Wider windows scatter the window weights into dense
-    ``chunk x bins`` matrices and use matrix products, chunk by chunk. The narrow path keeps its
-    window weights and cell index for the backward (``2 K`` floats and one int64 per voxel);
-    the wide path saves only the inputs and recomputes them. Memory is ``O(K * V)`` throughout.
-    Not twice differentiable.
+    Inputs are flattened ``(M,) = (N * V,)`` intensities and mask weights. Two paths
+    (:func:`nodes_per_bin` chooses):
+
+    - window path (``K <= SPARSE_MAX_WINDOW``; ``K = 3`` for the paper): the ``K^2`` window
+      products are accumulated with ``bincount`` on one shared per-voxel index (the cell of the
+      two window starts) into ``K^2`` small tables that are then shifted into place; the backward
+      gathers from shifted copies of the incoming gradient with the same index. Exact up to the
+      truncation; keeps ``2 K`` floats and one int64 per voxel for the backward.
+    - node path (wider kernels, :func:`_node_forward`): each voxel pair is spread bilinearly over
+      the nodes around its two intensities (a ``(Q, Q)`` node table), which the nodes' Parzen
+      weights map to the bins: ``joint = W^T H W``. Keeps 2 floats and one int64 per voxel.
+
+    Memory is ``O(K * V)`` (plus ``Q^2`` per batch element). Not twice differentiable.
     """
 
     @staticmethod
-    def forward(ctx, a, b, m, n, bins, sigma, size):  # noqa: D102
+    def forward(ctx, a, b, m, n, bins, sigma):  # noqa: D102
         with loss_threads(a.device):
-            return _TruncatedJointHistogram._forward(ctx, a, b, m, n, bins, sigma, size)
+            per_bin = nodes_per_bin(bins, sigma)
+            if per_bin:
+                return _node_forward(ctx, a, b, m, n, bins, sigma, per_bin)
+            return _window_forward(ctx, a, b, m, n, bins, sigma, window_size(bins, sigma))
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_joint):  # noqa: D102
         with loss_threads(grad_joint.device):
-            return _TruncatedJointHistogram._backward(ctx, grad_joint)
+            if ctx.path == "nodes":
+                grads = _node_backward(ctx, grad_joint)
+            else:
+                grads = _window_backward(ctx, grad_joint)
+        return (*grads, None, None, None, None)
 
-    @staticmethod
-    def _forward(ctx, a, b, m, n, bins, sigma, size):
-        ctx.n, ctx.bins, ctx.sigma, ctx.size = n, bins, sigma, size
-        wa, sa = _window_weights(a, bins, sigma, size)
-        wb, sb = _window_weights(b, bins, sigma, size)
-        voxels = a.shape[0] // n
-        if size > SPARSE_MAX_WINDOW:
-            ctx.save_for_backward(a, b, m)
-            if m is not None:
-                wb = wb * m
-            joint = torch.zeros(n, bins, bins, dtype=torch.float64, device=a.device)
-            for i, sl in _chunks(n, voxels):
-                dense_a = _dense_rows(wa[:, sl], sa[sl], bins)
-                dense_b = _dense_rows(wb[:, sl], sb[sl], bins)
-                joint[i] += (dense_a.t() @ dense_b).double()
-            return joint
-        cells = bins * bins
-        base = _cell_index(sa, sb, n, bins)
-        del sb
-        # Narrow windows: keep the weights and the cell index for the backward.
-        ctx.save_for_backward(a, b, m, wa, wb, base)
-        joint = torch.zeros(n, bins + size, bins + size, dtype=torch.float64, device=a.device)
-        span = bins - size + 1
-        wbm = (wb * m if m is not None else wb).double()  # float64 accumulation
-        for k in range(size):
-            wak = wa[k].double()
-            for j in range(size):
-                table = torch.bincount(base, wak * wbm[j], minlength=n * cells)
-                table = table.view(n, bins, bins)[:, :span, :span]
-                joint[:, k : k + span, j : j + span] += table
-        return joint[:, :bins, :bins].contiguous()
 
-    @staticmethod
-    def _backward(ctx, grad_joint):
-        n, bins, sigma, size = ctx.n, ctx.bins, ctx.sigma, ctx.size
-        if size > SPARSE_MAX_WINDOW:
-            a, b, m = ctx.saved_tensors
-            wa, sa = _window_weights(a, bins, sigma, size)
-            wb, sb = _window_weights(b, bins, sigma, size)
-        else:
-            a, b, m, wa, wb, base = ctx.saved_tensors
-        wbm = wb * m if m is not None else wb
-        grad = grad_joint.to(a.dtype)
-        voxels = a.shape[0] // n
-        gwa = torch.empty_like(wa)
-        gwb = torch.empty_like(wb)
-        if size > SPARSE_MAX_WINDOW:
-            k = torch.arange(size, device=a.device).view(size, 1)
-            for i, sl in _chunks(n, voxels):
-                # d joint / d wa[k, v] = sum_j G[sa + k, :] wb_dense[v, :]
-                ga_dense = _dense_rows(wbm[:, sl], sb[sl], bins) @ grad[i].t()  # (C, bins)
-                gb_dense = _dense_rows(wa[:, sl], sa[sl], bins) @ grad[i]  # (C, bins)
-                gwa[:, sl] = ga_dense.t().gather(0, sa[sl].unsqueeze(0) + k)
-                gwb[:, sl] = gb_dense.t().gather(0, sb[sl].unsqueeze(0) + k)
-        else:
-            gwa.zero_()
-            gwb.zero_()
-            padded = torch.zeros(n, bins + size, bins + size, dtype=grad.dtype, device=a.device)
-            padded[:, :bins, :bins] = grad
-            for k in range(size):
-                for j in range(size):
-                    g = padded[:, k : k + bins, j : j + bins].reshape(-1)[base]
-                    gwa[k].addcmul_(g, wbm[j])
-                    gwb[j].addcmul_(g, wa[k])
-        del wbm
-        grad_a = _through_softmax(wa, gwa, bins, sigma) if ctx.needs_input_grad[0] else None
-        del wa, gwa
+def _window_forward(ctx, a, b, m, n, bins, sigma, size):
+    ctx.path, ctx.n, ctx.bins, ctx.sigma, ctx.size = "window", n, bins, sigma, size
+    wa, sa = _window_weights(a, bins, sigma, size)
+    wb, sb = _window_weights(b, bins, sigma, size)
+    cells = bins * bins
+    base = _cell_index(sa, sb, n, bins)
+    del sb
+    ctx.save_for_backward(m, wa, wb, base)
+    joint = torch.zeros(n, bins + size, bins + size, dtype=torch.float64, device=a.device)
+    span = bins - size + 1
+    wbm = (wb * m if m is not None else wb).double()  # float64 accumulation
+    for k in range(size):
+        wak = wa[k].double()
+        for j in range(size):
+            table = torch.bincount(base, wak * wbm[j], minlength=n * cells)
+            table = table.view(n, bins, bins)[:, :span, :span]
+            joint[:, k : k + span, j : j + span] += table
+    return joint[:, :bins, :bins].contiguous()
+
+
+def _window_backward(ctx, grad_joint):
+    n, bins, sigma, size = ctx.n, ctx.bins, ctx.sigma, ctx.size
+    m, wa, wb, base = ctx.saved_tensors
+    wbm = wb * m if m is not None else wb
+    grad = grad_joint.to(wa.dtype)
+    gwa = torch.zeros_like(wa)
+    gwb = torch.zeros_like(wb)
+    padded = torch.zeros(n, bins + size, bins + size, dtype=grad.dtype, device=wa.device)
+    padded[:, :bins, :bins] = grad
+    for k in range(size):
+        for j in range(size):
+            g = padded[:, k : k + bins, j : j + bins].reshape(-1)[base]
+            gwa[k].addcmul_(g, wbm[j])
+            gwb[j].addcmul_(g, wa[k])
+    del wbm
+    grad_a = _through_softmax(wa, gwa, bins, sigma) if ctx.needs_input_grad[0] else None
+    del wa, gwa
+    if m is not None:
+        gwb.mul_(m)
+    grad_b = _through_softmax(wb, gwb, bins, sigma) if ctx.needs_input_grad[1] else None
+    return grad_a, grad_b
+
+
+#: The four corners ``(da, db)`` of a voxel pair's node cell.
+_CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))
+
+
+def _node_forward(ctx, a, b, m, n, bins, sigma, per_bin):
+    """Wide kernels: the node histogram ``H`` (bilinear in the two intensities), then
+    ``joint = W^T H W`` with the nodes' Parzen weights ``W`` (:func:`_node_weights`).
+
+    This replaces each voxel's Parzen weights by their linear interpolation between the nodes
+    ``h <= sigma / 5`` apart that enclose its intensity, with the kernel variance corrected for
+    the interpolation. Intensities are clamped to ``[0, 1]`` (no gradient beyond). The backward is
+    the exact gradient of this histogram: piecewise constant in each intensity between nodes, so a
+    voxel's gradient differs from the Gaussian's by up to a few per cent, without bias.
+    Measured against :func:`nmi_loss_dense` in float64 at the quick preset (32 bins, sigma 0.02,
+    nodes 1/256 apart) on 2x64x64x24 and 96x96x8 patches: loss within 7e-6, gradient 7 % off in
+    L2 norm with cosine 0.997. On very small images the interpolation errors average out less
+    (``tests/test_losses_nmi.py``: within 5e-5, cosine above 0.98).
+    """
+    scale = bins * per_bin  # node intervals; Q = scale + 1 nodes
+    q = scale + 1
+    ia, fa = _node_coordinates(a, scale)
+    ib, fb = _node_coordinates(b, scale)
+    batch = torch.arange(n, device=a.device).view(n, 1) * q
+    index = ia.view(n, -1).add_(batch).mul_(q).add_(ib.view(n, -1)).view(-1)
+    del ia, ib
+    weights = {0: (1.0 - fa, 1.0 - fb), 1: (fa, fb)}
+    table = torch.zeros(n * q * q, dtype=torch.float64, device=a.device)
+    for da, db in _CORNERS:
+        w = weights[da][0] * weights[db][1]
         if m is not None:
-            gwb.mul_(m)
-        grad_b = _through_softmax(wb, gwb, bins, sigma) if ctx.needs_input_grad[1] else None
-        return grad_a, grad_b, None, None, None, None, None
+            w = w.mul_(m)
+        table.index_add_(0, index + (da * q + db), w.double())
+    table = table.view(n, q, q)
+    node_w = _node_weights(bins, sigma, per_bin, a.device)
+    ctx.path, ctx.q, ctx.scale = "nodes", q, scale
+    inside_a, inside_b = (
+        (x >= 0) & (x <= 1) if need else None
+        for x, need in zip((a, b), ctx.needs_input_grad[:2], strict=True)
+    )
+    ctx.save_for_backward(m, index, fa, fb, node_w, inside_a, inside_b)
+    return node_w.t() @ table @ node_w
+
+
+def _node_backward(ctx, grad_joint):
+    m, index, fa, fb, node_w, inside_a, inside_b = ctx.saved_tensors
+    q = ctx.q
+    node_grad = (node_w @ grad_joint @ node_w.t()).to(fa.dtype)  # dL/dH, (N, Q, Q)
+    flat = node_grad.view(-1)
+    g = {(da, db): flat[index + (da * q + db)] for da, db in _CORNERS}  # dL/dH at the corners
+    grads = []
+    for need, f_other, diff_lo, diff_hi, inside in (
+        (ctx.needs_input_grad[0], fb, (g[1, 0], g[0, 0]), (g[1, 1], g[0, 1]), inside_a),
+        (ctx.needs_input_grad[1], fa, (g[0, 1], g[0, 0]), (g[1, 1], g[1, 0]), inside_b),
+    ):
+        if not need:
+            grads.append(None)
+            continue
+        # d/df of the bilinear weights: the node-gradient difference along this image's axis,
+        # interpolated along the other image's axis
+        grad = (diff_lo[0] - diff_lo[1]).mul_(1.0 - f_other)
+        grad.addcmul_(diff_hi[0] - diff_hi[1], f_other).mul_(ctx.scale)
+        if m is not None:
+            grad.mul_(m)
+        grads.append(grad.mul_(inside))
+    return tuple(grads)
 
 
 def _flatten_inputs(
@@ -371,9 +445,7 @@ def parzen_joint_histogram(
     check_pair(a, b)
     bins, sigma = _check_settings(bins, sigma)
     a2, b2, m = _flatten_inputs(a, b, mask)
-    joint = _TruncatedJointHistogram.apply(
-        a2, b2, m, a.shape[0], bins, sigma, window_size(bins, sigma)
-    )
+    joint = _JointHistogram.apply(a2, b2, m, a.shape[0], bins, sigma)
     return _normalise(joint)
 
 
