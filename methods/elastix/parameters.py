@@ -26,7 +26,10 @@ optimiser; the choices below fill those gaps and are recorded in every run's ``r
   to 25 voxels; with a third of the finest spacing the largest displacement was 0.3 voxel.
 - sample region (``UseRandomSampleRegion``): elastix's own default rule, written out so it is
   recorded: ``min(extent[d], max_d(extent) / 3)`` mm per axis with ``extent = (shape - 1) *
-  spacing`` (ACDC 128x128x10 at 1.5x1.5x8 mm: 63.5 mm along every axis).
+  spacing`` (ACDC 128x128x10 at 1.5x1.5x8 mm: 63.5 mm along every axis), for every resolution:
+  elastix reads one value per axis and resolution, and for a resolution without values takes
+  ``max_d(extent) / 3`` along every axis, which it then refuses along an axis shorter than that
+  (a breast volume of 29 slices failed so at the second resolution).
 - ``quick`` keeps the sampler and transform but uses 2 resolutions (pyramid 2, 1) of 500
   iterations and 2,048 samples, for the demo datasets and tests (fewer iterations leave a
   stochastic jitter of more than half a voxel on identical images), and elastix's
@@ -173,7 +176,9 @@ def build_map(
         "NumberOfSpatialSamples": [cfg["samples"]],
         "NewSamplesEveryIteration": [True],
         "UseRandomSampleRegion": [True],
-        "SampleRegionSize": sample_region_size(shape, spacing),
+        # one value per axis and resolution: elastix reads level L's from index L * ndim on
+        # and falls back to its own default for a missing level
+        "SampleRegionSize": sample_region_size(shape, spacing) * levels,
         "MaximumNumberOfSamplingAttempts": [8],
         "CheckNumberOfSamples": [True],
         "FixedImageBSplineInterpolationOrder": [1],
