@@ -89,8 +89,8 @@ def test_demo_dce_nmi_beats_identity_and_ncc(dce):
 
 @pytest.mark.xfail(
     strict=True,
-    reason="not reached in the quick budget (issue 10): U-Net-NMI 2.64 mm against elastix's "
-    "0.56 mm in the breast (benchmarks/README.md)",
+    reason="not reached in the quick budget (issue 10): U-Net-NMI 2.59 mm against elastix's "
+    "0.55 mm in the breast (benchmarks/README.md)",
 )
 def test_demo_dce_unet_nmi_nears_elastix(dce):
     _, frame = dce
