@@ -37,10 +37,11 @@ Estimator (both implementations)
 
 Threads
 -------
-On the CPU the truncated path runs its forward and backward with :data:`LOSS_THREADS` torch
+On the CPU the histogram (both paths) runs its forward and backward with :data:`LOSS_THREADS` torch
 threads (one), whatever ``torch.get_num_threads()`` says outside, and restores the caller's
 setting afterwards (also on error). Its work is many short passes over the voxels (``K^2``
-bincounts and gathers, elementwise softmax parts); with two or more threads each pass is a
+bincounts and gathers and elementwise softmax parts, or the node path's four ``index_add_``
+passes and gathers); with two or more threads each pass is a
 parallel region that waits for its slowest thread, and when another process holds a core that
 thread is often descheduled: measured on 2 cores with a CPU-burning process beside it, the loss
 took 1.7x (8x1x64^3) and 17x (1x1x128x128x16) longer with 2 threads than with 1
