@@ -202,16 +202,18 @@ class AntsSyN(Method):
         images = prepare_pair(pair, use_mask=p["use_mask"], method="ants-syn")
         geom = itk_geometry(pair.fixed.affine, pair.ndim)
 
-        def to_ants(array: np.ndarray):
+        def to_ants(array: np.ndarray, dtype=np.float32):
             return ants.from_numpy(
-                np.ascontiguousarray(array, dtype=np.float32),
+                np.ascontiguousarray(array, dtype=dtype),
                 origin=tuple(float(v) for v in geom.origin),
                 spacing=tuple(float(v) for v in geom.spacing),
                 direction=geom.direction.copy(),
             )
 
         fixed, moving = to_ants(images.fixed), to_ants(images.moving)
-        mask = None if images.mask is None else to_ants(images.mask)
+        # antsRegistration reads a mask passed by pointer as an unsigned char image (antspyx
+        # passes ``mask != 0``): a float32 image there is read as scrambled bytes
+        mask = None if images.mask is None else to_ants(images.mask != 0, np.uint8)
         warped = fixed.clone()
         with tempfile.TemporaryDirectory(prefix="mirbench-ants-") as tmp:
             prefix = str(Path(tmp) / "syn_")

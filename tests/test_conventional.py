@@ -200,6 +200,20 @@ def test_greedy_identical_images_give_the_zero_field_and_nan_fails_the_pair(monk
         method.register(moved)
 
 
+def test_ants_mask_covering_the_image_changes_nothing():
+    """antsRegistration reads the mask as an unsigned char image: a mask over the whole image must
+    give the field of no mask (a float32 mask was read as scrambled bytes: half the voxels on)."""
+    fixed = blob_image((48, 44), n_blobs=6, seed=5)
+    moving = blob_image((48, 44), n_blobs=6, seed=5, shift_vox=(1.5, -1.0))
+    full = np.ones(fixed.shape, bool)
+    plain = RegistrationPair(Image(fixed), Image(moving), case="c", pair="plain")
+    masked = RegistrationPair(Image(fixed), Image(moving), mask=full, case="c", pair="masked")
+    u_plain = _tool("ants-syn").register(plain).displacement
+    u_masked = _tool("ants-syn").register(masked).displacement
+    assert np.abs(u_plain).max() > 0.5
+    np.testing.assert_allclose(u_masked, u_plain, atol=1e-4)
+
+
 def test_ants_failure_is_a_failed_pair_with_itks_reason():
     blank = np.zeros((12, 12, 6), np.float32)
     pair = RegistrationPair(Image(blank), Image(blank.copy()), case="c", pair="blank")
