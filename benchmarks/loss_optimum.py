@@ -109,13 +109,14 @@ def run(args: argparse.Namespace) -> list[str]:
     import torch
 
     from benchmark.data.manifest import load_manifest
-    from methods.training.config import make_config, merge_settings
+    from methods.training.config import make_config
     from methods.training.trainer import normalized_images
 
     torch.set_num_threads(args.threads)
     manifest = load_manifest(args.dataset, root=args.root)
-    settings = merge_settings(manifest.presets.get(args.preset, {}), {})
-    config = make_config("unet", args.similarity, preset=args.preset, overrides=settings)
+    config = make_config(
+        "unet", args.similarity, preset=args.preset, manifest_presets=manifest.presets
+    )
     level_factors = [f**args.level for f in config.unet_factors]
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     for spec in manifest.pairs()[: args.pairs]:
