@@ -136,13 +136,18 @@ def test_train_without_pairs_is_a_clear_error(tmp_path):
         train(tiny_config(), [], tmp_path / "m", progress=False)
 
 
-@pytest.mark.parametrize("network", ["unet", "poolnet"])
-def test_interrupted_training_resumes_to_identical_weights(tmp_path, monkeypatch, network):
+@pytest.mark.parametrize(
+    ("network", "ema_span"), [("unet", 0.0), ("poolnet", 0.0), ("unet", 0.5)]
+)
+def test_interrupted_training_resumes_to_identical_weights(
+    tmp_path, monkeypatch, network, ema_span
+):
+    """Also with a moving average of the weights, which the checkpoint must carry."""
     specs = blob_pairs(tmp_path)
     extra = {} if network == "unet" else {"poolnet_grid": (4, 4, 1), "poolnet_features": 4}
     cfg = tiny_config(network=network, similarity="nmi", unet_features=None, **extra)
     if network == "unet":
-        cfg = tiny_config(network="unet", similarity="nmi")
+        cfg = tiny_config(network="unet", similarity="nmi", ema_span=ema_span)
     reference = train(cfg, specs, tmp_path / "straight", seed=7, progress=False)
 
     real = trainer_module.loss_terms

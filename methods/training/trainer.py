@@ -5,12 +5,14 @@ energy`` with similarity = Parzen-window NMI (64 bins, sigma 3e-3) or NCC, optim
 (lr 1e-3, betas 0.9/0.999). The network predicts voxel displacements; like the paper ("regardless
 of voxel spacing") the training works in voxel units, and the bending energy is in voxel units.
 
-A training folder holds ``checkpoint.pt`` (model, optimiser and random states, the best model so
-far, written atomically every ``checkpoint_every`` iterations), ``training.csv`` (the training and
-validation terms per iteration) and, when finished, ``model.pt`` (the model with the lowest
-validation loss), ``model.json`` (configuration, digest, training- and validation-pair ids, seed,
-validation summary beside no registration) and ``training.png`` (the curves). A folder whose
-``model.json`` names another configuration or other pairs is never reused silently.
+A training folder holds ``checkpoint.pt`` (model, optimiser, weight average and random states,
+the best model so far, written atomically every ``checkpoint_every`` iterations),
+``training.csv`` (the training and validation terms per iteration) and, when finished,
+``model.pt`` (the model with the lowest validation loss; with ``ema_span`` it is the moving
+average of the weights that is validated and kept, :mod:`methods.training.averaging`),
+``model.json`` (configuration, digest, training- and validation-pair ids, seed, validation
+summary beside no registration) and ``training.png`` (the curves). A folder whose ``model.json``
+names another configuration or other pairs is never reused silently.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from benchmark.core.atomic import atomic_path, write_text
 from benchmark.core.errors import BenchError
 from benchmark.core.normalize import percentile_normalize
 from benchmark.core.pairs import PairSpec
+from methods.training.averaging import WeightAverage, ema_decay
 from methods.training.config import TrainingConfig, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -228,8 +231,9 @@ def train(
 ) -> Path:
     """Train a network on ``pairs`` and return the path of the finished ``model.pt``.
 
-    The model is validated ``config.validations`` times (:mod:`methods.training.validation`); the
-    saved model is the one with the lowest validation loss, and ``model.json`` records its
+    The model (with ``config.ema_span``, the moving average of its weights) is validated
+    ``config.validations`` times (:mod:`methods.training.validation`); the saved model is the one
+    with the lowest validation loss, and ``model.json`` records its
     validation score beside that of no registration. A model worse than no registration on its
     validation pairs is kept, with a warning logged and ``worse_than_identity`` set in
     ``model.json``.
@@ -277,11 +281,16 @@ def train(
 
     model = build_model(config, seed=seed).to(dev)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=config.betas)
+    average = (
+        WeightAverage(model, decay=ema_decay(config.ema_span, config.iterations))
+        if config.ema_span
+        else None
+    )
     rng = np.random.default_rng(seed)
     state = _State()
     checkpoint_path = workdir / CHECKPOINT
     if resume and checkpoint_path.is_file():
-        state = _restore(checkpoint_path, record, model, optimizer, rng, dev)
+        state = _restore(checkpoint_path, record, model, optimizer, average, rng, dev)
         log.info("resuming %s at iteration %d of %d", workdir, state.iteration, config.iterations)
 
     sampler = _sampler(train_pairs, config, rng)
@@ -294,6 +303,7 @@ def train(
                 "iteration": state.iteration,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "average": average.model.state_dict() if average else None,
                 "rng": rng.bit_generator.state,
                 "history": state.history,
                 "best": state.best,
@@ -302,17 +312,21 @@ def train(
         )
         _write_training_log(workdir / TRAINING_LOG, state.history)
 
-    _optimise(config, model, optimizer, sampler, validator, state, dev, save_checkpoint, progress)
+    _optimise(
+        config, model, optimizer, average, sampler, validator, state, dev, save_checkpoint, progress
+    )
     return _finish(workdir, config, record, model, validator, state)
 
 
-def _restore(path: Path, record: TrainingRecord, model, optimizer, rng, dev) -> _State:
+def _restore(path: Path, record: TrainingRecord, model, optimizer, average, rng, dev) -> _State:
     saved = torch.load(path, map_location=dev, weights_only=False)
     why = record.mismatch(saved["record"])
     if why:
         raise BenchError(f"{path} cannot be resumed: {why}. Remove it or use another folder")
     model.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
+    if average is not None:
+        average.model.load_state_dict(saved["average"])
     rng.bit_generator.state = saved["rng"]
     return _State(
         iteration=int(saved["iteration"]),
@@ -336,8 +350,13 @@ def _sampler(pairs: Sequence[PairSpec], config: TrainingConfig, rng: np.random.G
     )
 
 
-def _optimise(config, model, optimizer, sampler, validator, state, dev, save_checkpoint, progress):
-    """The training loop from ``state.iteration`` to ``config.iterations``."""
+def _optimise(
+    config, model, optimizer, average, sampler, validator, state, dev, save_checkpoint, progress
+):
+    """The training loop from ``state.iteration`` to ``config.iterations``.
+
+    With a :class:`WeightAverage` the average, not the live network, is validated and kept.
+    """
     from tqdm.auto import tqdm
 
     checks = validation_iterations(config)
@@ -364,13 +383,16 @@ def _optimise(config, model, optimizer, sampler, validator, state, dev, save_che
             )
         total.backward()
         optimizer.step()
+        if average is not None:
+            average.update(model, iteration)
         row = [iteration, float(total.detach()), float(sim.detach()), float(bend.detach())]
         val = [None] * 4
         if iteration in checks:
-            score = validator.score(model)
+            scored = average.model if average is not None else model
+            score = validator.score(scored)
             val = [score.loss, score.similarity, score.bending, score.dice]
             if state.best is None or score.loss < state.best["score"]["loss"]:
-                weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                weights = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
                 state.best = {"iteration": iteration, "score": score.as_dict(), "model": weights}
         state.history.append((*row, round(time.perf_counter() - t0, 3), *val))
         state.iteration = iteration
