@@ -7,7 +7,8 @@ Run from the repository root (not a test)::
 
 For each of the first ``--pairs`` evaluated pairs of the dataset, the network of ``model.pt`` is
 applied to whole images, normalised as in training, and these are printed, each as the mean over
-the pair's foreground (its mask, else the fixed labels, else the whole image), per array axis:
+the pair's foreground (where ``bench run`` scores ``disp_error_mm``:
+:func:`metrics.displacement.foreground_mask`; the whole image when it has none), per array axis:
 
 - ``truth (mm)`` and ``net (mm)``: the ground-truth displacement and the network's on the real
   pair (ground truth needed for the first);
@@ -34,11 +35,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _foreground(pair) -> np.ndarray:
-    if pair.mask is not None:
-        return np.asarray(pair.mask) != 0
-    if pair.fixed_labels is not None:
-        return np.asarray(pair.fixed_labels.array) > 0
-    return np.ones(pair.fixed.array.shape, dtype=bool)
+    """The voxels of the displacement error, as a run scores it; every voxel when none is known."""
+    from metrics.displacement import foreground_mask
+
+    labels = None if pair.fixed_labels is None else pair.fixed_labels.array
+    fg = foreground_mask(mask=pair.mask, fixed_labels=labels, spacing=pair.spacing)
+    return np.ones(pair.fixed.array.shape, dtype=bool) if fg is None else fg
 
 
 def _shifted(image: np.ndarray, axis: int, voxels: int) -> np.ndarray:
