@@ -54,6 +54,7 @@ class LearnedMethod(Method):
         super().__init__(preset=preset, settings=settings or {}, model_path=model_path)
         self.model_path = Path(model_path) if model_path else None
         self._model = None
+        self._trained_config = None
         self._device: str | None = None
 
     @property
@@ -90,27 +91,28 @@ class LearnedMethod(Method):
         self._model = None
 
     def _network(self):
+        """The trained network and its configuration as trained (the patch size, U-Net factors
+        and B-spline grid resolved from the training data where the preset left them open)."""
         if self._model is None:
             from methods.training.trainer import load_model
 
             if self.model_path is None:
                 raise BenchError(f"{self.name}: not trained; call fit() or pass model_path")
-            self._model, _ = load_model(self.model_path, device=self._device)
-        return self._model
+            self._model, self._trained_config = load_model(self.model_path, device=self._device)
+        return self._model, self._trained_config
 
     def register(self, pair: RegistrationPair) -> RegistrationResult:
         import torch
 
-        if pair.ndim != self.config.ndim:
+        model, config = self._network()
+        if pair.ndim != config.ndim:
             raise BenchError(
-                f"{self.name}: trained on {self.config.ndim}D patches, pair {pair.key} is "
-                f"{pair.ndim}D"
+                f"{self.name}: trained on {config.ndim}D patches, pair {pair.key} is {pair.ndim}D"
             )
-        model = self._network()
         device = next(model.parameters()).device
         from methods.training.trainer import normalized_images
 
-        fixed, moving = normalized_images(pair, self.config)
+        fixed, moving = normalized_images(pair, config)
         start = time.perf_counter()
         with torch.no_grad():
             f = torch.from_numpy(fixed)[None, None].to(device)

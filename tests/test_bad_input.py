@@ -687,8 +687,9 @@ def test_settings_combination_names_the_settings(tmp_path):
 
     manifest = load_manifest(ds.manifest)
     with pytest.raises(ValidationError) as err:  # 2 axes of patch size, 3 of the U-Net factors
-        check_settings(manifest, "quick", {"patch_size": [32, 32]})
-    assert "--set patch_size=[32, 32]" in str(err.value) and "unet_factors" in str(err.value)
+        check_settings(manifest, "quick", {"patch_size": [32, 32], "unet_factors": [2, 2, 1]})
+    message = str(err.value)
+    assert "--set patch_size=[32, 32], unet_factors=[2, 2, 1]" in message
 
 
 # ------------------------------------------------------------------------------ NIfTI reader

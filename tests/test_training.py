@@ -35,6 +35,8 @@ def tiny_config(**kw):
         iterations=6,
         batch_size=2,
         patch_size=(16, 16, 4),
+        unet_factors=(2, 2, 1),
+        poolnet_grid=(4, 4, 1),
         checkpoint_every=2,
         unet_features=((4, 8), (8, 8, 4)),
     )
@@ -74,8 +76,10 @@ def test_parse_overrides_and_errors():
         make_config("resnet", "nmi")
     with pytest.raises(BenchError, match="preset must be one of"):
         make_config("unet", "nmi", preset="fast")
-    with pytest.raises(BenchError, match="unet_factors"):
-        make_config("unet", "nmi", overrides={"unet_factors": [2, 2]})
+    with pytest.raises(BenchError, match=r"patch_size \(8, 8, 2\), unet_factors \(2, 2\)"):
+        make_config("unet", "nmi", overrides={"unet_factors": [2, 2], "patch_size": [8, 8, 2]})
+    with pytest.raises(BenchError, match=r"poolnet_grid must be 2 or 3 positive integers.*\(8, 0\)"):
+        make_config("poolnet", "nmi", overrides={"poolnet_grid": [8, 0]})
 
 
 def test_config_digest_ignores_checkpoint_interval_only():

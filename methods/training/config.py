@@ -23,14 +23,16 @@ SIMILARITIES = ("nmi", "ncc")
 class TrainingConfig:
     """Everything that determines a trained model (with the training pairs and the seed).
 
-    Spatial tuples are per array axis ``(i, j, k)``; a 2-tuple for 2D data.
+    Spatial tuples are per array axis ``(i, j, k)``; a 2-tuple for 2D data. ``patch_size``,
+    ``unet_factors`` and ``poolnet_grid`` left at ``None`` are derived from the training images'
+    grid when training starts (:mod:`methods.training.geometry`).
     """
 
     network: str = "unet"
     similarity: str = "nmi"
     iterations: int = 300
     batch_size: int = 4
-    patch_size: tuple[int, ...] = (64, 64, 8)
+    patch_size: tuple[int, ...] | None = None
     # the paper: Adam, lr 0.001, betas (0.9, 0.999); bending energy weight 0.05
     learning_rate: float = 1e-3
     betas: tuple[float, float] = (0.9, 0.999)
@@ -44,13 +46,13 @@ class TrainingConfig:
     # NCC: None = global NCC over the patch (DIRNet), an int = local window (VoxelMorph)
     ncc_window: int | None = None
     # down/upsampling factor per axis, applied at every U-Net level (2x2x1 for ACDC, 2x2x2 breast)
-    unet_factors: tuple[int, ...] = (2, 2, 1)
+    unet_factors: tuple[int, ...] | None = None
     # None: the network's default widths (see methods.networks); else passed on as ``features``
     unet_features: Any = None
     # 0: the field at full resolution (VoxelMorph paper); 1: at the first level, upsampled
     unet_output_level: int = 0
     # B-spline control-point spacing in voxels (8x8x1 for ACDC, 8x8x8 breast)
-    poolnet_grid: tuple[int, ...] = (8, 8, 1)
+    poolnet_grid: tuple[int, ...] | None = None
     poolnet_features: Any = None
     # patch sampling (methods.training.patches): share of patches centred on the foreground, and
     # random flips / fixed-moving swaps; both off in the paper's protocol
@@ -75,15 +77,22 @@ class TrainingConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise BenchError(f"{name} must be a positive integer, got {value!r}")
-        if len(self.patch_size) not in (2, 3) or min(self.patch_size) < 1:
-            raise BenchError(f"patch_size must be 2 or 3 positive integers, got {self.patch_size}")
-        for name in ("unet_factors", "poolnet_grid"):
-            value = getattr(self, name)
-            if len(value) != len(self.patch_size) or min(value) < 1:
+        spatial = {n: getattr(self, n) for n in ("patch_size", "unet_factors", "poolnet_grid")}
+        for name, value in spatial.items():
+            if value is not None and (
+                len(value) not in (2, 3)
+                or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)
+            ):
                 raise BenchError(
-                    f"{name} must have one positive integer per axis of patch_size "
-                    f"{self.patch_size}, got {value}"
+                    f"{name} must be 2 or 3 positive integers (one per axis), or null to derive "
+                    f"it from the data; got {value!r}"
                 )
+        lengths = {name: len(value) for name, value in spatial.items() if value is not None}
+        if len(set(lengths.values())) > 1:
+            raise BenchError(
+                "patch_size, unet_factors and poolnet_grid must have one entry per axis of the "
+                f"same data; got {', '.join(f'{n} {spatial[n]}' for n in lengths)}"
+            )
         for name in ("foreground_fraction", "validation_fraction", "ema_span"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
@@ -98,7 +107,14 @@ class TrainingConfig:
 
     @property
     def ndim(self) -> int:
-        return len(self.patch_size)
+        """Number of spatial axes, from the first of the spatial settings that is set."""
+        for value in (self.patch_size, self.unet_factors, self.poolnet_grid):
+            if value is not None:
+                return len(value)
+        raise BenchError(
+            "the configuration has no patch_size, unet_factors or poolnet_grid yet: they are "
+            "derived from the training data when training starts"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: _thaw(v) for k, v in dataclasses.asdict(self).items()}
@@ -121,16 +137,19 @@ def _thaw(value: Any) -> Any:
 
 
 #: Built-in presets, applied before the manifest's own preset values.
-#: ``paper`` follows the ACDC protocol (section 3.2); the breast manifest overrides it with 3.1's.
+#: ``paper`` follows the ACDC protocol (section 3.2: 50,000 iterations, batch 8); the breast
+#: manifest overrides it with 3.1's.
 #: ``quick`` is for minutes on a CPU; how and why it differs from the paper is in docs/methods.md
-#: ("Training presets"): a wider Parzen window with bins to match, the U-Net field at half
-#: resolution, a moving average of the weights; dataset manifests add their own (patch size,
-#: iterations, widths).
+#: ("Training presets"): fewer iterations and a U-Net of half the widths, a wider Parzen window
+#: with bins to match, the U-Net field at half resolution, a moving average of the weights;
+#: dataset manifests add their own (patch size, iterations). Neither sets the patch size, U-Net factors or B-spline grid: a manifest
+#: does, or they follow the data (:mod:`methods.training.geometry`).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "iterations": 300,
-        "batch_size": 4,
-        "patch_size": (64, 64, 8),
+        "iterations": 1000,
+        "batch_size": 2,
+        # half VoxelMorph's widths (methods.networks.unet.DEFAULT_FEATURES)
+        "unet_features": ((8, 16, 16, 16), (16, 16, 16, 16, 8, 8)),
         "checkpoint_every": 100,
         "nmi_sigma": 0.02,
         "nmi_bins": 32,
@@ -140,9 +159,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {
         "iterations": 50_000,
         "batch_size": 8,
-        "patch_size": (128, 128, 6),
-        "unet_factors": (2, 2, 1),
-        "poolnet_grid": (8, 8, 1),
         "checkpoint_every": 1000,
     },
 }
@@ -219,7 +235,7 @@ def make_config(
             f"{', '.join(sorted(_FIELDS))}"
         )
     for key in _TUPLE_FIELDS:  # a scalar where a per-axis tuple is expected: one axis
-        if key in values and not isinstance(values[key], (list, tuple)):
+        if key in values and values[key] is not None and not isinstance(values[key], (list, tuple)):
             values[key] = (values[key],)
     for key in ("iterations", "batch_size", "checkpoint_every", "nmi_bins", "validations"):
         if key in values and isinstance(values[key], float) and values[key].is_integer():

@@ -36,6 +36,7 @@ from benchmark.core.normalize import percentile_normalize
 from benchmark.core.pairs import PairSpec
 from methods.training.averaging import WeightAverage, ema_decay
 from methods.training.config import TrainingConfig, config_from_dict
+from methods.training.geometry import GEOMETRY_SETTINGS, resolve_geometry
 
 log = logging.getLogger(__name__)
 
@@ -95,22 +96,30 @@ def loss_terms(
     return sim + config.bending_weight * bend, sim, bend
 
 
-def load_training_volumes(
-    pairs: Sequence[PairSpec], config: TrainingConfig
-) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[np.ndarray]]:
+@dataclass
+class TrainingVolumes:
+    """The training pairs as the sampler needs them (:func:`load_training_volumes`)."""
+
+    volumes: list[tuple[np.ndarray, np.ndarray]]  # normalised (fixed, moving) per pair
+    foregrounds: list[np.ndarray]  # per pair, on the fixed grid
+    spacings: list[tuple[float, ...]]  # mm per voxel of each fixed image
+
+
+def load_training_volumes(pairs: Sequence[PairSpec], config: TrainingConfig) -> TrainingVolumes:
     """Read and percentile-normalise the fixed and moving image of every training pair.
 
-    Returns the volume pairs and, per pair, its foreground on the fixed grid: the pair's mask when
-    it has one, else the voxels whose normalised fixed intensity is above 0 (above the lower
-    percentile). Labels are never used: training stays unsupervised.
+    Returns the volume pairs, their voxel spacing and, per pair, its foreground on the fixed grid:
+    the pair's mask when it has one, else the voxels whose normalised fixed intensity is above 0
+    (above the lower percentile). Labels are never used: training stays unsupervised.
     """
-    volumes, foregrounds = [], []
+    data = TrainingVolumes([], [], [])
     for spec in pairs:
         pair = spec.load()
         fixed, moving = normalized_images(pair, config)
-        volumes.append((fixed, moving))
-        foregrounds.append(pair.mask if pair.mask is not None else fixed > 0)
-    return volumes, foregrounds
+        data.volumes.append((fixed, moving))
+        data.foregrounds.append(pair.mask if pair.mask is not None else fixed > 0)
+        data.spacings.append(pair.fixed.spacing)
+    return data
 
 
 def normalized_images(pair, config: TrainingConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -241,7 +250,9 @@ def train(
     Parameters
     ----------
     config : TrainingConfig
-        Network, loss, optimiser and patch settings.
+        Network, loss, optimiser and patch settings. A patch size, U-Net factors or B-spline grid
+        left open (``None``) is derived from the training images' grid
+        (:mod:`methods.training.geometry`); ``model.json`` records the values used.
     pairs : sequence of PairSpec
         The fold's training pairs.
     workdir : path
@@ -271,6 +282,7 @@ def train(
         train_pairs, val_pairs = split_validation(
             pairs, fraction=config.validation_fraction, seed=seed
         )
+    config, data = _with_data_geometry(config, train_pairs, workdir)
     record = TrainingRecord.of(config, train_pairs, seed, val_pairs)
     done = trained_model_path(workdir, record)
     if done is not None:
@@ -293,7 +305,9 @@ def train(
         state = _restore(checkpoint_path, record, model, optimizer, average, rng, dev)
         log.info("resuming %s at iteration %d of %d", workdir, state.iteration, config.iterations)
 
-    sampler = _sampler(train_pairs, config, rng)
+    if data is None:
+        data = load_training_volumes(train_pairs, config)
+    sampler = _sampler(data, train_pairs, config, rng)
     validator = Validator(val_pairs, config, dev)
 
     def save_checkpoint() -> None:
@@ -318,6 +332,25 @@ def train(
     return _finish(workdir, config, record, model, validator, state)
 
 
+def _with_data_geometry(
+    config: TrainingConfig, pairs: Sequence[PairSpec], workdir: Path
+) -> tuple[TrainingConfig, TrainingVolumes | None]:
+    """``config`` with an open patch size, U-Net factors or B-spline grid taken from the training
+    images, and those images when they had to be read for it (else None: read them later)."""
+    if all(getattr(config, name) is not None for name in GEOMETRY_SETTINGS):
+        return config, None
+    data = load_training_volumes(pairs, config)
+    config = resolve_geometry(config, [fixed.shape for fixed, _ in data.volumes], data.spacings)
+    log.info(
+        "%s: patch_size %s, unet_factors %s, poolnet_grid %s (from the training images)",
+        workdir,
+        config.patch_size,
+        config.unet_factors,
+        config.poolnet_grid,
+    )
+    return config, data
+
+
 def _restore(path: Path, record: TrainingRecord, model, optimizer, average, rng, dev) -> _State:
     saved = torch.load(path, map_location=dev, weights_only=False)
     why = record.mismatch(saved["record"])
@@ -335,16 +368,20 @@ def _restore(path: Path, record: TrainingRecord, model, optimizer, average, rng,
     )
 
 
-def _sampler(pairs: Sequence[PairSpec], config: TrainingConfig, rng: np.random.Generator):
+def _sampler(
+    data: TrainingVolumes,
+    pairs: Sequence[PairSpec],
+    config: TrainingConfig,
+    rng: np.random.Generator,
+):
     from methods.training.patches import PatchSampler
 
-    volumes, foregrounds = load_training_volumes(pairs, config)
     return PatchSampler(
-        volumes,
+        data.volumes,
         config.patch_size,
         rng=rng,
         names=[p.key for p in pairs],
-        foregrounds=foregrounds,
+        foregrounds=data.foregrounds,
         foreground_fraction=config.foreground_fraction,
         augment=config.augment,
     )
