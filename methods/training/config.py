@@ -17,6 +17,8 @@ from benchmark.core.errors import BenchError
 
 NETWORKS = ("unet", "poolnet")
 SIMILARITIES = ("nmi", "ncc")
+#: The per-axis settings that may be left open (``None``) and derived from the training images.
+GEOMETRY_SETTINGS = ("patch_size", "unet_factors", "poolnet_grid")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class TrainingConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise BenchError(f"{name} must be a positive integer, got {value!r}")
-        spatial = {n: getattr(self, n) for n in ("patch_size", "unet_factors", "poolnet_grid")}
+        spatial = {name: getattr(self, name) for name in GEOMETRY_SETTINGS}
         for name, value in spatial.items():
             if value is not None and (
                 len(value) not in (2, 3)
@@ -108,9 +110,9 @@ class TrainingConfig:
     @property
     def ndim(self) -> int:
         """Number of spatial axes, from the first of the spatial settings that is set."""
-        for value in (self.patch_size, self.unet_factors, self.poolnet_grid):
-            if value is not None:
-                return len(value)
+        for name in GEOMETRY_SETTINGS:
+            if getattr(self, name) is not None:
+                return len(getattr(self, name))
         raise BenchError(
             "the configuration has no patch_size, unet_factors or poolnet_grid yet: they are "
             "derived from the training data when training starts"
@@ -142,8 +144,9 @@ def _thaw(value: Any) -> Any:
 #: ``quick`` is for minutes on a CPU; how and why it differs from the paper is in docs/methods.md
 #: ("Training presets"): fewer iterations and a U-Net of half the widths, a wider Parzen window
 #: with bins to match, the U-Net field at half resolution, a moving average of the weights;
-#: dataset manifests add their own (patch size, iterations). Neither sets the patch size, U-Net factors or B-spline grid: a manifest
-#: does, or they follow the data (:mod:`methods.training.geometry`).
+#: dataset manifests add their own (patch size, iterations). Neither sets the patch size, U-Net
+#: factors or B-spline grid: a manifest does, or they follow the data
+#: (:mod:`methods.training.geometry`).
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "iterations": 1000,

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from benchmark.core.errors import BenchError
-from methods.training.config import TrainingConfig
+from methods.training.config import GEOMETRY_SETTINGS, TrainingConfig
 
 #: An axis whose spacing exceeds this multiple of the finest spacing is treated as thick.
 THICK_RATIO = 2.0
@@ -32,8 +32,6 @@ THICK_RATIO = 2.0
 THIN_PATCH = 64
 #: Patch length (slices) along thick axes; the ACDC volumes have 6 to 18 slices (paper: 6).
 THICK_PATCH = 8
-#: Only these settings are derived from the data.
-GEOMETRY_SETTINGS = ("patch_size", "unet_factors", "poolnet_grid")
 
 
 def data_geometry(

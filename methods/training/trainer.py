@@ -35,8 +35,8 @@ from benchmark.core.errors import BenchError
 from benchmark.core.normalize import percentile_normalize
 from benchmark.core.pairs import PairSpec
 from methods.training.averaging import WeightAverage, ema_decay
-from methods.training.config import TrainingConfig, config_from_dict
-from methods.training.geometry import GEOMETRY_SETTINGS, resolve_geometry
+from methods.training.config import GEOMETRY_SETTINGS, TrainingConfig, config_from_dict
+from methods.training.geometry import resolve_geometry
 
 log = logging.getLogger(__name__)
 
