@@ -34,7 +34,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _foreground(pair) -> np.ndarray:
+def foreground(pair) -> np.ndarray:
     """The voxels of the displacement error, as a run scores it; every voxel when none is known."""
     from metrics.displacement import foreground_mask
 
@@ -79,7 +79,7 @@ def probe(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, shift
     for spec in manifest.pairs()[:pairs]:
         pair = spec.load()
         fixed, moving = normalized_images(pair, config)
-        fg = _foreground(pair)
+        fg = foreground(pair)
         spacing = np.reshape(pair.spacing, (-1, *[1] * pair.ndim))
         net = (field(fixed, moving) * spacing)[:, fg].mean(axis=1)
         truth = (

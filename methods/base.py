@@ -134,11 +134,15 @@ class Method(abc.ABC):
         One line for ``bench methods``.
     learns : bool
         True when :meth:`fit` trains something on the training pairs of a fold.
+    registration_settings : tuple of str
+        Keys of a learning method's ``settings`` that change how the trained model registers but
+        not the model: changing one re-runs the registrations and keeps the trained model.
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     learns: ClassVar[bool] = False
+    registration_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any):
         try:

@@ -3,7 +3,8 @@
 ``unet-nmi``, ``unet-ncc``, ``poolnet-nmi`` and ``poolnet-ncc`` share one adapter,
 :class:`LearnedMethod`: :meth:`~LearnedMethod.fit` trains (or reuses) a network on a fold's
 training pairs, :meth:`~LearnedMethod.register` predicts the field of a whole volume in one pass
-and returns it in millimetres (``docs/conventions.md``).
+(or after fine-tuning a copy of the network on the pair: ``instance_steps``,
+:mod:`methods.training.instance`) and returns it in millimetres (``docs/conventions.md``).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class LearnedMethod(Method):
     """
 
     learns = True
+    registration_settings = ("instance_steps",)
     network: ClassVar[str] = ""
     similarity: ClassVar[str] = ""
 
@@ -110,20 +112,28 @@ class LearnedMethod(Method):
                 f"{self.name}: trained on {config.ndim}D patches, pair {pair.key} is {pair.ndim}D"
             )
         device = next(model.parameters()).device
+        from methods.training.instance import fine_tune
         from methods.training.trainer import normalized_images
 
         fixed, moving = normalized_images(pair, config)
+        f = torch.from_numpy(fixed)[None, None].to(device)
+        m = torch.from_numpy(moving)[None, None].to(device)
+        mask = None if pair.mask is None else torch.from_numpy(
+            pair.mask.astype(np.float32)
+        )[None, None].to(device)
         start = time.perf_counter()
+        # the number of steps is this method's setting; the loss is the one the model learnt with
+        model, meta = fine_tune(
+            model, f, m, config=config, steps=self.config.instance_steps, mask=mask
+        )
         with torch.no_grad():
-            f = torch.from_numpy(fixed)[None, None].to(device)
-            m = torch.from_numpy(moving)[None, None].to(device)
             disp = model(f, m)[0]
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
         runtime = time.perf_counter() - start
         spacing = np.asarray(pair.spacing, dtype=np.float32).reshape(-1, *([1] * pair.ndim))
         field = (disp.cpu().numpy().astype(np.float32) * spacing).astype(np.float32)
-        return RegistrationResult(displacement=field, runtime_s=runtime)
+        return RegistrationResult(displacement=field, runtime_s=runtime, meta=meta)
 
 
 def _make(network: str, similarity: str, description: str) -> type[LearnedMethod]:

@@ -86,6 +86,11 @@ def test_dry_run_lists_exactly_the_tasks_left_and_those_made_stale(manifest, tmp
     todo, tasks = todo_ids(manifest, methods, out, folds=[0], overrides=QUICK, seeds=[1])
     assert todo == {t.id for t in tasks if t.fold == 0 and t.method == "unet-nmi"}
     assert all(t.seed == 1 for t in tasks if t.method == "unet-nmi")
+    # how the trained model registers (instance_steps): its registrations again, not its training
+    tuned = {**QUICK, "instance_steps": 2}
+    todo, tasks = todo_ids(manifest, methods, out, folds=[0], overrides=tuned)
+    assert todo == {t.id for t in fold0 if t.method == "unet-nmi" and t.kind == "register"}
+    assert all("method" in t.reason for t in tasks if t.id in todo)
 
 
 def test_dry_run_cli_names_the_reasons_and_estimates(demo_root, tmp_path, capsys):

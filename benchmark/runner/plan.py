@@ -105,7 +105,10 @@ def build_plan(
                 train = None
                 if getattr(cls, "learns", False):
                     parts = {
-                        "method": method_part,
+                        "method": {
+                            **method_part,
+                            "params": _without_settings(keyed, cls.registration_settings),
+                        },
                         "seed": seed,
                         "train": {s.key: _files(s, hashes) for s in fold.train},
                         "val": {s.key: _files(s, hashes) for s in fold.val},
@@ -139,6 +142,18 @@ def build_plan(
     for task in tasks:
         task.state, task.reason = _state(task, by_id)
     return tasks
+
+
+def _without_settings(params: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """``params`` without the ``settings`` keys ``names`` (also in per-network sections)."""
+
+    def strip(settings: dict[str, Any]) -> dict[str, Any]:
+        return {
+            k: strip(v) if isinstance(v, dict) else v for k, v in settings.items() if k not in names
+        }
+
+    settings = params.get("settings")
+    return {**params, "settings": strip(settings)} if names and isinstance(settings, dict) else params
 
 
 def read_record(path: Path) -> dict[str, Any] | None:

@@ -23,7 +23,8 @@ GEOMETRY_SETTINGS = ("patch_size", "unet_factors", "poolnet_grid")
 
 @dataclass(frozen=True)
 class TrainingConfig:
-    """Everything that determines a trained model (with the training pairs and the seed).
+    """Everything that determines a trained model (with the training pairs and the seed), and how
+    it registers (``instance_steps``, outside the model's :meth:`digest`).
 
     Spatial tuples are per array axis ``(i, j, k)``; a 2-tuple for 2D data. ``patch_size``,
     ``unet_factors`` and ``poolnet_grid`` left at ``None`` are derived from the training images'
@@ -65,6 +66,10 @@ class TrainingConfig:
     validations: int = 10
     validation_fraction: float = 0.15
     checkpoint_every: int = 100
+    # registration: Adam steps fine-tuning a copy of the trained network on each pair it registers
+    # (VoxelMorph's instance-specific optimisation, methods.training.instance); 0: one pass (the
+    # paper). Not part of the trained model (nor of its digest)
+    instance_steps: int = 0
     percentiles: tuple[float, float] = (1.0, 99.0)
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -75,10 +80,16 @@ class TrainingConfig:
             raise BenchError(f"network must be one of {NETWORKS}, got {self.network!r}")
         if self.similarity not in SIMILARITIES:
             raise BenchError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
-        for name in ("iterations", "batch_size", "checkpoint_every", "nmi_bins", "validations"):
+        for name in _POSITIVE_INTEGERS:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise BenchError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(self.instance_steps, bool) or not isinstance(self.instance_steps, int) or (
+            self.instance_steps < 0
+        ):
+            raise BenchError(
+                f"instance_steps must be a whole number >= 0, got {self.instance_steps!r}"
+            )
         spatial = {name: getattr(self, name) for name in GEOMETRY_SETTINGS}
         for name, value in spatial.items():
             if value is not None and (
@@ -124,8 +135,8 @@ class TrainingConfig:
     def digest(self) -> str:
         """A short hash of every setting that changes the trained model."""
         d = self.to_dict()
-        d.pop("checkpoint_every")
-        d.pop("extra")
+        for name in _NOT_IN_DIGEST:
+            d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -166,6 +177,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Settings that do not change the trained model: how often it is saved, how it is applied.
+_NOT_IN_DIGEST = ("checkpoint_every", "extra", "instance_steps")
+_POSITIVE_INTEGERS = ("iterations", "batch_size", "checkpoint_every", "nmi_bins", "validations")
 _TUPLE_FIELDS = {"patch_size", "betas", "unet_factors", "poolnet_grid", "percentiles"}
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
 
@@ -240,7 +254,7 @@ def make_config(
     for key in _TUPLE_FIELDS:  # a scalar where a per-axis tuple is expected: one axis
         if key in values and values[key] is not None and not isinstance(values[key], (list, tuple)):
             values[key] = (values[key],)
-    for key in ("iterations", "batch_size", "checkpoint_every", "nmi_bins", "validations"):
+    for key in (*_POSITIVE_INTEGERS, "instance_steps"):  # YAML may give 1000.0
         if key in values and isinstance(values[key], float) and values[key].is_integer():
             values[key] = int(values[key])
     return TrainingConfig(**values)

@@ -80,18 +80,23 @@ def build_model(config: TrainingConfig, *, seed: int) -> torch.nn.Module:
 
 
 def loss_terms(
-    config: TrainingConfig, model: torch.nn.Module, fixed: torch.Tensor, moving: torch.Tensor
+    config: TrainingConfig,
+    model: torch.nn.Module,
+    fixed: torch.Tensor,
+    moving: torch.Tensor,
+    mask: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(total, similarity, bending)`` of one mini-batch (linear interpolation, voxel units)."""
+    """``(total, similarity, bending)`` of one mini-batch (linear interpolation, voxel units);
+    the similarity inside ``mask`` (shape of ``fixed``) when given."""
     from methods.losses import bending_energy, ncc_loss, nmi_loss
     from methods.transforms import warp
 
     disp = model(fixed, moving)
     warped = warp(moving, disp, mode="linear", padding="border")
     if config.similarity == "nmi":
-        sim = nmi_loss(warped, fixed, bins=config.nmi_bins, sigma=config.nmi_sigma)
+        sim = nmi_loss(warped, fixed, bins=config.nmi_bins, sigma=config.nmi_sigma, mask=mask)
     else:
-        sim = ncc_loss(warped, fixed, window=config.ncc_window)
+        sim = ncc_loss(warped, fixed, window=config.ncc_window, mask=mask)
     bend = bending_energy(disp)
     return sim + config.bending_weight * bend, sim, bend
 
