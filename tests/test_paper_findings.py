@@ -112,8 +112,12 @@ def test_demo_dce_fine_tuned_poolnet_nmi_nears_elastix(dce, dce_folder):
     models are reused, both NMI networks come closer to the truth than in one pass, and
     PoolNet-NMI within 1.25x elastix's error."""
     _, one_pass = dce
+    models = sorted((dce_folder / "run" / "models").glob("*-nmi/fold*/model.pt"))
+    trained = {path: path.stat().st_mtime_ns for path in models}
+    assert len(trained) == 2
     tuned = table(run_demo("demo-dce", dce_folder, methods="unet-nmi,poolnet-nmi",
                            settings=["instance_steps=40"]))  # fmt: skip
+    assert {path: path.stat().st_mtime_ns for path in models} == trained  # not trained again
     for method in ("unet-nmi", "poolnet-nmi"):
         assert tuned.loc[method, "disp_error_mm"] < one_pass.loc[method, "disp_error_mm"], method
         assert tuned.loc[method, "dice"] > one_pass.loc[method, "dice"], method
