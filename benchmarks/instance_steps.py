@@ -19,24 +19,21 @@ benchmarks/README.md.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
+from model_probe import foreground, model_parser, parse_model_args
 
 
 def errors(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, steps: list[int]):
     """``{(start, steps): [error per pair]}`` with start ``"trained"`` or ``"untrained"``."""
     import torch
-    from model_probe import foreground
 
     from benchmark.core.errors import BenchError
     from benchmark.data.manifest import load_manifest
     from methods.training.instance import fine_tune
-    from methods.training.trainer import build_model, load_model, normalized_images
+    from methods.training.trainer import build_model, load_model, pair_inputs
 
     trained, config = load_model(model_dir / "model.pt", device="cpu")
     starts = {"trained": trained, "untrained": build_model(config, seed=0).eval()}
@@ -45,16 +42,12 @@ def errors(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, step
         pair = spec.load()
         if pair.true_displacement is None:
             raise BenchError(f"{spec.key}: no ground-truth displacement; this needs a phantom")
-        fixed, moving = (torch.from_numpy(a)[None, None] for a in normalized_images(pair, config))
-        mask = None if pair.mask is None else torch.from_numpy(pair.mask.astype(np.float32))
+        fixed, moving, mask = pair_inputs(pair, config, "cpu")
         fg = foreground(pair)
         spacing = np.reshape(pair.spacing, (-1, *[1] * pair.ndim))
         for name, start in starts.items():
             for n in steps:
-                tuned, _ = fine_tune(
-                    start, fixed, moving, config=config, steps=n,
-                    mask=None if mask is None else mask[None, None],
-                )  # fmt: skip
+                tuned, _ = fine_tune(start, fixed, moving, config=config, steps=n, mask=mask)
                 with torch.no_grad():
                     u = tuned(fixed, moving)[0].numpy() * spacing
                 error = np.sqrt(((u - pair.true_displacement) ** 2).sum(axis=0))[fg].mean()
@@ -64,18 +57,11 @@ def errors(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, step
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="training folder (model.pt)")
-    parser.add_argument("--dataset", required=True, help="manifest name or path")
-    parser.add_argument("--root", type=Path, help="data folder (default: the manifest's)")
-    parser.add_argument("--pairs", type=int, default=3, help="first evaluated pairs used")
+    parser = model_parser(__doc__.splitlines()[0], pairs=3)
     parser.add_argument("--steps", type=int, nargs="+", default=[10, 20, 40, 80])
-    args = parser.parse_args(argv)
-    if args.pairs < 1 or min(args.steps) < 0:
-        parser.error(f"--pairs must be >= 1 and --steps >= 0, got {args.pairs}, {args.steps}")
-    if not (args.model / "model.pt").is_file():
-        parser.error(f"--model {args.model}: no model.pt there (a finished training folder)")
-    sys.path[:0] = [str(ROOT), str(Path(__file__).parent)]
+    args = parse_model_args(parser, argv)
+    if min(args.steps) < 0:
+        parser.error(f"--steps must be >= 0, got {args.steps}")
     table = errors(args.model, args.dataset, root=args.root, pairs=args.pairs, steps=args.steps)
     print(f"{args.model} on {args.dataset}: error in the foreground (mm) after fine-tuning")
     print()

@@ -96,19 +96,34 @@ def probe(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, shift
     return lines
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def model_parser(description: str, *, pairs: int) -> argparse.ArgumentParser:
+    """The arguments of the scripts that examine a trained model on a dataset's first pairs."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", type=Path, required=True, help="training folder (model.pt)")
     parser.add_argument("--dataset", required=True, help="manifest name or path")
     parser.add_argument("--root", type=Path, help="data folder (default: the manifest's)")
-    parser.add_argument("--pairs", type=int, default=4, help="first evaluated pairs probed")
-    parser.add_argument("--shift", type=int, default=2, help="known shift in voxels")
+    parser.add_argument("--pairs", type=int, default=pairs, help="first evaluated pairs used")
+    return parser
+
+
+def parse_model_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Parsed arguments of :func:`model_parser`'s parser, ``--pairs`` and ``--model`` checked;
+    the project's root put on ``sys.path``."""
     args = parser.parse_args(argv)
-    if args.pairs < 1 or args.shift == 0:
-        parser.error(f"--pairs must be >= 1 and --shift not 0, got {args.pairs}, {args.shift}")
+    if args.pairs < 1:
+        parser.error(f"--pairs must be >= 1, got {args.pairs}")
     if not (args.model / "model.pt").is_file():
         parser.error(f"--model {args.model}: no model.pt there (a finished training folder)")
     sys.path.insert(0, str(ROOT))
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = model_parser(__doc__.splitlines()[0], pairs=4)
+    parser.add_argument("--shift", type=int, default=2, help="known shift in voxels")
+    args = parse_model_args(parser, argv)
+    if args.shift == 0:
+        parser.error(f"--shift must not be 0, got {args.shift}")
     print("\n".join(probe(args.model, args.dataset, root=args.root, pairs=args.pairs,
                           shift=args.shift)))  # fmt: skip
     return 0

@@ -113,14 +113,9 @@ class LearnedMethod(Method):
             )
         device = next(model.parameters()).device
         from methods.training.instance import fine_tune
-        from methods.training.trainer import normalized_images
+        from methods.training.trainer import pair_inputs
 
-        fixed, moving = normalized_images(pair, config)
-        f = torch.from_numpy(fixed)[None, None].to(device)
-        m = torch.from_numpy(moving)[None, None].to(device)
-        mask = None if pair.mask is None else torch.from_numpy(
-            pair.mask.astype(np.float32)
-        )[None, None].to(device)
+        f, m, mask = pair_inputs(pair, config, device)
         start = time.perf_counter()
         # the number of steps is this method's setting; the loss is the one the model learnt with
         model, meta = fine_tune(

@@ -137,6 +137,22 @@ def normalized_images(pair, config: TrainingConfig) -> tuple[np.ndarray, np.ndar
     )
 
 
+def as_input(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """A spatial array as a float32 tensor of shape ``(1, 1, *spatial)`` on ``device``."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None].to(device)
+
+
+def pair_inputs(
+    pair, config: TrainingConfig, device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """The whole pair as the network and its loss take it: the fixed and the moving image
+    normalised as in training (:func:`normalized_images`) and the pair's mask (None without
+    one), each ``(1, 1, *spatial)`` float32 on ``device``."""
+    fixed, moving = normalized_images(pair, config)
+    mask = None if pair.mask is None else as_input(pair.mask, device)
+    return as_input(fixed, device), as_input(moving, device), mask
+
+
 @dataclass
 class TrainingRecord:
     """What identifies a trained model: written to ``model.json`` and checked before reuse."""

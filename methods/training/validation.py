@@ -82,7 +82,7 @@ class Validator:
     """
 
     def __init__(self, pairs: Sequence[PairSpec], config, device: torch.device):
-        from methods.training.trainer import normalized_images
+        from methods.training.trainer import as_input, pair_inputs
 
         self.config = config
         chosen = sorted(pairs, key=lambda p: p.key)[:MAX_VALIDATION_PAIRS]
@@ -90,16 +90,14 @@ class Validator:
         self.items = []
         for spec in chosen:
             pair = spec.load()
-            fixed, moving = normalized_images(pair, config)
-            as_tensor = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None, None].to(device)  # noqa: E731
+            fixed, moving, mask = pair_inputs(pair, config, device)
             labels = None
             if pair.fixed_labels is not None and pair.moving_labels is not None:
                 fixed_labels = pair.fixed_labels.array
                 values = [int(v) for v in np.unique(fixed_labels) if v != 0]
                 if values:
-                    labels = (fixed_labels, as_tensor(pair.moving_labels.array.astype(np.float32)), values)
-            mask = as_tensor(pair.mask.astype(np.float32)) if pair.mask is not None else None
-            self.items.append((as_tensor(fixed), as_tensor(moving), mask, labels))
+                    labels = (fixed_labels, as_input(pair.moving_labels.array, device), values)
+            self.items.append((fixed, moving, mask, labels))
         self.identity = self._score(None)
 
     def _terms(self, fixed, moving, mask, labels, disp):
