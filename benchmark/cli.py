@@ -100,7 +100,7 @@ def _method_commands(sub: argparse._SubParsersAction) -> None:
     train.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
     train.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
     train.add_argument("--seed", type=int, default=0)
-    _handler(train, "methods.training.commands:train")
+    _handler(train, "benchmark.runner.commands:train")
 
 
 def _run_commands(sub: argparse._SubParsersAction) -> None:
@@ -133,7 +133,7 @@ def _run_commands(sub: argparse._SubParsersAction) -> None:
         "--seeds", default=None, help="comma-separated seeds, each a repeated run (default: --seed)"
     )
     run.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="training override"
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting: KEY=VALUE (a training setting) or METHOD.KEY=VALUE"
     )
     _handler(run, "benchmark.runner.commands:run")
 

@@ -33,7 +33,8 @@ def errors(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, step
     from benchmark.core.errors import BenchError
     from benchmark.data.manifest import load_manifest
     from methods.training.instance import fine_tune
-    from methods.training.trainer import build_model, load_model, pair_inputs
+    from methods.training.inputs import pair_inputs
+    from methods.training.trainer import build_model, load_model
 
     trained, config = load_model(model_dir / "model.pt", device="cpu")
     starts = {"trained": trained, "untrained": build_model(config, seed=0).eval()}

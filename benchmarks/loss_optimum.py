@@ -9,7 +9,7 @@ A network trained on a loss can at best reach that loss's optimum. This script f
 without a network: for each of the first ``--pairs`` evaluated pairs of the dataset (ground-truth
 displacement or labels needed), a displacement field is optimised directly with Adam
 (``--iterations`` steps, learning rate 0.05 voxels) on exactly the training loss of
-:func:`methods.training.trainer.loss_terms` (same intensity normalisation, similarity, Parzen
+:func:`methods.training.loss.loss_terms` (same intensity normalisation, similarity, Parzen
 window and bins, bending energy in voxel units), once per bending weight. The field is
 parametrised as the U-Net predicts it: a dense field ``--level`` levels coarser in-plane (the
 U-Net's ``unet_output_level``; the through-plane axis is coarsened only where the manifest's
@@ -59,7 +59,7 @@ def _optimise(config, fixed, moving, *, level_factors, iterations: int, lr: floa
     import torch
     import torch.nn.functional as F
 
-    from methods.training.trainer import loss_terms
+    from methods.training.loss import loss_terms
 
     shape = fixed.shape[2:]
     coarse = [max(1, s // f) for s, f in zip(shape, level_factors, strict=True)]
@@ -90,7 +90,7 @@ def _terms(config, disp_vox: np.ndarray, fixed, moving) -> tuple[float, float]:
     """Similarity and bending energy of the training loss at a given field (voxels)."""
     import torch
 
-    from methods.training.trainer import loss_terms
+    from methods.training.loss import loss_terms
 
     field = torch.from_numpy(disp_vox.astype(np.float32))[None]
 
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> list[str]:
 
     from benchmark.data.manifest import load_manifest
     from methods.training.config import make_config
-    from methods.training.trainer import normalized_images
+    from methods.training.inputs import normalized_images
 
     torch.set_num_threads(args.threads)
     manifest = load_manifest(args.dataset, root=args.root)

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     disp = smooth_field(rng, amplitude_mm=AMPLITUDE_MM)
     t_fold, fold = best_time(lambda: folding_percentage(disp, spacing=SPACING), r)
     t_ref, det_ref = best_time(lambda: det_linalg(disp, SPACING), r)
-    from methods.transforms import jacobian_determinant
+    from metrics.jacobian import jacobian_determinant
 
     det_ours = jacobian_determinant(disp, spacing=SPACING)
     count_ref = int(np.count_nonzero(det_ref <= 0))

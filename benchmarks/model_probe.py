@@ -54,7 +54,8 @@ def probe(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, shift
     import torch
 
     from benchmark.data.manifest import load_manifest
-    from methods.training.trainer import load_model, normalized_images
+    from methods.training.inputs import normalized_images
+    from methods.training.trainer import load_model
 
     model, config = load_model(model_dir / "model.pt", device="cpu")
 

@@ -83,7 +83,7 @@ def synthetic(n: int, iterations: int, workers: list[int], noops: int) -> list[d
 
 def demo(cases: int, iterations: int) -> list[dict]:
     from benchmark.data.manifest import load_manifest
-    from benchmark.runner.run import run_benchmark
+    from benchmark.runner.run import RunOptions, run_benchmark
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -95,10 +95,9 @@ def demo(cases: int, iterations: int) -> list[dict]:
         settings = {"iterations": iterations, "batch_size": 1, "patch_size": [32, 32, 4]}
         for jobs in (1, 2):
             start = time.perf_counter()
-            results = run_benchmark(
-                manifest, ["identity", "unet-nmi"], out=Path(tmp) / f"run{jobs}", folds=[0],
+            results = run_benchmark(RunOptions(manifest=manifest, methods=["identity", "unet-nmi"], out=Path(tmp) / f"run{jobs}", folds=[0],
                 jobs=jobs, overrides=settings, progress=False,
-            )
+            ))
             rows.append({"executor": "serial" if jobs == 1 else "dask", "workers": jobs,
                          "wall_s": time.perf_counter() - start, "rows": len(results)})
     return rows

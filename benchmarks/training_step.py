@@ -12,7 +12,7 @@ configuration run side by side in one subprocess per (dataset, preset), each wit
 (same initial weights), Adam and patch sampler:
 
 - ``nmi``: the trainer's step as it is: :class:`methods.training.patches.PatchSampler` draws the
-  batch, :func:`methods.training.trainer.loss_terms` computes the loss (network from
+  batch, :func:`methods.training.loss.loss_terms` computes the loss (network from
   :func:`~methods.training.trainer.build_model`, linear :func:`methods.transforms.warp`,
   :func:`methods.losses.nmi_loss`, :func:`methods.losses.bending_energy`), then backward and Adam;
 - ``monai``: the same loop with ``monai.losses.GlobalMutualInformationLoss(kernel_type="gaussian",
@@ -173,7 +173,7 @@ class _Loop:
     def trainer_loss(self, fixed, moving):
         """``loss_terms`` with :meth:`similarity` in the place of ``methods.losses.nmi_loss``."""
         import methods.losses
-        from methods.training.trainer import loss_terms
+        from methods.training.loss import loss_terms
 
         before = self.calls
         methods.losses.nmi_loss = self.similarity  # loss_terms imports it when called

@@ -33,7 +33,6 @@ from methods.conventional import (
     smoothing_mm,
 )
 from methods.elastix.conversion import itk_geometry, physical_to_array_mm
-from methods.registry import register_method
 
 __all__ = ["AntsSyN", "PRESETS", "registration_args"]
 
@@ -138,7 +137,6 @@ def registration_args(
     return args
 
 
-@register_method
 class AntsSyN(Method):
     """ANTs SyN (symmetric diffeomorphic normalisation) with Mattes mutual information.
 

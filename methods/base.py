@@ -1,19 +1,30 @@
-"""The plug-in interface every registration method implements: :class:`Method` and
-:class:`RegistrationResult`.
+"""The plug-in interface every registration method implements: :class:`Method`,
+:class:`RegistrationResult`, and what the harness hands a method (:class:`RunContext`) and asks
+back of a trained one (:class:`ValidationSummary`).
 
 A method turns a loaded :class:`~benchmark.core.pairs.RegistrationPair` into a dense displacement field
 on the fixed grid, fixed -> moving, in millimetres along the array axes (``docs/conventions.md``).
 Methods never compute metrics: the harness warps images and labels with one shared function and
 scores every method the same way. Learning methods train in :meth:`Method.fit`; the others inherit
 its no-op.
+
+The harness (runner, reports, CLI) knows a method only through this interface: it asks the class
+for its settings (:meth:`Method.setting_keys`, :meth:`Method.configure`,
+:meth:`Method.setting_problems`), for the settings that determine a trained artefact
+(:meth:`Method.training_params`), whether the artefacts of a training folder are usable
+(:meth:`Method.artefact_problem`), for a trained model's validation
+(:meth:`Method.validation`) and for the figures it adds to the report
+(:meth:`Method.report_figures`). Every hook has a default that suits a method which does not
+learn.
 """
 
 from __future__ import annotations
 
 import abc
+import inspect
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -23,7 +34,21 @@ import numpy as np
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec, RegistrationPair
 
-__all__ = ["Method", "RegistrationResult", "RegistrationFailed", "check_result"]
+__all__ = [
+    "Method",
+    "RegistrationResult",
+    "RegistrationFailed",
+    "RunContext",
+    "ValidationSummary",
+    "check_result",
+    "fit_method",
+    "HARNESS_PARAMS",
+]
+
+#: ``__init__`` keywords the harness fills from the run itself (:meth:`Method.configure`):
+#: the preset, the seed, the worker's thread count and a learned method's merged training
+#: settings. Every other keyword-only parameter of ``__init__`` is a setting of the method.
+HARNESS_PARAMS = ("preset", "seed", "threads", "settings")
 
 
 class RegistrationFailed(BenchError):
@@ -119,6 +144,55 @@ def check_result(result: RegistrationResult, pair: RegistrationPair, *, method: 
         raise BenchError(f"{who}: displacement has {bad} NaN or infinite values")
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What the harness offers a method class to configure itself for one run.
+
+    Attributes
+    ----------
+    preset : str
+        The run's preset (``quick`` or ``paper``).
+    seed : int
+        The run's first seed (a seeded task gets its own, :meth:`Method.configure`'s caller sets
+        it per task).
+    threads : int or None
+        Threads per worker process; None: the tool's default.
+    presets : mapping
+        The dataset manifest's ``presets`` section: preset name -> settings.
+    overrides : mapping
+        ``--set KEY=VALUE`` settings (parsed: :func:`methods.registry.parse_set`). A plain key
+        is a learned method's training setting; ``METHOD.KEY`` is a setting of ``METHOD``.
+    source : str
+        Where ``presets`` come from, for messages (``manifest PATH``).
+    """
+
+    preset: str = "quick"
+    seed: int = 0
+    threads: int | None = None
+    presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    source: str = "the dataset manifest"
+
+
+@dataclass(frozen=True)
+class ValidationSummary:
+    """A trained model's validation beside no registration (one row of ``validation.csv``).
+
+    ``val_similarity`` and ``identity_similarity`` are the training loss's similarity term on
+    whole validation pairs (lower is better); the Dice values are NaN without label maps;
+    ``worse_than_identity`` is the reason the model is worse than no registration ("" when it is
+    not); ``held_out`` says whether the validation pairs were kept out of training.
+    """
+
+    best_iteration: int
+    val_similarity: float
+    identity_similarity: float
+    val_dice: float
+    identity_dice: float
+    held_out: bool
+    worse_than_identity: str = ""
+
+
 class Method(abc.ABC):
     """Base class of a registration method (built-in or plug-in).
 
@@ -134,15 +208,17 @@ class Method(abc.ABC):
         One line for ``bench methods``.
     learns : bool
         True when :meth:`fit` trains something on the training pairs of a fold.
-    registration_settings : tuple of str
-        Keys of a learning method's ``settings`` that change how the trained model registers but
-        not the model: changing one re-runs the registrations and keeps the trained model.
+
+    Settings
+    --------
+    A setting is a keyword-only parameter of ``__init__`` other than :data:`HARNESS_PARAMS`; the
+    user sets it with ``--set NAME.KEY=VALUE`` (``--set elastix.iterations=500``). Learned
+    methods take their training settings as plain keys instead (:mod:`methods.learned`).
     """
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     learns: ClassVar[bool] = False
-    registration_settings: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **params: Any):
         try:
@@ -157,6 +233,98 @@ class Method(abc.ABC):
     def params(self) -> dict[str, Any]:
         """The method's settings (JSON-able), recorded per method in ``run.json``."""
         return dict(self._params)
+
+    # ------------------------------------------------------------------ settings (class hooks)
+
+    @classmethod
+    def _setting_params(cls) -> list[str]:
+        """The keyword-only ``__init__`` parameters that are the method's own settings."""
+        return [
+            p.name
+            for p in inspect.signature(cls).parameters.values()
+            if p.kind == p.KEYWORD_ONLY and p.name not in HARNESS_PARAMS
+        ]
+
+    @classmethod
+    def setting_keys(cls) -> tuple[str, ...]:
+        """The ``--set`` keys this method takes: ``NAME.KEY`` for each of its settings."""
+        return tuple(f"{cls.name}.{p}" for p in cls._setting_params())
+
+    @classmethod
+    def configure(cls, context: RunContext) -> dict[str, Any]:
+        """The keyword arguments of ``__init__`` for a run: the run's preset, seed and threads
+        where ``__init__`` takes them, and this method's ``--set NAME.KEY`` settings."""
+        accepted = inspect.signature(cls).parameters
+        offered: dict[str, Any] = {"preset": context.preset, "seed": context.seed}
+        if context.threads is not None:
+            offered["threads"] = context.threads
+        params = {k: v for k, v in offered.items() if k in accepted}
+        prefix = f"{cls.name}."
+        params.update(
+            {k[len(prefix):]: v for k, v in context.overrides.items() if k.startswith(prefix)}
+        )
+        return params
+
+    @classmethod
+    def setting_problems(cls, context: RunContext) -> list[str]:
+        """Why the settings ``context`` gives this method are wrong (empty when they are not).
+
+        The default builds the method with :meth:`configure`'s arguments when the user set one
+        of its settings, and reports the error it raises.
+        """
+        prefix = f"{cls.name}."
+        if not any(k.startswith(prefix) for k in context.overrides):
+            return []
+        try:
+            cls(**cls.configure(context))
+        except (BenchError, TypeError, ValueError) as exc:
+            return [f"--set {prefix}*: {exc}"]
+        return []
+
+    @classmethod
+    def training_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The part of ``params`` (:attr:`params` of an instance) that determines what
+        :meth:`fit` produces; a change of the rest (how a trained model registers) re-runs only
+        the registrations. The default: all of them."""
+        return dict(params)
+
+    # ------------------------------------------------------------ artefacts (class hooks)
+
+    @classmethod
+    def artefact_files(cls, workdir: Path) -> tuple[Path, ...]:
+        """The files :meth:`fit` leaves in ``workdir`` that :meth:`register` needs (none for a
+        method that does not learn)."""
+        return ()
+
+    @classmethod
+    def artefact_problem(cls, workdir: Path) -> str | None:
+        """Why the artefacts in ``workdir`` cannot be used (missing, damaged), naming the file;
+        None when they can. The default checks that :meth:`artefact_files` exist."""
+        missing = [str(p) for p in cls.artefact_files(Path(workdir)) if not p.is_file()]
+        return f"missing {', '.join(missing)}" if missing else None
+
+    @classmethod
+    def resumable(cls, workdir: Path) -> bool:
+        """Whether ``workdir`` holds an unfinished training that :meth:`fit` would continue."""
+        return False
+
+    @classmethod
+    def validation(cls, workdir: Path) -> ValidationSummary | None:
+        """The validation of the model trained in ``workdir``; None when there is none."""
+        return None
+
+    @classmethod
+    def report_figures(cls, workdir: Path, *, title: str) -> list[tuple[str, Any]]:
+        """``(name, matplotlib Figure)`` of what the training in ``workdir`` adds to the report
+        (a learned method: its training curves); none by default."""
+        return []
+
+    @property
+    def training_iterations(self) -> int | None:
+        """Iterations of the training :meth:`fit` ran (recorded in ``costs.csv``), or None."""
+        return None
+
+    # ------------------------------------------------------------------------ availability
 
     @classmethod
     def availability(cls) -> tuple[bool, str]:
@@ -235,8 +403,6 @@ def fit_method(
 ) -> None:
     """``method.fit(train_pairs, val_pairs=..., **kwargs)``; a ``fit`` written before
     ``val_pairs`` existed (a plug-in) is called without it."""
-    import inspect
-
     if "val_pairs" in inspect.signature(method.fit).parameters:
         kwargs["val_pairs"] = val_pairs
     method.fit(train_pairs, **kwargs)

@@ -28,7 +28,6 @@ from methods.conventional import (
     prepare_pair,
 )
 from methods.elastix.conversion import field_from_itk, itk_geometry
-from methods.registry import register_method
 
 __all__ = ["Greedy", "PRESETS", "METRICS", "MIN_VOXELS", "usable_levels", "greedy_command"]
 
@@ -106,7 +105,6 @@ def _sitk_image(array: np.ndarray, geom, sitk):
     return img
 
 
-@register_method
 class Greedy(Method):
     """PICSL Greedy deformable registration (greedy diffeomorphic, Gaussian-smoothed updates).
 

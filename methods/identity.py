@@ -8,12 +8,10 @@ import numpy as np
 
 from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationResult
-from methods.registry import register_method
 
 __all__ = ["Identity"]
 
 
-@register_method
 class Identity(Method):
     """No registration: ``u = 0`` everywhere, so the warped image is the moving image.
 

@@ -9,6 +9,7 @@ training pairs, :meth:`~LearnedMethod.register` predicts the field of a whole vo
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,8 +19,7 @@ import numpy as np
 
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec, RegistrationPair
-from methods.base import Method, RegistrationResult
-from methods.registry import register_method
+from methods.base import Method, RegistrationResult, RunContext, ValidationSummary
 
 
 class LearnedMethod(Method):
@@ -37,7 +37,6 @@ class LearnedMethod(Method):
     """
 
     learns = True
-    registration_settings = ("instance_steps",)
     network: ClassVar[str] = ""
     similarity: ClassVar[str] = ""
 
@@ -62,6 +61,108 @@ class LearnedMethod(Method):
     @property
     def params(self) -> dict[str, Any]:
         return {**super().params, "config": self.config.to_dict()}
+
+    @property
+    def training_iterations(self) -> int:
+        return self.config.iterations
+
+    # --------------------------------------------------------------- the harness's hooks
+
+    @classmethod
+    def setting_keys(cls) -> tuple[str, ...]:
+        """The training settings, as plain keys (``--set iterations=500``)."""
+        from methods.training.config import SETTING_NAMES
+
+        return SETTING_NAMES
+
+    @classmethod
+    def _training_overrides(cls, context: RunContext) -> dict[str, Any]:
+        keys = set(cls.setting_keys())
+        return {k: v for k, v in context.overrides.items() if k in keys}
+
+    @classmethod
+    def configure(cls, context: RunContext) -> dict[str, Any]:
+        """The run's preset, and the manifest's settings for it merged with ``--set``."""
+        from methods.training.config import merge_settings
+
+        section = context.presets.get(context.preset, {})
+        return {
+            "preset": context.preset,
+            "settings": merge_settings(section, cls._training_overrides(context)),
+        }
+
+    @classmethod
+    def setting_problems(cls, context: RunContext) -> list[str]:
+        """Every training setting of the manifest's presets and of ``--set``, for every
+        network (:func:`methods.training.config.settings_problems`)."""
+        from methods.training.config import settings_problems
+
+        return settings_problems(
+            dict(context.presets), cls._training_overrides(context), preset=context.preset,
+            source=context.source,
+        )
+
+    @classmethod
+    def training_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """``params`` without the registration-only settings
+        (:data:`~methods.training.config.REGISTRATION_SETTINGS`, also in per-network sections)."""
+        from methods.training.config import REGISTRATION_SETTINGS
+
+        def strip(settings: dict[str, Any]) -> dict[str, Any]:
+            return {
+                k: strip(v) if isinstance(v, dict) else v
+                for k, v in settings.items()
+                if k not in REGISTRATION_SETTINGS
+            }
+
+        settings = params.get("settings")
+        return {**params, "settings": strip(settings)} if isinstance(settings, dict) else params
+
+    @classmethod
+    def artefact_files(cls, workdir: Path) -> tuple[Path, ...]:
+        from methods.training.trainer import MODEL
+
+        return (Path(workdir) / MODEL,)
+
+    @classmethod
+    def resumable(cls, workdir: Path) -> bool:
+        from methods.training.trainer import CHECKPOINT, MODEL
+
+        workdir = Path(workdir)
+        return (workdir / CHECKPOINT).is_file() and not (workdir / MODEL).is_file()
+
+    @classmethod
+    def validation(cls, workdir: Path) -> ValidationSummary | None:
+        from methods.training.trainer import read_model_info
+
+        info = read_model_info(workdir)
+        if not info or "validation" not in info:
+            return None
+        v = info["validation"]
+        return ValidationSummary(
+            best_iteration=v["best_iteration"],
+            val_similarity=v["best"]["similarity"],
+            identity_similarity=v["identity"]["similarity"],
+            val_dice=_number(v["best"]["dice"]),
+            identity_dice=_number(v["identity"]["dice"]),
+            held_out=v["held_out"],
+            worse_than_identity=v["worse_than_identity"] or "",
+        )
+
+    @classmethod
+    def report_figures(cls, workdir: Path, *, title: str) -> list[tuple[str, Any]]:
+        """The training curves of ``training.csv`` (:mod:`methods.training.curves`)."""
+        import pandas as pd
+
+        from methods.training.curves import training_curves_figure
+        from methods.training.trainer import TRAINING_LOG, read_model_info
+
+        log_path = Path(workdir) / TRAINING_LOG
+        if not log_path.is_file():
+            return []
+        history = pd.read_csv(log_path).to_numpy(dtype=float, na_value=float("nan"))
+        identity = (read_model_info(workdir) or {}).get("validation", {}).get("identity")
+        return [("training", training_curves_figure(history, identity=identity, title=title))]
 
     def fit(
         self,
@@ -112,8 +213,8 @@ class LearnedMethod(Method):
                 f"{self.name}: trained on {config.ndim}D patches, pair {pair.key} is {pair.ndim}D"
             )
         device = next(model.parameters()).device
+        from methods.training.inputs import pair_inputs
         from methods.training.instance import fine_tune
-        from methods.training.trainer import pair_inputs
 
         f, m, mask = pair_inputs(pair, config, device)
         start = time.perf_counter()
@@ -131,6 +232,11 @@ class LearnedMethod(Method):
         return RegistrationResult(displacement=field, runtime_s=runtime, meta=meta)
 
 
+def _number(value: float | None) -> float:
+    """A JSON number of ``model.json``, null (no label maps) as NaN."""
+    return math.nan if value is None else float(value)
+
+
 def _make(network: str, similarity: str, description: str) -> type[LearnedMethod]:
     cls = type(
         f"{network.capitalize()}{similarity.upper()}",
@@ -143,7 +249,7 @@ def _make(network: str, similarity: str, description: str) -> type[LearnedMethod
             "__module__": __name__,
         },
     )
-    return register_method(cls)
+    return cls
 
 
 UNetNMI = _make("unet", "nmi", "U-Net (dense field, VoxelMorph design) trained with Parzen NMI")

@@ -1,16 +1,23 @@
-"""The method registry: built-in methods and third-party plug-ins found through entry points.
+"""The method registry: built-in methods, third-party plug-ins found through entry points, and
+the settings of a run checked against the methods that own them.
 
-Built-in methods register themselves with the :func:`register_method` decorator when their module
-(:data:`BUILTIN_MODULES`) is imported; the registry imports those modules lazily, on first use.
-Third-party packages declare an entry point in the group :data:`ENTRY_POINT_GROUP`
-(``mirbench.methods``) whose value is their :class:`~methods.base.Method` subclass
-(``docs/methods.md``). A plug-in that fails to load gives a warning naming it, never a crash.
+The built-in methods are an explicit table (:data:`BUILTINS`, name -> ``module:Class``), imported
+lazily on first use; no method module imports the registry. Third-party packages declare an
+entry point in the group :data:`ENTRY_POINT_GROUP` (``mirbench.methods``) whose value is their
+:class:`~methods.base.Method` subclass (``docs/methods.md``). A plug-in that fails to load gives a
+warning naming it, never a crash. :func:`register_method` adds a class at run time (the
+``fields:NAME=DIR`` methods of :func:`resolve_methods`, tests).
+
+Settings: :func:`parse_set` reads ``--set KEY=VALUE`` items; :func:`setting_problems` asks every
+known method class which keys it takes (:meth:`~methods.base.Method.setting_keys`) and what is
+wrong with the values it is given (:meth:`~methods.base.Method.setting_problems`).
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
+import json
 import logging
 import re
 import warnings
@@ -19,44 +26,40 @@ from importlib import metadata
 from typing import Any
 
 from benchmark.core.errors import BenchError
-from methods.base import Method
+from methods.base import Method, RunContext
 
 __all__ = [
-    "BUILTIN_MODULES",
-    "BUILTIN_ORDER",
+    "BUILTINS",
     "ENTRY_POINT_GROUP",
     "register_method",
     "available_methods",
     "get_method",
     "check_methods",
     "resolve_methods",
+    "parse_set",
+    "setting_problems",
 ]
 
 log = logging.getLogger(__name__)
 
+#: The ``--methods`` prefix of precomputed fields (``fields:NAME=DIR``).
+FIELDS_PREFIX = "fields:"
+
 #: Entry-point group in which third-party packages declare their methods.
 ENTRY_POINT_GROUP = "mirbench.methods"
 
-#: Modules that define the built-in methods; a module that does not exist (yet) is skipped.
-BUILTIN_MODULES = (
-    "methods.identity",
-    "methods.elastix",
-    "methods.ants_syn",
-    "methods.greedy",
-    "methods.learned",
-)
-
-#: Order of the built-ins in listings and in ``all``; other names follow alphabetically.
-BUILTIN_ORDER = (
-    "identity",
-    "elastix",
-    "ants-syn",
-    "greedy",
-    "unet-nmi",
-    "unet-ncc",
-    "poolnet-nmi",
-    "poolnet-ncc",
-)
+#: The built-in methods, in the order of listings and of ``all`` (other names follow
+#: alphabetically): registry name -> ``module:Class``.
+BUILTINS: dict[str, str] = {
+    "identity": "methods.identity:Identity",
+    "elastix": "methods.elastix:Elastix",
+    "ants-syn": "methods.ants_syn:AntsSyN",
+    "greedy": "methods.greedy:Greedy",
+    "unet-nmi": "methods.learned:UNetNMI",
+    "unet-ncc": "methods.learned:UNetNCC",
+    "poolnet-nmi": "methods.learned:PoolNetNMI",
+    "poolnet-ncc": "methods.learned:PoolNetNCC",
+}
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 
@@ -101,16 +104,16 @@ def register_method(cls: type[Method]) -> type[Method]:
 
 
 def _load_builtins() -> None:
+    """Import the classes of :data:`BUILTINS` (once) and check each one's name."""
     global _builtins_loaded
     if _builtins_loaded:
         return
-    for module in BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:  # a dependency of an existing module is missing: a real bug
-                raise
-            log.debug("built-in method module %s does not exist; skipped", module)
+    for name, target in BUILTINS.items():
+        module, _, qualname = target.partition(":")
+        cls = getattr(importlib.import_module(module), qualname)
+        if _check_class(cls, f"built-in method {target}") != name:
+            raise BenchError(f"built-in method {target} is called {cls.name!r}, not {name!r}")
+        _REGISTERED.setdefault(name, cls)
     _builtins_loaded = True
 
 
@@ -204,12 +207,17 @@ def _load_plugins(taken: dict[str, type[Method]]) -> dict[str, type[Method]]:
     return found
 
 
+_BUILTIN_ORDER = tuple(BUILTINS)
+
+
 def _order(name: str) -> tuple[int, str]:
-    return (BUILTIN_ORDER.index(name), "") if name in BUILTIN_ORDER else (len(BUILTIN_ORDER), name)
+    if name in _BUILTIN_ORDER:
+        return _BUILTIN_ORDER.index(name), ""
+    return len(_BUILTIN_ORDER), name
 
 
 def available_methods() -> dict[str, type[Method]]:
-    """Every registered method class by name: built-ins first (in :data:`BUILTIN_ORDER`), then
+    """Every registered method class by name: built-ins first (in :data:`BUILTINS`' order), then
     other registered and plug-in methods alphabetically.
 
     "Available" means known to the registry; whether a method can run on this machine is
@@ -286,7 +294,7 @@ def resolve_methods(spec: str) -> list[str]:
     first); a method whose optional package is missing is skipped with a warning giving its
     install command. A list keeps its order, drops repeated names and ignores spaces; an item
     ``fields:NAME=DIR`` registers the method ``NAME`` that reads precomputed displacement fields
-    from ``DIR`` (:func:`methods.fields.fields_method`).
+    from ``DIR`` (:func:`methods.fields.fields_class`).
 
     Raises
     ------
@@ -307,10 +315,8 @@ def resolve_methods(spec: str) -> list[str]:
         name = raw.strip()
         if not name:
             continue
-        if name.startswith("fields:"):
-            from methods.fields import fields_method, parse_fields_spec
-
-            name = fields_method(*parse_fields_spec(name)).name
+        if name.startswith(FIELDS_PREFIX):
+            name = _register_fields(name, known)
             known = available_methods()
         if name not in known:
             raise _unknown(name, known)
@@ -319,3 +325,73 @@ def resolve_methods(spec: str) -> list[str]:
     if not names:
         raise BenchError(f"--methods {spec!r} names no method; use 'all' or e.g. identity,elastix")
     return names
+
+
+def _register_fields(item: str, known: dict[str, type[Method]]) -> str:
+    """Register the precomputed-fields method of a ``fields:NAME=DIR`` item; its name.
+
+    Raises BenchError when ``NAME`` is taken by a method that does not read fields."""
+    from methods.fields import FieldsMethod, fields_class, parse_fields_spec
+
+    name, directory = parse_fields_spec(item)
+    taken = known.get(name)
+    if taken is not None and not issubclass(taken, FieldsMethod):
+        raise BenchError(
+            f"{item}: the name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
+            "choose another NAME"
+        )
+    return register_method(fields_class(name, directory)).name
+
+
+# ------------------------------------------------------------------------------ settings
+
+
+def parse_set(items: Sequence[str]) -> dict[str, Any]:
+    """``--set`` items to a mapping: ``["iterations=500", "patch_size=64,64,8"]`` ->
+    ``{"iterations": 500, "patch_size": [64, 64, 8]}``.
+
+    Values are parsed as JSON where possible (numbers, ``true``, ``null``); a comma makes a list.
+    Which keys exist is checked by :func:`setting_problems`.
+
+    Raises
+    ------
+    BenchError
+        For an item without ``=`` or with an empty key.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = (s.strip() for s in item.partition("="))
+        if not sep or not key:
+            raise BenchError(f"--set {item!r}: expected KEY=VALUE")
+        out[key] = [_parse_scalar(v) for v in raw.split(",")] if "," in raw else _parse_scalar(raw)
+    return out
+
+
+def _parse_scalar(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def setting_problems(context: RunContext) -> list[str]:
+    """Every problem of the settings of ``context`` (the manifest's presets and ``--set``):
+    ``--set`` keys that no known method takes (listing the keys there are), then what each
+    known method class finds wrong with its own settings, each message once.
+
+    Every known method checks its settings whether or not it is in the run, so that a typo
+    never waits for the method to start (or passes unnoticed).
+    """
+    classes = list(available_methods().values())
+    keys = {key for cls in classes for key in cls.setting_keys()}
+    unknown = [k for k in context.overrides if k not in keys]
+    if unknown:
+        return [
+            f"--set {k}={context.overrides[k]!r}: unknown setting {k!r}; known settings: "
+            f"{', '.join(sorted(keys))}"
+            for k in unknown
+        ]
+    problems: list[str] = []
+    for cls in classes:
+        problems += [p for p in cls.setting_problems(context) if p not in problems]
+    return problems

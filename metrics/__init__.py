@@ -1,8 +1,9 @@
 """Evaluation metrics: pure functions on NumPy arrays with voxel spacing.
 
 Dice, Hausdorff distance (max and 95th percentile), histogram NMI, folding (% negative Jacobian
-determinant, central and forward differences), displacement error and landmark TRE. Each
-function documents its shapes, units and edge cases.
+determinant, central and forward differences; the Jacobian determinant itself), displacement
+error and landmark TRE. Each function documents its shapes, units and edge cases. Importing the
+package loads no torch.
 """
 
 from metrics._common import (
@@ -39,6 +40,7 @@ from metrics.hausdorff import (
     surface,
 )
 from metrics.histogram_nmi import histogram_nmi
+from metrics.jacobian import jacobian_determinant
 from metrics.label_metrics import label_metrics
 from metrics.landmarks import target_registration_error
 
@@ -56,6 +58,7 @@ __all__ = [
     "folding_forward_percentage",
     "target_registration_error",
     "sdlogj",
+    "jacobian_determinant",
     "displacement_error",
     "foreground_mask",
     "mean_displacement_length",

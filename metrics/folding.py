@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from benchmark.core.errors import BenchError
 from metrics._common import (
     NAN,
     STATUS_EMPTY_MASK,
@@ -17,6 +16,7 @@ from metrics._common import (
     check_mask,
     check_spacing,
 )
+from metrics.jacobian import jacobian_determinant
 
 #: Lower and upper clip of the Jacobian determinant before the logarithm in :func:`sdlogj`
 #: (the bounds of the Learn2Reg evaluation script).
@@ -58,22 +58,6 @@ class FoldingResult(NamedTuple):
         return MetricValue(self.percent, self.status, "%")
 
 
-def _determinant(disp: np.ndarray, spacing: Sequence[float] | None) -> np.ndarray:
-    """Jacobian determinant of ``x -> x + u(x)`` from the project's single implementation."""
-    # imported here: importing the methods package imports torch, which the other metrics avoid
-    from methods.transforms import jacobian_determinant
-
-    u = check_field(disp, name="disp")
-    s = check_spacing(spacing, u.ndim - 1)
-    det = np.asarray(jacobian_determinant(u, spacing=tuple(float(v) for v in s)), dtype=np.float64)
-    if det.shape != u.shape[1:]:
-        raise BenchError(
-            f"jacobian_determinant returned shape {det.shape} for a field of shape {u.shape}; "
-            f"expected {u.shape[1:]}"
-        )
-    return det
-
-
 def _folds(det: np.ndarray) -> FoldingResult:
     """Share of non-positive values among the determinants of the evaluated voxels (or cells);
     NaN with ``"empty-mask"`` when none is evaluated."""
@@ -93,7 +77,7 @@ def folding_percentage(
     """Percentage (and count) of voxels where the transformation folds.
 
     The Jacobian determinant of ``phi(x) = x + u(x)`` is computed with the spacing by the
-    project's single implementation :func:`methods.transforms.jacobian_determinant` (determinant
+    NumPy implementation :func:`metrics.jacobian.jacobian_determinant` (determinant
     written out, central differences inside, one-sided at the borders; not ``np.linalg.det`` per
     voxel). A voxel folds when ``det <= 0``: negative determinants are foldings, an exact zero is
     a singularity (the paper's "amount of folding (i.e. singularities)"); for real-valued fields
@@ -126,7 +110,7 @@ def folding_percentage(
     >>> folding_percentage(u).count > 0, folding_percentage(np.zeros((2, 4, 4))).percent
     (True, 0.0)
     """
-    det = _determinant(disp, spacing)
+    det = jacobian_determinant(disp, spacing=spacing)
     return _folds(det if mask is None else det[check_mask(mask, det.shape)])
 
 
@@ -139,7 +123,7 @@ def sdlogj(
     """Standard deviation of the log Jacobian determinant (SDlogJ), a smoothness measure.
 
     ``std(log(clip(det, 1e-9, 1e9)))`` over the (masked) voxels, population SD (``ddof=0``), with
-    ``det`` from :func:`methods.transforms.jacobian_determinant` as in
+    ``det`` from :func:`metrics.jacobian.jacobian_determinant` as in
     :func:`folding_percentage`. Non-positive determinants (folds) are clipped to ``1e-9`` before
     the logarithm, so each fold contributes ``log(1e-9) ~ -20.7`` and inflates the SD instead of
     producing NaN. The clip bounds are those of the Learn2Reg challenge evaluation
@@ -165,7 +149,7 @@ def sdlogj(
     >>> sdlogj(np.zeros((2, 4, 4)))  # an affine field has a constant Jacobian
     MetricValue(value=0.0, status='ok', unit='1')
     """
-    det = _determinant(disp, spacing)
+    det = jacobian_determinant(disp, spacing=spacing)
     if mask is not None:
         m = check_mask(mask, det.shape)
         if not m.any():

@@ -275,10 +275,11 @@ def _methods_section(ctx: Context) -> Section:
 
 def _training_section(ctx: Context) -> Section:
     """Each trained model's validation beside no registration (``validation.csv``), flagged when
-    worse, and its training curves (``models/METHOD/foldK/training.csv``)."""
-    from methods.training.curves import training_curves_figure
-    from methods.training.trainer import TRAINING_LOG, read_model_info
+    worse, and what each method adds of its trainings (a learned method: the training curves,
+    :meth:`methods.base.Method.report_figures`)."""
+    from methods.registry import available_methods
 
+    known = available_methods()
     validation = ctx.run.validation
     if validation.empty:
         return Section()
@@ -310,19 +311,16 @@ def _training_section(ctx: Context) -> Section:
     pages = tables.table_pages("Training and validation", [("Models", display)], subtitle=subtitle)
     figs = []
     for row in validation.itertuples():
-        folder = RunLayout(ctx.run.path).model_dir(row.method, int(row.fold), int(row.seed))
-        if not (folder / TRAINING_LOG).is_file():
+        cls = known.get(row.method)
+        if cls is None:  # a plug-in no longer installed: its table row stays
             continue
-        history = pd.read_csv(folder / TRAINING_LOG).to_numpy(dtype=float, na_value=float("nan"))
-        identity = (read_model_info(folder) or {}).get("validation", {}).get("identity")
+        folder = RunLayout(ctx.run.path).model_dir(row.method, int(row.fold), int(row.seed))
         flag = " (WORSE THAN NO REGISTRATION)" if row.worse_than_identity else ""
         where, name = f"fold {row.fold}", f"fold{row.fold}"
         if row.seed:
             where, name = f"{where}, seed {row.seed}", f"{name}-seed{row.seed}"
-        fig = training_curves_figure(
-            history, identity=identity, title=f"{row.method}, {where}{flag}"
-        )
-        figs.append((f"training_{_safe(row.method)}_{name}", fig))
+        for kind, fig in cls.report_figures(folder, title=f"{row.method}, {where}{flag}"):
+            figs.append((f"{kind}_{_safe(row.method)}_{name}", fig))
     return Section(
         pages=pages + [f for _, f in figs], figures=figs, tables=[("validation", validation)]
     )

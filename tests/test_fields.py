@@ -21,17 +21,9 @@ from benchmark.core.images import Image, write_displacement
 from benchmark.core.pairs import RegistrationPair
 from methods import registry
 from methods.base import Method, RegistrationFailed, RegistrationResult
-from methods.fields import (
-    FieldFileError,
-    FieldsMethod,
-    fields_method,
-    from_l2r,
-    l2r_name,
-    parse_fields_spec,
-    read_l2r_field,
-    to_l2r,
-    write_l2r_field,
-)
+from benchmark.core.errors import FieldFileError
+from benchmark.core.learn2reg import from_l2r, l2r_name, read_l2r_field, to_l2r, write_l2r_field
+from methods.fields import FieldsMethod, parse_fields_spec
 from methods.registry import get_method, resolve_methods
 from methods.transforms import warp_array
 
@@ -113,7 +105,7 @@ def test_l2r_file_round_trip_is_exact_and_shapes_are_checked(tmp_path):
     (tmp_path / "junk.nii.gz").write_bytes(b"not a nifti")
     with pytest.raises(FieldFileError, match="junk.nii.gz: cannot read field"):
         read_l2r_field(tmp_path / "junk.nii.gz", shape=(6, 5, 4), spacing=(1, 1, 1))
-    with pytest.raises(BenchError, match="dtype must be one of float64, float32, float16"):
+    with pytest.raises(BenchError, match="dtype must be one of 'float64', 'float32', 'float16'; got 'int8'"):
         write_l2r_field(tmp_path / "x.nii.gz", u, aff, dtype="int8")
 
 
@@ -133,7 +125,8 @@ def test_fields_method_finds_each_layout_and_fails_missing_pairs(tmp_path, clean
     u = np.random.default_rng(3).normal(size=(3, 10, 9, 6)).astype(np.float32)
     root = tmp_path / "fields"
     root.mkdir()
-    cls = fields_method("ext", root)
+    (name,) = resolve_methods(f"fields:ext={root}")
+    cls = registry.available_methods()[name]
     method = get_method("ext")
     assert isinstance(method, FieldsMethod) and method.params == {"directory": str(root.resolve())}
     with pytest.raises(
@@ -160,7 +153,7 @@ def test_wrong_files_are_errors_naming_the_file(tmp_path, clean_registry):
     pair = _pair(tmp_path)
     root = tmp_path / "f"
     (root / "c1" / "A-B").mkdir(parents=True)
-    fields_method("bad", root)
+    resolve_methods(f"fields:bad={root}")
     method = get_method("bad")
     target = root / "c1" / "A-B" / "displacement.nii.gz"
     write_displacement(target, np.zeros((3, 10, 9, 5), np.float32), pair.fixed.affine)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -74,19 +75,35 @@ def _pair(shape=(12, 10, 4), spacing=(1.5, 1.5, 8.0)):
 
 def test_builtins_come_first_in_their_order():
     names = list(available_methods())
-    builtins = [n for n in registry.BUILTIN_ORDER if n in names]
-    assert names[: len(builtins)] == builtins
+    builtins = list(registry.BUILTINS)
+    assert names[: len(builtins)] == builtins  # every built-in is known, in the table's order
     assert {"identity", "elastix"} <= set(names)
     assert resolve_methods("all") == names
 
 
-def test_learning_builtins_are_listed_once_methods_learned_exists():
-    import importlib.util
+def test_the_builtin_table_names_each_class_and_no_method_module_imports_the_registry():
+    import ast
+    import importlib
 
-    if importlib.util.find_spec("methods.learned") is None:
-        pytest.skip("methods.learned is not written yet")
-    builtins = list(registry.BUILTIN_ORDER)
-    assert resolve_methods("all")[: len(builtins)] == builtins
+    for name, target in registry.BUILTINS.items():
+        module, _, qualname = target.partition(":")
+        cls = getattr(importlib.import_module(module), qualname)
+        assert cls.name == name and available_methods()[name] is cls
+        source = Path(importlib.import_module(module).__file__).read_text()
+        imported = {
+            n.module for n in ast.walk(ast.parse(source)) if isinstance(n, ast.ImportFrom)
+        }
+        assert "methods.registry" not in imported, module
+
+
+def test_a_builtin_entry_that_does_not_load_is_an_error(clean_registry, monkeypatch):
+    monkeypatch.setattr(registry, "_builtins_loaded", False)
+    monkeypatch.setattr(registry, "BUILTINS", {"identity": "methods.identity:Nope"})
+    with pytest.raises(AttributeError, match="Nope"):
+        available_methods()
+    monkeypatch.setattr(registry, "BUILTINS", {"other": "methods.identity:Identity"})
+    with pytest.raises(BenchError, match="is called 'identity', not 'other'"):
+        available_methods()
 
 
 def test_unknown_method_lists_the_known_ones():
@@ -153,23 +170,6 @@ def test_registered_class_is_listed_after_the_builtins(clean_registry):
     assert register_method(Aaa) is Aaa  # registering the same class again is harmless
     names = list(available_methods())
     assert names[-1] == "aaa-test" and names.index("aaa-test") > names.index("elastix")
-
-
-def test_missing_builtin_module_is_skipped_but_a_missing_dependency_is_not(
-    clean_registry, monkeypatch, tmp_path
-):
-    monkeypatch.setattr(registry, "_builtins_loaded", False)
-    monkeypatch.setattr(
-        registry, "BUILTIN_MODULES", ("methods.identity", "methods.not_written_yet")
-    )
-    assert "identity" in available_methods()
-
-    (tmp_path / "mirbench_badbuiltin.py").write_text("import mirbench_no_such_dependency\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(registry, "_builtins_loaded", False)
-    monkeypatch.setattr(registry, "BUILTIN_MODULES", ("mirbench_badbuiltin",))
-    with pytest.raises(ModuleNotFoundError, match="mirbench_no_such_dependency"):
-        available_methods()
 
 
 # ------------------------------------------------------------------------------ plug-ins

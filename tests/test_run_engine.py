@@ -19,7 +19,7 @@ import pytest
 from benchmark.cli import main
 from benchmark.core.layout import RunLayout
 from benchmark.data.manifest import load_manifest
-from benchmark.runner.run import plan_benchmark, run_benchmark
+from benchmark.runner.run import RunOptions, plan_benchmark, run_benchmark
 from methods.base import Method
 from methods.identity import Identity
 from methods.registry import available_methods
@@ -43,7 +43,7 @@ def manifest(demo_root):
 
 
 def todo_ids(manifest, methods, out, **kw):
-    tasks, _ = plan_benchmark(manifest, methods, out=out, **kw)
+    tasks, _ = plan_benchmark(RunOptions(manifest=manifest, methods=methods, out=out, **kw))
     return {t.id for t in tasks if t.state == "to do"}, tasks
 
 
@@ -60,10 +60,10 @@ def test_dry_run_lists_exactly_the_tasks_left_and_those_made_stale(manifest, tmp
     assert todo == {t.id for t in fold0} and sum(t.kind == "train" for t in fold0) == 1
     assert all(t.state == "not selected" for t in tasks if t.fold != 0)
     # a partial run: identity only
-    run_benchmark(manifest, ["identity"], out=out, folds=[0], overrides=QUICK, progress=False)
+    run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=out, folds=[0], overrides=QUICK, progress=False))
     todo, _ = todo_ids(manifest, methods, out, folds=[0], overrides=QUICK)
     assert todo == {t.id for t in fold0 if t.method == "unet-nmi"}
-    run_benchmark(manifest, methods, out=out, folds=[0], overrides=QUICK, progress=False)
+    run_benchmark(RunOptions(manifest=manifest, methods=methods, out=out, folds=[0], overrides=QUICK, progress=False))
     assert todo_ids(manifest, methods, out, folds=[0], overrides=QUICK)[0] == set()
     # one input file changes: exactly the registrations that read it
     test_pair = next(t.spec for t in fold0 if t.spec is not None)
@@ -80,7 +80,7 @@ def test_dry_run_lists_exactly_the_tasks_left_and_those_made_stale(manifest, tmp
     assert todo == readers and len(readers) >= 2
     assert all("moving file" in t.reason or "fixed file" in t.reason
                for t in tasks if t.id in todo)
-    run_benchmark(manifest, methods, out=out, folds=[0], overrides=QUICK, progress=False)
+    run_benchmark(RunOptions(manifest=manifest, methods=methods, out=out, folds=[0], overrides=QUICK, progress=False))
     assert todo_ids(manifest, methods, out, folds=[0], overrides=QUICK)[0] == set()
     # another seed: the training and the learned registrations; identity takes no seed
     todo, tasks = todo_ids(manifest, methods, out, folds=[0], overrides=QUICK, seeds=[1])
@@ -116,10 +116,10 @@ def test_dry_run_cli_names_the_reasons_and_estimates(demo_root, tmp_path, capsys
 
 def test_other_folds_stay_and_a_manifest_comment_does_not_lock(manifest, demo_root, tmp_path):
     out = tmp_path / "run"
-    full = run_benchmark(manifest, ["identity"], out=out, progress=False)
+    full = run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=out, progress=False))
     assert set(full["fold"]) == {f.index for f in manifest.folds()}
     stamp = {p: p.stat().st_mtime_ns for p in RunLayout(out).all_result_jsons()}
-    again = run_benchmark(manifest, ["identity"], out=out, folds=[0], progress=False)
+    again = run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=out, folds=[0], progress=False))
     pd.testing.assert_frame_equal(values(full), values(again))
     assert {p: p.stat().st_mtime_ns for p in RunLayout(out).all_result_jsons()} == stamp
     assert set(pd.read_csv(out / "pairs.csv")["fold"]) == set(full["fold"])
@@ -129,15 +129,15 @@ def test_other_folds_stay_and_a_manifest_comment_does_not_lock(manifest, demo_ro
     m2 = load_manifest(str(edited), root=demo_root)
     assert m2.sha256 != manifest.sha256
     assert todo_ids(m2, ["identity"], out)[0] == set()
-    run_benchmark(m2, ["identity"], out=out, folds=[0], progress=False)
+    run_benchmark(RunOptions(manifest=m2, methods=["identity"], out=out, folds=[0], progress=False))
     # a real change is refused, naming what changed
     changed = tmp_path / "other.yaml"
     changed.write_text(Path(manifest.path).read_text().replace("stratify: group", "stratify: null"))
     from benchmark.core.errors import BenchError
 
     with pytest.raises(BenchError, match="cv: .*stratify.* -> "):
-        run_benchmark(load_manifest(str(changed), root=demo_root), ["identity"], out=out,
-                      folds=[0], progress=False)
+        run_benchmark(RunOptions(manifest=load_manifest(str(changed), root=demo_root), methods=["identity"], out=out,
+                      folds=[0], progress=False))
 
 
 class FailsOnOnePair(Method):
@@ -182,8 +182,8 @@ def test_a_failing_pair_keeps_every_other_result(demo_root, tmp_path, monkeypatc
 
 def test_two_dask_workers_give_the_serial_rows_and_seeds_column(manifest, tmp_path):
     kw = dict(folds=[0], overrides=QUICK, progress=False, seeds=[0, 1])
-    serial = run_benchmark(manifest, ["identity", "unet-nmi"], out=tmp_path / "a", **kw)
-    dask = run_benchmark(manifest, ["identity", "unet-nmi"], out=tmp_path / "b", jobs=2, **kw)
+    serial = run_benchmark(RunOptions(manifest=manifest, methods=["identity", "unet-nmi"], out=tmp_path / "a", **kw))
+    dask = run_benchmark(RunOptions(manifest=manifest, methods=["identity", "unet-nmi"], out=tmp_path / "b", jobs=2, **kw))
     assert list(serial.columns[:10]) == [
         "method", "fold", "case", "pair", "structure", "metric", "value", "unit", "status", "seed"]
     assert set(serial.loc[serial["method"] == "unet-nmi", "seed"]) == {0, 1}
@@ -278,8 +278,8 @@ def test_a_cuda_training_records_its_device_and_memory(manifest, tmp_path):
     if not torch.cuda.is_available():
         pytest.skip("CUDA is not available")
     out = tmp_path / "run"
-    run_benchmark(manifest, ["unet-nmi"], out=out, folds=[0], overrides=QUICK, device="cuda",
-                  progress=False)
+    run_benchmark(RunOptions(manifest=manifest, methods=["unet-nmi"], out=out, folds=[0], overrides=QUICK, device="cuda",
+                  progress=False))
     costs = pd.read_csv(out / "costs.csv")
     train = costs[costs["kind"] == "train"].iloc[0]
     assert train["device"].startswith("cuda:0 (") and torch.cuda.get_device_name(0) in train["device"]

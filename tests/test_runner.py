@@ -14,7 +14,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.data.manifest import load_manifest
-from benchmark.runner.run import run_benchmark
+from benchmark.runner.run import RunOptions, run_benchmark
 from methods.base import Method, RegistrationFailed
 from methods.registry import available_methods
 from metrics.catalog import RESULT_COLUMNS
@@ -96,17 +96,17 @@ def test_run_writes_the_tidy_table_and_run_folder(demo_root, tmp_path, capsys):
 def test_rerun_reuses_results_and_force_recomputes(demo_root, tmp_path):
     manifest = load_manifest("demo-acdc", root=demo_root)
     out = tmp_path / "run"
-    first = run_benchmark(manifest, ["identity"], out=out, folds=[0], progress=False)
+    first = run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=out, folds=[0], progress=False))
     marker = next((out / "pairs" / "identity" / "fold0").glob("*/*/result.json"))
     mtime = marker.stat().st_mtime_ns
-    second = run_benchmark(manifest, ["identity"], out=out, folds=[0], progress=False)
+    second = run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=out, folds=[0], progress=False))
     assert marker.stat().st_mtime_ns == mtime
     pd.testing.assert_frame_equal(first.drop(columns="value"), second.drop(columns="value"))
     # a pair folder without its completion marker is recomputed
     marker.unlink()
-    third = run_benchmark(manifest, ["identity"], out=out, folds=[0], progress=False)
+    third = run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=out, folds=[0], progress=False))
     assert marker.is_file() and len(third) == len(first)
-    run_benchmark(manifest, ["identity"], out=out, folds=[0], force=True, progress=False)
+    run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=out, folds=[0], force=True, progress=False))
     assert marker.stat().st_mtime_ns != mtime
 
 
@@ -126,9 +126,8 @@ def test_a_failing_method_is_recorded_and_the_run_goes_on(demo_root, tmp_path, m
     monkeypatch.setitem(registry._REGISTERED, AlwaysFails.name, AlwaysFails)
     manifest = load_manifest("demo-acdc", root=demo_root)
     out = tmp_path / "run"
-    results = run_benchmark(
-        manifest, ["test-always-fails", "identity"], out=out, folds=[0], progress=False
-    )
+    results = run_benchmark(RunOptions(manifest=manifest, methods=["test-always-fails", "identity"], out=out, folds=[0], progress=False
+    ))
     failed = results[results["method"] == "test-always-fails"]
     assert len(failed) and failed["value"].isna().all()
     assert failed["status"].str.startswith("failed: no convergence").all()
@@ -147,10 +146,9 @@ def test_unknown_method_and_fold_are_clear_errors(demo_root, tmp_path, capsys):
 
 def test_parallel_jobs_give_the_same_rows(demo_root, tmp_path):
     manifest = load_manifest("demo-acdc", root=demo_root)
-    serial = run_benchmark(manifest, ["identity"], out=tmp_path / "a", folds=[0], progress=False)
-    parallel = run_benchmark(
-        manifest, ["identity"], out=tmp_path / "b", folds=[0], jobs=2, progress=False
-    )
+    serial = run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=tmp_path / "a", folds=[0], progress=False))
+    parallel = run_benchmark(RunOptions(manifest=manifest, methods=["identity"], out=tmp_path / "b", folds=[0], jobs=2, progress=False
+    ))
     cols = ["method", "fold", "case", "pair", "structure", "metric", "unit", "status"]
     pd.testing.assert_frame_equal(serial[cols], parallel[cols])
     ok = serial["metric"] != "runtime_s"

@@ -1,5 +1,7 @@
 """Training: settings, patch sampling, checkpoints, resume and model reuse."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -8,8 +10,10 @@ from scipy import ndimage
 from benchmark.core.errors import BenchError
 from benchmark.core.images import write_image
 from benchmark.core.pairs import PairSpec
+from methods.base import RunContext
+from methods.registry import parse_set, setting_problems
 from methods.training import trainer as trainer_module
-from methods.training.config import TrainingConfig, make_config, parse_overrides
+from methods.training.config import TrainingConfig, make_config
 from methods.training.patches import PatchSampler
 from methods.training.trainer import load_model, train
 
@@ -62,16 +66,18 @@ def test_make_config_priority_and_types():
     assert cfg.nmi_bins == 64 and cfg.nmi_sigma == 3e-3
 
 
-def test_parse_overrides_and_errors():
-    assert parse_overrides(["iterations=5", "patch_size=8,8,2", "ncc_window=null"]) == {
+def test_parse_set_and_errors():
+    assert parse_set(["iterations=5", "patch_size=8,8,2", "ncc_window=null", "greedy.metric=nmi"]) == {
         "iterations": 5,
         "patch_size": [8, 8, 2],
         "ncc_window": None,
+        "greedy.metric": "nmi",
     }
-    with pytest.raises(BenchError, match="unknown setting 'iteration'.*iterations"):
-        parse_overrides(["iteration=5"])
-    with pytest.raises(BenchError, match="KEY=VALUE"):
-        parse_overrides(["iterations"])
+    problems = setting_problems(RunContext(overrides={"iteration": 5}))
+    assert len(problems) == 1 and re.search("--set iteration=5: unknown setting 'iteration'.*iterations", problems[0])
+    for item in ("iterations", "=5"):
+        with pytest.raises(BenchError, match="KEY=VALUE"):
+            parse_set([item])
     with pytest.raises(BenchError, match="network must be one of"):
         make_config("resnet", "nmi")
     with pytest.raises(BenchError, match="preset must be one of"):

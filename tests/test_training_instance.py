@@ -14,7 +14,8 @@ from benchmark.data.manifest import load_manifest
 from methods.registry import get_method
 from methods.training.config import make_config
 from methods.training.instance import fine_tune
-from methods.training.trainer import build_model, loss_terms
+from methods.training.loss import loss_terms
+from methods.training.trainer import build_model
 
 SHIFT = 1.5  # voxels, along the first array axis
 GEOMETRY = {"patch_size": [48, 48], "unet_factors": [2, 2], "poolnet_grid": [8, 8]}

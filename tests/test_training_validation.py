@@ -81,7 +81,7 @@ def test_identity_score_and_dice_against_direct_computation(tmp_path):
     assert validator.identity.dice == pytest.approx(expected, abs=1e-12)
     assert validator.identity.bending == 0.0
     # NCC of the whole normalised volumes, independently with numpy
-    from methods.training.trainer import normalized_images
+    from methods.training.inputs import normalized_images
 
     f, m = normalized_images(pair, validator.config)
     r = np.corrcoef(f.ravel().astype(np.float64), m.ravel().astype(np.float64))[0, 1]

@@ -1,4 +1,6 @@
-"""Tests of methods.transforms.jacobian against analytic fields and a NumPy float64 reference."""
+"""The Jacobian determinant, in torch (methods.transforms, training) and in NumPy (metrics, the
+scores): each against analytic fields and a float64 np.gradient + np.linalg.det reference, and
+the two against each other."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from benchmark.core.errors import BenchError
-from methods.transforms import displacement_gradient, jacobian_determinant
+from methods.transforms import displacement_gradient
+from methods.transforms import jacobian_determinant as torch_determinant
+from metrics.jacobian import jacobian_determinant
 
 
 def reference_determinant(disp: np.ndarray, spacing) -> np.ndarray:
@@ -26,7 +30,7 @@ def reference_determinant(disp: np.ndarray, spacing) -> np.ndarray:
 @pytest.mark.parametrize("ndim", [2, 3])
 def test_zero_field_gives_one(ndim):
     shape = (5, 4, 3)[:ndim]
-    out = jacobian_determinant(torch.zeros(2, ndim, *shape, dtype=torch.float32))
+    out = torch_determinant(torch.zeros(2, ndim, *shape, dtype=torch.float32))
     assert out.shape == (2, *shape) and out.dtype == torch.float32
     assert torch.all(out == 1.0)
     np_out = jacobian_determinant(np.zeros((ndim, *shape), dtype=np.float32))
@@ -46,7 +50,7 @@ def test_affine_field_gives_analytic_determinant(ndim, seed):
     expected = np.linalg.det(np.eye(ndim) + a)
     out = jacobian_determinant(disp, spacing=spacing)
     np.testing.assert_allclose(out, np.full(shape, expected), atol=1e-10)
-    torch_out = jacobian_determinant(torch.from_numpy(disp)[None], spacing=spacing)[0].numpy()
+    torch_out = torch_determinant(torch.from_numpy(disp)[None], spacing=spacing)[0].numpy()
     np.testing.assert_allclose(torch_out, out, atol=1e-12)
     # The same field read in voxels (spacing=None) has a different, also analytic, determinant.
     a_vox = a * np.reshape(spacing, (1, ndim))
@@ -67,7 +71,7 @@ def test_random_smooth_field_matches_numpy_reference(ndim, dtype):
     expected = reference_determinant(disp, spacing)
     np.testing.assert_allclose(jacobian_determinant(disp, spacing=spacing), expected, atol=1e-12)
     batch = torch.from_numpy(np.stack([disp, 2 * disp])).to(dtype)
-    out = jacobian_determinant(batch, spacing=spacing)
+    out = torch_determinant(batch, spacing=spacing)
     assert out.dtype == dtype and out.shape == (2, *shape)
     tol = 1e-5 if dtype == torch.float32 else 1e-12
     np.testing.assert_allclose(out[0].double().numpy(), expected, atol=tol)
@@ -109,21 +113,21 @@ def test_singleton_axis_has_zero_derivative():
     disp = torch.zeros(1, 3, 6, 5, 1, dtype=torch.float64)
     disp[:, 0] = torch.arange(6, dtype=torch.float64).view(6, 1, 1) * 0.5
     torch.testing.assert_close(
-        jacobian_determinant(disp), torch.full((1, 6, 5, 1), 1.5, dtype=torch.float64)
+        torch_determinant(disp), torch.full((1, 6, 5, 1), 1.5, dtype=torch.float64)
     )
 
 
 def test_gradient_flows():
     disp = torch.randn(1, 2, 5, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     disp.requires_grad_(True)
-    torch.autograd.gradcheck(lambda u: jacobian_determinant(u, spacing=(1.5, 0.5)), (disp,))
+    torch.autograd.gradcheck(lambda u: torch_determinant(u, spacing=(1.5, 0.5)), (disp,))
 
 
 def test_bad_input_raises_bench_error():
     with pytest.raises(BenchError, match=r"\(4, 5, 6\)"):
         jacobian_determinant(np.zeros((4, 5, 6)))
     with pytest.raises(BenchError, match=r"\(1, 3, 5, 6\)"):
-        jacobian_determinant(torch.zeros(1, 3, 5, 6))
+        torch_determinant(torch.zeros(1, 3, 5, 6))
     with pytest.raises(BenchError, match="spacing"):
         jacobian_determinant(np.zeros((2, 5, 6)), spacing=(1.0,))
 
@@ -131,10 +135,39 @@ def test_bad_input_raises_bench_error():
 @pytest.mark.parametrize("shape", [(40, 9, 5), (17, 6, 4), (1, 6, 4), (2, 5, 5), (33, 17)])
 def test_numpy_slabs_equal_the_whole_volume_bitwise(shape):
     """The NumPy path works in slabs along axis 0; every difference must be the whole volume's."""
-    from methods.transforms.jacobian import _determinant_block, _determinant_numpy
+    from metrics.jacobian import _determinant, _determinant_block
 
     disp = np.random.default_rng(1).normal(size=(len(shape), *shape))
     spacing = (1.5, 1.2, 3.0)[: len(shape)]
     whole = _determinant_block(disp, spacing)
     for slab in (1, 2, 3, 16):
-        np.testing.assert_array_equal(_determinant_numpy(disp, spacing, slab=slab), whole)
+        np.testing.assert_array_equal(_determinant(disp, spacing, slab=slab), whole)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ndim=st.sampled_from([2, 3]), seed=st.integers(0, 2**31 - 1), sigma=st.floats(1.0, 3.0))
+def test_torch_and_numpy_agree_on_random_smooth_fields(ndim, seed, sigma):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(3, 12, size=ndim))
+    spacing = tuple(rng.uniform(0.5, 4.0, size=ndim))
+    disp = np.stack(
+        [ndimage.gaussian_filter(rng.normal(scale=4.0, size=shape), sigma) for _ in range(ndim)]
+    )
+    ours = jacobian_determinant(disp.astype(np.float32), spacing=spacing)
+    theirs = torch_determinant(torch.from_numpy(disp.astype(np.float32))[None], spacing=spacing)
+    np.testing.assert_allclose(theirs[0].double().numpy(), ours, atol=1e-6, rtol=1e-6)
+
+
+def test_importing_the_metrics_and_folding_percentage_load_no_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, metrics\n"
+        "u = np.zeros((3, 4, 5, 6)); u[0, 2:] = -3.0\n"
+        "print(metrics.folding_percentage(u).count > 0, metrics.sdlogj(u).value > 0, "
+        "'torch' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "False"]

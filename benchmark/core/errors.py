@@ -17,3 +17,13 @@ class ValidationError(BenchError):
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{what}: {len(self.problems)} problem(s)\n{lines}")
+
+
+class FieldFileError(ValueError):
+    """A precomputed field file exists but does not fit its pair (shape, grid, content).
+
+    Not a :class:`BenchError` on purpose: the runner records a BenchError as the
+    method's failed (and finished) result, while a wrong file fails its task without a result:
+    the other tasks finish, ``bench run`` names it and exits with 1, and the next run tries
+    the pair again.
+    """

@@ -23,14 +23,15 @@ def check(args: argparse.Namespace) -> int:
     """
     from benchmark.data.manifest import load_manifest
     from benchmark.data.validate import validate
-    from benchmark.runner.preflight import check_settings
+    from methods.base import RunContext
+    from methods.registry import setting_problems
 
     manifest = load_manifest(args.dataset, root=args.root)
     report = validate(manifest, raise_on_problems=False)
-    try:  # the manifest's training presets, as bench run checks them
-        check_settings(manifest, "quick", None)
-    except ValidationError as exc:
-        report.problems += exc.problems
+    # the manifest's presets, checked by the methods that own them, as bench run checks them
+    report.problems += setting_problems(
+        RunContext(presets=manifest.presets, source=f"manifest {manifest.path}")
+    )
     if getattr(args, "json", False):
         print(json.dumps(report.to_dict(), indent=2))
     else:

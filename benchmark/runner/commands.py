@@ -1,4 +1,5 @@
-"""``bench run``: parse the options and call :func:`benchmark.runner.run.run_benchmark`."""
+"""``bench run`` and ``bench train``: parse the options and call
+:func:`benchmark.runner.run.run_benchmark`, or train one method on one fold."""
 
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def print_training_warnings(out: Path) -> None:
         print(
             f"warning: {row.method} {where}: the trained model is worse than no "
             f"registration on its validation pairs ({row.worse_than_identity}); see "
-            f"{layout.model_dir(row.method, row.fold, seed) / 'training.png'}",
+            f"{layout.model_dir(row.method, row.fold, seed)}",
             file=sys.stderr,
         )
 
@@ -71,27 +72,24 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.core.layout import RunLayout, default_run_folder
     from benchmark.data.manifest import load_manifest
     from benchmark.runner.plan import format_plan
-    from benchmark.runner.run import plan_benchmark, run_benchmark
+    from benchmark.runner.run import RunOptions, plan_benchmark, run_benchmark
     from benchmark.stats.comparisons import summarize_metrics
-    from methods.registry import resolve_methods
-    from methods.training.config import parse_overrides
+    from methods.registry import parse_set, resolve_methods
 
     manifest = load_manifest(args.dataset, root=args.root)
     names = resolve_methods(args.methods)
     out = Path(args.out) if args.out else default_run_folder(manifest.name)
-    seeds = parse_seeds(args.seeds, args.seed)
-    common = dict(
-        out=out, preset=args.preset, folds=parse_folds(args.folds), jobs=args.jobs, seeds=seeds,
-        overrides=parse_overrides(args.set),
+    options = RunOptions(
+        manifest=manifest, methods=names, out=out, preset=args.preset,
+        folds=parse_folds(args.folds), jobs=args.jobs, seeds=parse_seeds(args.seeds, args.seed),
+        overrides=parse_set(args.set), scheduler=args.scheduler, force=args.force,
+        device=args.device, command=["bench", *sys.argv[1:]],
     )
     if args.dry_run:
-        tasks, estimates = plan_benchmark(manifest, names, **common)
+        tasks, estimates = plan_benchmark(options)
         print(format_plan(tasks, estimates))
         return 0
-    results = run_benchmark(
-        manifest, names, scheduler=args.scheduler, force=args.force, device=args.device,
-        command=["bench", *sys.argv[1:]], **common,
-    )
+    results = run_benchmark(options)
     layout = RunLayout(out)
     print(f"\nRun folder: {out}\nResults: {layout.results_csv} ({len(results)} rows)\n")
     if len(results):
@@ -105,3 +103,67 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {outcome['id']}: {outcome['reason']}", file=sys.stderr)
         return 1
     return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """``bench train --method NAME --dataset D --fold K``: train one learning method on the
+    training pairs of one fold (checked as ``bench run`` checks them), then print its
+    validation beside no registration."""
+    from benchmark.core.layout import RunLayout, default_run_folder
+    from benchmark.data.manifest import load_manifest
+    from benchmark.runner.preflight import check_options
+    from methods.base import RunContext, fit_method
+    from methods.registry import get_method, parse_set
+
+    manifest = load_manifest(args.dataset, root=args.root)
+    overrides = parse_set(args.set)
+    (fold,), classes = check_options(
+        manifest, [args.method], preset=args.preset, folds=args.fold, overrides=overrides,
+        fold_option="--fold", learning=True,
+    )
+    cls = classes[args.method]
+    context = RunContext(
+        preset=args.preset, seed=args.seed, presets=manifest.presets, overrides=overrides,
+        source=f"manifest {manifest.path}",
+    )
+    method = get_method(args.method, **cls.configure(context))
+    workdir = (
+        Path(args.out)
+        if args.out
+        else RunLayout(default_run_folder(manifest.name)).model_dir(
+            args.method, args.fold, args.seed
+        )
+    )
+    if cls.resumable(workdir) and not args.resume:
+        raise BenchError(
+            f"{workdir} holds an unfinished training; add --resume to continue it, or remove it"
+        )
+    fit_method(
+        method, fold.train, val_pairs=fold.val, workdir=workdir, seed=args.seed,
+        device=args.device, progress=True,
+    )
+    print(f"model: {', '.join(str(p) for p in cls.artefact_files(workdir)) or workdir}")
+    summary = cls.validation(workdir)
+    if summary is not None:
+        _print_validation(args.method, summary)
+    return 0
+
+
+def _print_validation(method: str, v) -> None:
+    """One line of a trained model's validation (a :class:`methods.base.ValidationSummary`),
+    and a warning on stderr when it is worse than no registration."""
+    import math
+
+    dice = "" if math.isnan(v.val_dice) else (
+        f", Dice {v.val_dice:.3f} (no registration {v.identity_dice:.3f})"
+    )
+    print(
+        f"validation (best at iteration {v.best_iteration}): similarity {v.val_similarity:.4f} "
+        f"(no registration {v.identity_similarity:.4f}){dice}"
+    )
+    if v.worse_than_identity:
+        print(
+            f"warning: {method}: the trained model is worse than no registration on its "
+            f"validation pairs ({v.worse_than_identity})",
+            file=sys.stderr,
+        )

@@ -3,8 +3,8 @@ convention, so that they can go into Learn2Reg's evaluation (or back into ``benc
 ``--methods fields:NAME=DIR``).
 
 Writes ``OUT/METHOD/disp_FIXED_MOVING.nii.gz`` per finished pair (names by
-:func:`methods.fields.l2r_name`, values in voxels along the array axes, fixed -> moving, by
-:func:`methods.fields.write_l2r_field`); ``OUT`` defaults to ``RUN_DIR/export/l2r``.
+:func:`benchmark.core.learn2reg.l2r_name`, values in voxels along the array axes, fixed -> moving, by
+:func:`benchmark.core.learn2reg.write_l2r_field`); ``OUT`` defaults to ``RUN_DIR/export/l2r``.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def export_fields(
         For a folder that is not a run folder, an unknown format or method, or two pairs that
         would share one Learn2Reg file name.
     """
-    from methods.fields import L2R_DTYPES, l2r_name, write_l2r_field
+    from benchmark.core.learn2reg import L2R_DTYPES, l2r_name, write_l2r_field
 
     if fmt not in FORMATS:
         raise BenchError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")

@@ -105,10 +105,7 @@ def build_plan(
                 train = None
                 if getattr(cls, "learns", False):
                     parts = {
-                        "method": {
-                            **method_part,
-                            "params": _without_settings(keyed, cls.registration_settings),
-                        },
+                        "method": {**method_part, "params": cls.training_params(keyed)},
                         "seed": seed,
                         "train": {s.key: _files(s, hashes) for s in fold.train},
                         "val": {s.key: _files(s, hashes) for s in fold.val},
@@ -142,18 +139,6 @@ def build_plan(
     for task in tasks:
         task.state, task.reason = _state(task, by_id)
     return tasks
-
-
-def _without_settings(params: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
-    """``params`` without the ``settings`` keys ``names`` (also in per-network sections)."""
-
-    def strip(settings: dict[str, Any]) -> dict[str, Any]:
-        return {
-            k: strip(v) if isinstance(v, dict) else v for k, v in settings.items() if k not in names
-        }
-
-    settings = params.get("settings")
-    return {**params, "settings": strip(settings)} if names and isinstance(settings, dict) else params
 
 
 def read_record(path: Path) -> dict[str, Any] | None:
@@ -209,14 +194,10 @@ def _state(task: Task, by_id: dict[str, Task]) -> tuple[str, str]:
 
 
 def _outputs_exist(task: Task) -> bool:
-    """The trainer's model file is there (another learning method: its record is enough);
-    a registration's ``result.json`` is written last."""
-    if task.kind == TRAIN:
-        from methods.learned import LearnedMethod
-        from methods.training.trainer import MODEL
-
-        if issubclass(task.method_class, LearnedMethod):
-            return task.model_dir is not None and (task.model_dir / MODEL).is_file()
+    """A training's artefacts are there and usable (:meth:`methods.base.Method.artefact_problem`);
+    a registration's ``result.json`` is written last, so its record is enough."""
+    if task.kind == TRAIN and task.model_dir is not None:
+        return task.method_class.artefact_problem(task.model_dir) is None
     return True
 
 

@@ -10,7 +10,7 @@ are cached by content, so a re-run reads nothing again).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,61 +54,21 @@ def select_folds(
     return [f for f in all_folds if f.index in selected]
 
 
-def _config_error(network: str, preset: str, layer: dict[str, Any]) -> str | None:
-    """Why ``layer`` on top of the built-in ``preset`` is not a valid training config, or None."""
-    from methods.training.config import make_config
-
-    try:
-        make_config(network, "nmi", preset=preset, overrides=layer)
-    except (BenchError, TypeError, ValueError) as exc:  # a wrong type fails inside the checks
-        return str(exc) or type(exc).__name__
-    return None
-
-
-def _layer_problems(
-    preset: str, base: dict[str, Any], layer: dict[str, Any], where: str
-) -> list[str]:
-    """Messages for the settings of ``layer`` (on top of ``base`` and the built-in ``preset``)
-    that make the training config invalid, each as ``where`` + ``key=value: reason``.
-
-    A setting wrong on its own is named alone; when only a combination fails, the settings whose
-    removal fixes it are named together.
-    """
-    from methods.training.config import NETWORKS, merge_settings
-
-    def error(values: dict[str, Any]) -> str | None:
-        merged = merge_settings(base, values)
-        return next(filter(None, (_config_error(n, preset, merged) for n in NETWORKS)), None)
-
-    why = error(layer)
-    if why is None:
-        return []
-    alone = {k: w for k, v in layer.items() if (w := error({k: v}))}
-    if alone:
-        return [f"{where}{k}={layer[k]!r}: {w}" for k, w in alone.items()]
-    keys = [k for k in layer if error({j: v for j, v in layer.items() if j != k}) is None]
-    named = ", ".join(f"{k}={layer[k]!r}" for k in keys or layer)
-    return [f"{where}{named}: {why}"]
-
-
-def check_settings(manifest, preset: str, overrides: dict[str, Any] | None) -> None:
-    """Every training setting of the manifest's presets and of ``--set``, for every network.
-
-    Checked whether or not a learning method runs, so that a typo never waits for the first
-    network to train (or passes unnoticed). Messages name the manifest key or ``--set``.
-    """
+def check_settings(manifest, preset: str, overrides: Mapping[str, Any] | None) -> None:
+    """Every setting of the manifest's presets and of ``--set``, checked by the methods that own
+    them (:func:`methods.registry.setting_problems`), whether or not they run, so that a typo
+    never waits for a method to start. Messages name the manifest key or ``--set``."""
     from benchmark.core.errors import ValidationError
-    from methods.training.config import PRESETS
+    from methods.base import RunContext
+    from methods.registry import setting_problems
 
-    problems: list[str] = []
-    for name, values in manifest.presets.items():
-        if name in PRESETS:  # the CLI selects only built-in preset names
-            where = f"manifest {manifest.path}: presets.{name}."
-            problems += _layer_problems(name, {}, values, where)
-    if overrides and not problems:
-        problems += _layer_problems(preset, manifest.presets.get(preset, {}), overrides, "--set ")
+    context = RunContext(
+        preset=preset, presets=manifest.presets, overrides=dict(overrides or {}),
+        source=f"manifest {manifest.path}",
+    )
+    problems = setting_problems(context)
     if problems:
-        raise ValidationError("training settings", problems)
+        raise ValidationError("settings", problems)
 
 
 def check_options(
@@ -117,7 +77,7 @@ def check_options(
     *,
     preset: str,
     folds: Sequence[int] | int | None,
-    overrides: dict[str, Any] | None,
+    overrides: Mapping[str, Any] | None,
     fold_option: str = "--folds",
     learning: bool = False,
 ) -> tuple[list, dict[str, type]]:
@@ -143,9 +103,10 @@ def preflight(
     preset: str,
     folds: Sequence[int] | None,
     jobs: Any,
-    overrides: dict[str, Any] | None,
-) -> list:
-    """Check everything ``run_benchmark`` is about to use; return the selected folds.
+    overrides: Mapping[str, Any] | None,
+) -> tuple[list, dict[str, type]]:
+    """Check everything ``run_benchmark`` is about to use; return the selected folds and the
+    method classes by name.
 
     Order: options (``--jobs``, ``--out``), methods, settings, folds (:func:`check_options`),
     then the files of the pairs the run uses (test pairs of the selected folds, and their
@@ -164,4 +125,4 @@ def preflight(
         for spec in fold.test + (fold.train + fold.val if learns else []):
             pairs.setdefault(spec.key, spec)
     check_before_run(manifest, list(pairs.values()))
-    return chosen
+    return chosen, classes

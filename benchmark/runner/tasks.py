@@ -34,8 +34,8 @@ from benchmark.runner.plan import Task
 
 log = logging.getLogger(__name__)
 
-#: Trained methods kept per process, by training folder, key and model file time (a worker loads
-#: each model once).
+#: Trained methods kept per process, by training folder, key and the times of the method's
+#: artefact files (a worker loads each model once).
 _METHODS: dict[tuple, Any] = {}
 _METHOD_CACHE_SIZE = 4
 
@@ -107,11 +107,11 @@ def _fitted(task: Task, device: str | None, *, progress: bool = False):
 
     cache_key = None
     if task.kind == "register" and task.learns:
-        from methods.training.trainer import MODEL
-
-        model = task.model_dir / MODEL
-        stamp = model.stat().st_mtime_ns if model.is_file() else None
-        cache_key = (str(task.model_dir), task.parts["model"], stamp)
+        stamps = tuple(
+            p.stat().st_mtime_ns if p.is_file() else None
+            for p in task.method_class.artefact_files(task.model_dir)
+        )
+        cache_key = (str(task.model_dir), task.parts["model"], stamps)
     if cache_key and cache_key in _METHODS:
         return _METHODS[cache_key]
     method = task.method_class(**task.params)
@@ -135,8 +135,7 @@ def run_train(task: Task, *, device: str | None, threads: int | None = None,
     try:
         with measure(device) as cost:
             method = _fitted(task, device, progress=progress)
-        config = getattr(method, "config", None)
-        iterations = getattr(config, "iterations", None)
+        iterations = method.training_iterations
         if iterations:
             cost["iterations"] = int(iterations)
             cost["iterations_per_s"] = iterations / cost["wall_s"] if cost["wall_s"] else math.nan

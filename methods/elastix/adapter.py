@@ -26,7 +26,6 @@ from methods.conventional import (
 )
 from methods.elastix.conversion import field_from_itk, to_itk_image
 from methods.elastix.parameters import PRESETS, build_map
-from methods.registry import register_method
 
 __all__ = ["Elastix"]
 
@@ -83,7 +82,6 @@ def _read_parameter_files(paths: Sequence[str]):
     return obj
 
 
-@register_method
 class Elastix(Method):
     """B-spline registration with elastix (itk-elastix), normalized mutual information.
 

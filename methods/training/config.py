@@ -177,35 +177,16 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
+#: Settings that change how a trained model registers, not the model: a change re-runs only the
+#: registrations (:meth:`methods.learned.LearnedMethod.training_params`).
+REGISTRATION_SETTINGS = ("instance_steps",)
 #: Settings that do not change the trained model: how often it is saved, how it is applied.
-_NOT_IN_DIGEST = ("checkpoint_every", "extra", "instance_steps")
+_NOT_IN_DIGEST = ("checkpoint_every", "extra", *REGISTRATION_SETTINGS)
 _POSITIVE_INTEGERS = ("iterations", "batch_size", "checkpoint_every", "nmi_bins", "validations")
 _TUPLE_FIELDS = {"patch_size", "betas", "unet_factors", "poolnet_grid", "percentiles"}
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["iterations=500", "patch_size=64,64,8"]`` -> ``{"iterations": 500, ...}``.
-
-    Values are parsed as JSON where possible (numbers, ``null``), comma lists become lists.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise BenchError(f"--set {item!r}: expected KEY=VALUE")
-        key, raw = (s.strip() for s in item.split("=", 1))
-        if key not in _FIELDS or key == "extra":
-            known = ", ".join(sorted(k for k in _FIELDS if k != "extra"))
-            raise BenchError(f"--set {item!r}: unknown setting {key!r}; known settings: {known}")
-        out[key] = [_parse_scalar(v) for v in raw.split(",")] if "," in raw else _parse_scalar(raw)
-    return out
-
-
-def _parse_scalar(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+#: The training settings a user may give (``--set KEY=VALUE``, a manifest's presets section).
+SETTING_NAMES = tuple(sorted(k for k in _FIELDS if k != "extra"))
 
 
 def merge_settings(preset_settings: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -263,3 +244,56 @@ def make_config(
 def config_from_dict(d: dict[str, Any]) -> TrainingConfig:
     """Inverse of :meth:`TrainingConfig.to_dict`."""
     return TrainingConfig(**d)
+
+
+def _config_error(network: str, preset: str, layer: dict[str, Any]) -> str | None:
+    """Why ``layer`` on top of the built-in ``preset`` is not a valid training config, or None."""
+    try:
+        make_config(network, "nmi", preset=preset, overrides=layer)
+    except (BenchError, TypeError, ValueError) as exc:  # a wrong type fails inside the checks
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _layer_problems(
+    preset: str, base: dict[str, Any], layer: dict[str, Any], where: str
+) -> list[str]:
+    """Messages for the settings of ``layer`` (on top of ``base`` and the built-in ``preset``)
+    that make the training config invalid, each as ``where`` + ``key=value: reason``.
+
+    A setting wrong on its own is named alone; when only a combination fails, the settings whose
+    removal fixes it are named together.
+    """
+
+    def error(values: dict[str, Any]) -> str | None:
+        merged = merge_settings(base, values)
+        return next(filter(None, (_config_error(n, preset, merged) for n in NETWORKS)), None)
+
+    why = error(layer)
+    if why is None:
+        return []
+    alone = {k: w for k, v in layer.items() if (w := error({k: v}))}
+    if alone:
+        return [f"{where}{k}={layer[k]!r}: {w}" for k, w in alone.items()]
+    keys = [k for k in layer if error({j: v for j, v in layer.items() if j != k}) is None]
+    named = ", ".join(f"{k}={layer[k]!r}" for k in keys or layer)
+    return [f"{where}{named}: {why}"]
+
+
+def settings_problems(
+    presets: dict[str, dict[str, Any]],
+    overrides: dict[str, Any],
+    *,
+    preset: str,
+    source: str,
+) -> list[str]:
+    """Every problem of the training settings of a dataset's ``presets`` section (each built-in
+    preset it sets, ``source`` naming where it comes from) and of the ``overrides`` (``--set``)
+    on top of the run's ``preset``, for every network."""
+    problems: list[str] = []
+    for name, values in presets.items():
+        if name in PRESETS:  # the CLI selects only built-in preset names
+            problems += _layer_problems(name, {}, values, f"{source}: presets.{name}.")
+    if overrides and not problems:
+        problems += _layer_problems(preset, presets.get(preset, {}), overrides, "--set ")
+    return problems

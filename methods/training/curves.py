@@ -23,7 +23,8 @@ def training_curves_figure(history: Sequence[Sequence], *, identity=None, title:
 
     Left: the training similarity (running mean over 5 % of the iterations) and the validation
     similarity, with the validation similarity of no registration (``identity``, a
-    ``ValidationScore`` or a mapping with ``similarity`` and ``dice``) as a dashed line. Right: the bending energy (log scale), and the
+    mapping with ``similarity`` and ``dice``, as ``model.json`` stores it, or an object with those
+    attributes) as a dashed line. Right: the bending energy (log scale), and the
     validation Dice on a second axis when there is one.
     """
     from matplotlib.figure import Figure
@@ -38,12 +39,9 @@ def training_curves_figure(history: Sequence[Sequence], *, identity=None, title:
     left.plot(it, sim, color="0.8", lw=0.6, label="training (per iteration)")
     left.plot(it[window - 1 :], smooth, color="C0", label=f"training (mean of {window})")
     left.plot(it[val], rows[val, 6], "o-", color="C1", label="validation")
-    if isinstance(identity, dict):
-        from methods.training.validation import ValidationScore
-
-        identity = ValidationScore.from_dict(identity)
+    identity_sim, identity_dice = _identity_values(identity)
     if identity is not None:
-        left.axhline(identity.similarity, ls="--", color="C3", label="validation, no registration")
+        left.axhline(identity_sim, ls="--", color="C3", label="validation, no registration")
     left.set(xlabel="iteration", ylabel="similarity loss (lower is better)")
     left.legend(fontsize=7)
     right.semilogy(it, np.maximum(bend, 1e-12), color="C0", lw=0.8, label="bending (training)")
@@ -52,11 +50,21 @@ def training_curves_figure(history: Sequence[Sequence], *, identity=None, title:
     if np.isfinite(dice).any():
         twin = right.twinx()
         twin.plot(it[val], dice, "o-", color="C2", label="validation Dice")
-        if identity is not None and np.isfinite(identity.dice):
-            twin.axhline(identity.dice, ls="--", color="C2", lw=0.8)
+        if identity is not None and np.isfinite(identity_dice):
+            twin.axhline(identity_dice, ls="--", color="C2", lw=0.8)
         twin.set_ylabel("mean Dice (validation)")
         twin.legend(fontsize=7, loc="lower right")
     right.legend(fontsize=7, loc="upper left")
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
+
+
+def _identity_values(identity) -> tuple[float, float]:
+    """``(similarity, dice)`` of no registration from a mapping or an object with those
+    attributes (``dice`` None or missing: NaN)."""
+    if identity is None:
+        return np.nan, np.nan
+    get = identity.get if isinstance(identity, dict) else lambda k: getattr(identity, k, None)
+    dice = get("dice")
+    return float(get("similarity")), np.nan if dice is None else float(dice)

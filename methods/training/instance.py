@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from methods.training.config import TrainingConfig
-from methods.training.trainer import loss_terms
+from methods.training.loss import loss_terms
 
 
 def fine_tune(

@@ -32,11 +32,12 @@ import torch
 
 from benchmark.core.atomic import atomic_path, write_text
 from benchmark.core.errors import BenchError
-from benchmark.core.normalize import percentile_normalize
 from benchmark.core.pairs import PairSpec
 from methods.training.averaging import WeightAverage, ema_decay
 from methods.training.config import GEOMETRY_SETTINGS, TrainingConfig, config_from_dict
 from methods.training.geometry import resolve_geometry
+from methods.training.inputs import normalized_images
+from methods.training.loss import loss_terms
 
 log = logging.getLogger(__name__)
 
@@ -79,28 +80,6 @@ def build_model(config: TrainingConfig, *, seed: int) -> torch.nn.Module:
     return build_network(config.network, config.ndim, **settings)
 
 
-def loss_terms(
-    config: TrainingConfig,
-    model: torch.nn.Module,
-    fixed: torch.Tensor,
-    moving: torch.Tensor,
-    mask: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(total, similarity, bending)`` of one mini-batch (linear interpolation, voxel units);
-    the similarity inside ``mask`` (shape of ``fixed``) when given."""
-    from methods.losses import bending_energy, ncc_loss, nmi_loss
-    from methods.transforms import warp
-
-    disp = model(fixed, moving)
-    warped = warp(moving, disp, mode="linear", padding="border")
-    if config.similarity == "nmi":
-        sim = nmi_loss(warped, fixed, bins=config.nmi_bins, sigma=config.nmi_sigma, mask=mask)
-    else:
-        sim = ncc_loss(warped, fixed, window=config.ncc_window, mask=mask)
-    bend = bending_energy(disp)
-    return sim + config.bending_weight * bend, sim, bend
-
-
 @dataclass
 class TrainingVolumes:
     """The training pairs as the sampler needs them (:func:`load_training_volumes`)."""
@@ -125,32 +104,6 @@ def load_training_volumes(pairs: Sequence[PairSpec], config: TrainingConfig) -> 
         data.foregrounds.append(pair.mask if pair.mask is not None else fixed > 0)
         data.spacings.append(pair.fixed.spacing)
     return data
-
-
-def normalized_images(pair, config: TrainingConfig) -> tuple[np.ndarray, np.ndarray]:
-    """The pair's fixed and moving image, percentile-normalised as the network was trained
-    (inside ``pair.mask`` when there is one)."""
-    lower, upper = config.percentiles
-    return tuple(
-        percentile_normalize(image.array, mask=pair.mask, lower=lower, upper=upper)
-        for image in (pair.fixed, pair.moving)
-    )
-
-
-def as_input(array: np.ndarray, device: torch.device | str) -> torch.Tensor:
-    """A spatial array as a float32 tensor of shape ``(1, 1, *spatial)`` on ``device``."""
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None].to(device)
-
-
-def pair_inputs(
-    pair, config: TrainingConfig, device: torch.device | str
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The whole pair as the network and its loss take it: the fixed and the moving image
-    normalised as in training (:func:`normalized_images`) and the pair's mask (None without
-    one), each ``(1, 1, *spatial)`` float32 on ``device``."""
-    fixed, moving = normalized_images(pair, config)
-    mask = None if pair.mask is None else as_input(pair.mask, device)
-    return as_input(fixed, device), as_input(moving, device), mask
 
 
 @dataclass

@@ -82,7 +82,7 @@ class Validator:
     """
 
     def __init__(self, pairs: Sequence[PairSpec], config, device: torch.device):
-        from methods.training.trainer import as_input, pair_inputs
+        from methods.training.inputs import as_input, pair_inputs
 
         self.config = config
         chosen = sorted(pairs, key=lambda p: p.key)[:MAX_VALIDATION_PAIRS]
@@ -101,20 +101,12 @@ class Validator:
         self.identity = self._score(None)
 
     def _terms(self, fixed, moving, mask, labels, disp):
-        from methods.losses import bending_energy, ncc_loss, nmi_loss
+        from methods.training.loss import field_loss
         from methods.transforms import warp
+        from metrics import STATUS_ABSENT_MOVING, dice
 
-        config = self.config
-        if disp is None:
-            warped, bend = moving, 0.0
-        else:
-            warped = warp(moving, disp, mode="linear", padding="border")
-            bend = float(bending_energy(disp)) if min(disp.shape[2:]) >= 3 else 0.0
-        if config.similarity == "nmi":
-            sim = float(nmi_loss(warped, fixed, bins=config.nmi_bins, sigma=config.nmi_sigma, mask=mask))
-        else:
-            sim = float(ncc_loss(warped, fixed, window=config.ncc_window, mask=mask))
-        dice = math.nan
+        _, sim, bend = (float(t) for t in field_loss(self.config, fixed, moving, disp, mask))
+        mean_dice = math.nan
         if labels is not None:
             fixed_labels, moving_labels, values = labels
             moved = moving_labels if disp is None else warp(
@@ -122,11 +114,11 @@ class Validator:
             )
             moved = moved[0, 0].round().cpu().numpy().astype(fixed_labels.dtype)
             scores = []
-            for v in values:
-                a, b = fixed_labels == v, moved == v
-                scores.append(2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
-            dice = float(np.mean(scores))
-        return sim + config.bending_weight * bend, sim, bend, dice
+            for v in values:  # a structure warped away scores 0, as in the results table
+                d = dice(fixed_labels, moved, label=v)
+                scores.append(0.0 if d.status == STATUS_ABSENT_MOVING else d.value)
+            mean_dice = float(np.mean(scores))
+        return sim + self.config.bending_weight * bend, sim, bend, mean_dice
 
     @torch.no_grad()
     def _score(self, model) -> ValidationScore:
