@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import (
     captured_output,
-    check_choice,
     check_levels,
     check_tool_settings,
     error_reason,
@@ -108,7 +108,7 @@ def registration_args(
     There is no initial transform (``--initial-moving-transform`` is not given): the pair shares
     one grid and the field starts at zero.
     """
-    cfg = PRESETS[check_choice("ants-syn", "preset", preset, PRESETS)]
+    cfg = PRESETS[check_choice("ants-syn preset", preset, PRESETS)]
     its = list(cfg["iterations"]) if iterations is None else list(iterations)
     if len(its) != len(cfg["shrink"]):
         raise BenchError(
@@ -172,7 +172,7 @@ class AntsSyN(Method):
         use_mask: bool = True,
         seed: int = 0,
     ):
-        check_choice("ants-syn", "preset", preset, PRESETS)
+        check_choice("ants-syn preset", preset, PRESETS)
         its = check_levels("ants-syn", "iterations", iterations)
         if its is not None and len(its) != len(PRESETS[preset]["shrink"]):
             raise BenchError(

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from benchmark.core.checks import check_bool, check_int
 from benchmark.core.errors import BenchError
 from benchmark.core.normalize import percentile_normalize
 from benchmark.core.pairs import RegistrationPair
@@ -29,9 +30,7 @@ from methods.base import RegistrationFailed
 
 __all__ = [
     "optional_module",
-    "check_choice",
     "check_levels",
-    "check_int",
     "check_tool_settings",
     "PreparedPair",
     "prepare_pair",
@@ -52,30 +51,13 @@ def optional_module(module: str, pip_name: str, extra: str) -> tuple[bool, str]:
     return True, ""
 
 
-def check_int(method: str, setting: str, value, *, minimum: int, allow_none: bool = True):
-    """``value`` as an int ``>= minimum`` (or None when allowed); BenchError otherwise."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise BenchError(f"{method} {setting} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def check_choice(method: str, setting: str, value: str, allowed) -> str:
-    """``value`` when it is one of ``allowed`` (the keys of a dict of presets, a tuple of
-    names); BenchError listing them otherwise."""
-    if value not in allowed:
-        raise BenchError(f"{method} {setting} must be one of {', '.join(allowed)}, got {value!r}")
-    return value
-
-
 def check_tool_settings(method: str, *, threads, use_mask, seed) -> dict:
     """The settings every adapter of a conventional tool takes, checked: ``threads`` (an int
     >= 1, or None for the tool's default), ``use_mask`` (bool) and ``seed`` (an int >= 0)."""
     return {
-        "threads": check_int(method, "threads", threads, minimum=1),
-        "use_mask": bool(use_mask),
-        "seed": check_int(method, "seed", seed, minimum=0, allow_none=False),
+        "threads": check_int(f"{method} threads", threads, minimum=1, allow_none=True),
+        "use_mask": check_bool(f"{method} use_mask", use_mask),
+        "seed": check_int(f"{method} seed", seed, minimum=0),
     }
 
 

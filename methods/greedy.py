@@ -16,12 +16,11 @@ import time
 
 import numpy as np
 
+from benchmark.core.checks import check_choice, check_int
 from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import (
     captured_output,
-    check_choice,
-    check_int,
     check_levels,
     check_tool_settings,
     optional_module,
@@ -74,8 +73,8 @@ def greedy_command(
     ``moving``, ``mask``; output ``warp``). With the image ``shape``, the coarsest levels that
     would leave fewer than :data:`MIN_VOXELS` voxels along an axis are dropped
     (:func:`usable_levels`)."""
-    cfg = PRESETS[check_choice("greedy", "preset", preset, PRESETS)]
-    metric = check_choice("greedy", "metric", metric, METRICS)
+    cfg = PRESETS[check_choice("greedy preset", preset, PRESETS)]
+    metric = check_choice("greedy metric", metric, METRICS)
     its = list(cfg["iterations"] if iterations is None else iterations)
     if shape is not None:
         its = its[-usable_levels(shape) :]
@@ -153,9 +152,9 @@ class Greedy(Method):
         seed: int = 0,
     ):
         super().__init__(
-            preset=check_choice("greedy", "preset", preset, PRESETS),
-            metric=check_choice("greedy", "metric", metric, METRICS),
-            ncc_radius=check_int("greedy", "ncc_radius", ncc_radius, minimum=1, allow_none=False),
+            preset=check_choice("greedy preset", preset, PRESETS),
+            metric=check_choice("greedy metric", metric, METRICS),
+            ncc_radius=check_int("greedy ncc_radius", ncc_radius, minimum=1),
             iterations=check_levels("greedy", "iterations", iterations),
             **check_tool_settings("greedy", threads=threads, use_mask=use_mask, seed=seed),
         )

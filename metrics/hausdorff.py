@@ -9,6 +9,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
 from metrics._common import (
     NAN,
@@ -172,10 +173,7 @@ def hausdorff_distance(
     >>> hausdorff_distance(square, wider, label=1, spacing=(1.0, 2.0)).hd  # one voxel of 2 mm
     MetricValue(value=2.0, status='ok', unit='mm')
     """
-    if percentile_mode not in PERCENTILE_MODES:
-        raise BenchError(
-            f"percentile_mode: expected one of {PERCENTILE_MODES}, got {percentile_mode!r}"
-        )
+    check_choice("percentile_mode", percentile_mode, PERCENTILE_MODES)
     if not 0.0 < float(percentile) <= 100.0:
         raise BenchError(f"percentile: expected a number in (0, 100], got {percentile!r}")
     a = as_mask(fixed, label=label, name="fixed")

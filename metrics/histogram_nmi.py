@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
 from benchmark.core.normalize import percentile_normalize
 from metrics._common import (
@@ -107,8 +108,7 @@ def histogram_nmi(
     >>> histogram_nmi(image, rng.random((16, 16))).value < 0.5
     True
     """
-    if definition not in NMI_DEFINITIONS:
-        raise BenchError(f"definition: expected one of {NMI_DEFINITIONS}, got {definition!r}")
+    check_choice("definition", definition, NMI_DEFINITIONS)
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise BenchError(f"bins: expected an integer >= 2, got {bins!r}")
     x = np.asarray(a)

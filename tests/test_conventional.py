@@ -151,11 +151,11 @@ def test_greedy_command_and_levels():
 @pytest.mark.parametrize(
     ("name", "kwargs", "message"),
     [
-        ("ants-syn", {"preset": "fast"}, "preset must be one of paper, quick"),
+        ("ants-syn", {"preset": "fast"}, "preset must be one of 'paper', 'quick'; got 'fast'"),
         ("ants-syn", {"iterations": [10, 5]}, "must have 4 levels for preset 'paper'"),
         ("ants-syn", {"iterations": [10, -1, 2, 1]}, "iterations must be a list of integers"),
         ("ants-syn", {"threads": 0}, "threads must be an integer >= 1"),
-        ("greedy", {"metric": "mi"}, "metric must be one of ncc, nmi"),
+        ("greedy", {"metric": "mi"}, "metric must be one of 'ncc', 'nmi'; got 'mi'"),
         ("greedy", {"ncc_radius": 0}, "ncc_radius must be an integer >= 1"),
         ("greedy", {"seed": -2}, "seed must be an integer >= 0"),
     ],

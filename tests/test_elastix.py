@@ -79,7 +79,7 @@ def test_quick_map_and_overrides():
     assert m["FinalGridSpacingInPhysicalUnits"] == ["5.0", "6.0"]
     assert m["RandomSeed"] == ["3"]
     assert m["FixedImageDimension"] == ["2"]
-    with pytest.raises(BenchError, match="preset must be one of paper, quick, got 'fast'"):
+    with pytest.raises(BenchError, match="preset must be one of 'paper', 'quick'; got 'fast'"):
         build_map("fast", shape=(4, 4), spacing=(1, 1))
     with pytest.raises(BenchError, match="grid_spacing must be 2 positive"):
         build_map("quick", shape=(4, 4), spacing=(1, 1), grid_spacing=(1, -1))
@@ -317,7 +317,7 @@ def test_parameter_file_is_validated_and_used(tmp_path):
 
 def test_settings_are_validated():
     for kwargs, message in [
-        ({"preset": "fast"}, "preset must be one of paper, quick"),
+        ({"preset": "fast"}, "preset must be one of 'paper', 'quick'; got 'fast'"),
         ({"threads": 0}, "threads must be an integer >= 1"),
         ({"iterations": 2.5}, "iterations must be an integer >= 1"),
         ({"grid_spacing": -3}, "grid_spacing must be positive"),

@@ -121,7 +121,7 @@ def test_gradient_module_and_reduction():
         (torch.zeros(1, 3, 5, 5), {}, r"\(1, 3, 5, 5\)"),
         (torch.zeros(1, 2, 2, 5), {}, "at least 3"),
         (torch.zeros(1, 2, 5, 5), {"spacing": (1.0, 0.0)}, "spacing"),
-        (torch.zeros(1, 2, 5, 5), {"reduction": "max"}, "reduction='max'"),
+        (torch.zeros(1, 2, 5, 5), {"reduction": "max"}, "reduction must be one of 'mean', 'sum', 'none'; got 'max'"),
     ],
 )
 def test_bad_inputs_raise(disp, kwargs, message):

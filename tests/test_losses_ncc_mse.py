@@ -126,7 +126,7 @@ def test_mse_matches_numpy_with_and_without_mask(seed):
         ({"window": (3, 3, 3)}, r"window=\(3, 3, 3\)"),
         ({"window": True}, "window=True"),
         ({"eps": 0.0}, "eps=0.0"),
-        ({"reduction": "avg"}, "reduction='avg'"),
+        ({"reduction": "avg"}, "reduction must be one of 'mean', 'sum', 'none'; got 'avg'"),
     ],
 )
 def test_ncc_bad_settings_raise(kwargs, message):

@@ -267,7 +267,7 @@ def test_entropy_terms_of_independent_uniform_table():
         ({"bins": 6.5}, "bins=6.5"),
         ({"sigma": 0.0}, "sigma=0.0"),
         ({"sigma": "wide"}, "sigma='wide'"),
-        ({"reduction": "max"}, "reduction='max'"),
+        ({"reduction": "max"}, "reduction must be one of 'mean', 'sum', 'none'; got 'max'"),
         ({"mask": torch.ones(3, 1, 5, 5)}, "cannot be broadcast"),
         ({"mask": -torch.ones(1, 1, 5, 5)}, "non-negative"),
     ],

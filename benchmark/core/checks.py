@@ -46,9 +46,12 @@ def check_choice(name: str, value: Any, allowed: Collection[Any]) -> Any:
     return value
 
 
-def _range(minimum: float | None, maximum: float | None, open_minimum: bool) -> str:
+def _range(
+    minimum: float | None, maximum: float | None, open_minimum: bool = False,
+    open_maximum: bool = False,
+) -> str:
     low = None if minimum is None else (">" if open_minimum else ">=") + f" {minimum}"
-    high = None if maximum is None else f"<= {maximum}"
+    high = None if maximum is None else ("<" if open_maximum else "<=") + f" {maximum}"
     return " and ".join(p for p in (low, high) if p)
 
 
@@ -62,15 +65,13 @@ def check_int(
 ) -> int | None:
     """``value`` as an ``int`` within ``[minimum, maximum]`` (either bound optional).
 
-    Booleans are refused (``true`` is not a count); a whole float (``1000.0``, as YAML and JSON
-    may give) is accepted as that integer. ``None`` passes through when ``allow_none``.
+    Booleans (``true`` is not a count) and floats (``2.0``: convert a whole float where the
+    source may give one, as YAML does) are refused. ``None`` passes through when ``allow_none``.
     """
     if value is None and allow_none:
         return None
     number = value
-    if isinstance(value, float) and value.is_integer():
-        number = int(value)
-    bounds = _range(minimum, maximum, False)
+    bounds = _range(minimum, maximum)
     if (
         isinstance(number, bool)
         or not isinstance(number, Integral)
@@ -91,16 +92,17 @@ def check_number(
     minimum: float | None = None,
     maximum: float | None = None,
     open_minimum: bool = False,
+    open_maximum: bool = False,
 ) -> float:
-    """``value`` as a finite ``float`` within the bounds (the lower one excluded with
-    ``open_minimum``); booleans and NaN are refused."""
+    """``value`` as a finite ``float`` within the bounds (each excluded with ``open_minimum`` /
+    ``open_maximum``); booleans and NaN are refused."""
     ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and minimum is not None:
         ok = value > minimum if open_minimum else value >= minimum
     if ok and maximum is not None:
-        ok = value <= maximum
+        ok = value < maximum if open_maximum else value <= maximum
     if not ok:
-        bounds = _range(minimum, maximum, open_minimum)
+        bounds = _range(minimum, maximum, open_minimum, open_maximum)
         raise BenchError(f"{name} must be a finite number{' ' + bounds if bounds else ''}; "
                          f"got {value!r}")
     return float(value)

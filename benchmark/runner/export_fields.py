@@ -16,6 +16,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
 from benchmark.core.images import read_displacement
 from benchmark.core.layout import RESULT_FILE, RunLayout
@@ -60,10 +61,8 @@ def export_fields(
     """
     from benchmark.core.learn2reg import L2R_DTYPES, l2r_name, write_l2r_field
 
-    if fmt not in FORMATS:
-        raise BenchError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
-    if dtype not in L2R_DTYPES:
-        raise BenchError(f"--dtype must be one of {', '.join(L2R_DTYPES)}, got {dtype!r}")
+    check_choice("--format", fmt, FORMATS)
+    check_choice("--dtype", dtype, L2R_DTYPES)
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
     for path in (layout.run_json, layout.pairs_csv):

@@ -18,6 +18,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
 from benchmark.stats.multitest import holm
 from benchmark.stats.results import check_results, mean_over_seeds, ordered
@@ -254,8 +255,7 @@ def compare_methods(
     """
     from scipy import stats
 
-    if zero_method not in ZERO_METHODS:
-        raise BenchError(f"zero_method={zero_method!r}; expected one of {', '.join(ZERO_METHODS)}")
+    check_choice("zero_method", zero_method, ZERO_METHODS)
     results = check_results(results)
     key = ["method", "case", "pair", "structure", "metric"]
     dup = results.duplicated(key, keep=False)

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmark.core.checks import check_choice, check_int, check_number
 from benchmark.core.errors import BenchError
 from benchmark.core.numbers import format_p, json_value
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
@@ -289,8 +290,7 @@ def friedman_posthoc(
     import scikit_posthocs as sp
     from scipy import stats
 
-    if posthoc not in POSTHOC:
-        raise BenchError(f"posthoc={posthoc!r}; expected one of {', '.join(POSTHOC)}")
+    check_choice("posthoc", posthoc, POSTHOC)
     n, k = matrix.shape
     oriented = -matrix if higher_is_better else matrix
     mean_ranks = pd.Series(
@@ -358,12 +358,9 @@ def _check_options(methods: list[str], *, alpha: float, n_boot: int, posthoc: st
     unknown ``posthoc``."""
     if len(methods) < 2:
         raise BenchError(f"ranking needs at least two methods, got {methods}")
-    if not 0 < alpha < 1:
-        raise BenchError(f"alpha={alpha}; expected a number in (0, 1)")
-    if n_boot < 0:
-        raise BenchError(f"n_boot={n_boot}; expected an integer >= 0")
-    if posthoc not in POSTHOC:
-        raise BenchError(f"posthoc={posthoc!r}; expected one of {', '.join(POSTHOC)}")
+    check_number("alpha", alpha, minimum=0, maximum=1, open_minimum=True, open_maximum=True)
+    check_int("n_boot", n_boot, minimum=0)
+    check_choice("posthoc", posthoc, POSTHOC)
 
 
 def _complete_matrices(

@@ -14,12 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmark.core.checks import check_choice, check_int
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 from methods.conventional import (
-    check_choice,
-    check_int,
     check_tool_settings,
     error_reason,
     prepare_pair,
@@ -135,7 +134,7 @@ class Elastix(Method):
         use_mask: bool = True,
         seed: int = 0,
     ):
-        check_choice("elastix", "preset", preset, PRESETS)
+        check_choice("elastix preset", preset, PRESETS)
         files: list[str] | None = None
         if parameter_file is not None:
             files = (
@@ -161,7 +160,7 @@ class Elastix(Method):
             preset=preset,
             parameter_file=files,
             grid_spacing=grid_spacing,
-            iterations=check_int("elastix", "iterations", iterations, minimum=1),
+            iterations=check_int("elastix iterations", iterations, minimum=1, allow_none=True),
             **check_tool_settings("elastix", threads=threads, use_mask=use_mask, seed=seed),
         )
         if files is not None:

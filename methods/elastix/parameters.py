@@ -45,8 +45,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
-from methods.conventional import check_choice
 
 __all__ = ["PRESETS", "ANISOTROPY_RATIO", "auto_grid_spacing", "sample_region_size", "build_map"]
 
@@ -132,7 +132,7 @@ def build_map(
     dict of str to list of str
         A map ready for ``itk.ParameterObject.AddParameterMap``.
     """
-    check_choice("elastix", "preset", preset, PRESETS)
+    check_choice("elastix preset", preset, PRESETS)
     ndim = len(shape)
     if ndim not in (2, 3) or len(spacing) != ndim:
         raise BenchError(

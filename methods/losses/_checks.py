@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
 
 #: Reductions accepted by every loss.
@@ -11,13 +12,8 @@ REDUCTIONS = ("mean", "sum", "none")
 
 
 def check_reduction(reduction: object) -> str:
-    """Return ``reduction`` if it is one of :data:`REDUCTIONS`, else raise a BenchError."""
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise BenchError(
-            f"reduction={reduction!r} is not supported; expected one of "
-            f"{', '.join(map(repr, REDUCTIONS))}"
-        )
-    return reduction
+    """``reduction`` when it is one of :data:`REDUCTIONS` (:func:`benchmark.core.checks.check_choice`)."""
+    return check_choice("reduction", reduction, REDUCTIONS)
 
 
 def reduce(values: torch.Tensor, reduction: str) -> torch.Tensor:

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import skip_init
 
+from benchmark.core.checks import check_int
 from benchmark.core.errors import BenchError
 
 #: Negative slope of the LeakyReLU activations of both networks (VoxelMorph's 0.2).
@@ -33,20 +34,6 @@ def check_ndim(ndim: object) -> int:
     return int(ndim)
 
 
-def check_positive_int(value: object, *, name: str) -> int:
-    """Return ``value`` as int; raise BenchError unless it is an integer >= 1 (bool rejected)."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or int(value) < 1:
-        raise BenchError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def check_choice(value: object, *, name: str, allowed: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``allowed``; raise BenchError listing them otherwise."""
-    if not isinstance(value, str) or value not in allowed:
-        raise BenchError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}")
-    return value
-
-
 def axis_tuple(value: object, ndim: int, *, name: str) -> tuple[int, ...]:
     """Per-axis positive integers from an int (same for every axis) or a length-``ndim`` sequence.
 
@@ -55,7 +42,7 @@ def axis_tuple(value: object, ndim: int, *, name: str) -> tuple[int, ...]:
     """
     value = _as_python(value)
     if isinstance(value, Integral) and not isinstance(value, bool):
-        return (check_positive_int(value, name=name),) * ndim
+        return (check_int(name, value, minimum=1),) * ndim
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise BenchError(
             f"{name} must be a positive integer or a sequence of {ndim} positive integers, "
@@ -63,7 +50,7 @@ def axis_tuple(value: object, ndim: int, *, name: str) -> tuple[int, ...]:
         )
     if len(value) != ndim:
         raise BenchError(f"{name} must have {ndim} entries (one per axis), got {value!r}")
-    return tuple(check_positive_int(v, name=f"{name}[{a}]") for a, v in enumerate(value))
+    return tuple(check_int(f"{name}[{a}]", v, minimum=1) for a, v in enumerate(value))
 
 
 def level_factors(factors: object, ndim: int, levels: int) -> tuple[tuple[int, ...], ...]:
@@ -114,7 +101,7 @@ def check_widths(value: object, *, name: str, min_len: int = 1) -> tuple[int, ..
         raise BenchError(f"{name} must be a sequence of positive integers, got {value!r}")
     if len(value) < min_len:
         raise BenchError(f"{name} needs at least {min_len} entries, got {value!r}")
-    return tuple(check_positive_int(v, name=f"{name}[{i}]") for i, v in enumerate(value))
+    return tuple(check_int(f"{name}[{i}]", v, minimum=1) for i, v in enumerate(value))
 
 
 def check_pair(fixed: Tensor, moving: Tensor, *, ndim: int, in_channels: int) -> None:

@@ -38,15 +38,14 @@ from numbers import Integral
 import torch
 from torch import Tensor, nn
 
+from benchmark.core.checks import check_choice, check_int
 from benchmark.core.errors import BenchError
 from methods.networks.blocks import (
     LEAKY_SLOPE,
     PAD_MODES,
     axis_tuple,
-    check_choice,
     check_ndim,
     check_pair,
-    check_positive_int,
     check_widths,
     conv,
     init_head,
@@ -158,7 +157,7 @@ class PoolNet(nn.Module):
         self.pools = pooling_counts(self.grid_spacing)
         stages = max(self.pools)
         if isinstance(features, Integral) and not isinstance(features, bool):
-            widths = (check_positive_int(features, name="features"),) * max(5, stages)
+            widths = (check_int("features", features, minimum=1),) * max(5, stages)
         else:
             widths = check_widths(features, name="features")
             if len(widths) < stages:
@@ -167,21 +166,21 @@ class PoolNet(nn.Module):
                     f"{self.grid_spacing} (one convolution per pooling stage), got {features!r}"
                 )
         if isinstance(dense_features, Integral) and not isinstance(dense_features, bool):
-            dense = (check_positive_int(dense_features, name="dense_features"),) * 2
+            dense = (check_int("dense_features", dense_features, minimum=1),) * 2
         elif isinstance(dense_features, Sequence) and len(dense_features) == 0:
             dense = ()
         else:
             dense = check_widths(dense_features, name="dense_features")
         self.features = widths
         self.dense_features = dense
-        self.in_channels = check_positive_int(in_channels, name="in_channels")
+        self.in_channels = check_int("in_channels", in_channels, minimum=1)
         if self.in_channels < 2:
             raise BenchError(f"in_channels must be >= 2 (fixed and moving), got {in_channels!r}")
         if not isinstance(batch_norm, bool):
             raise BenchError(f"batch_norm must be True or False, got {batch_norm!r}")
         self.batch_norm = batch_norm
-        self.activation = check_choice(activation, name="activation", allowed=ACTIVATIONS)
-        self.pad_mode = check_choice(pad_mode, name="pad_mode", allowed=PAD_MODES)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.pad_mode = check_choice("pad_mode", pad_mode, PAD_MODES)
         #: Total pooling factor per axis: inputs are padded to a multiple of this.
         self.multiple = tuple(2**k for k in self.pools)
 

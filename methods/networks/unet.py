@@ -31,14 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from benchmark.core.checks import check_choice, check_int
 from benchmark.core.errors import BenchError
 from methods.networks.blocks import (
     LEAKY_SLOPE,
     PAD_MODES,
-    check_choice,
     check_ndim,
     check_pair,
-    check_positive_int,
     check_widths,
     conv,
     crop,
@@ -134,10 +133,10 @@ class UNet(nn.Module):
         decoder = check_widths(features[1], name="features[1] (decoder)", min_len=len(encoder))
         self.factors = level_factors(factors, self.ndim, len(encoder))
         self.features = (encoder, decoder)
-        self.in_channels = check_positive_int(in_channels, name="in_channels")
+        self.in_channels = check_int("in_channels", in_channels, minimum=1)
         if self.in_channels < 2:
             raise BenchError(f"in_channels must be >= 2 (fixed and moving), got {in_channels!r}")
-        self.pad_mode = check_choice(pad_mode, name="pad_mode", allowed=PAD_MODES)
+        self.pad_mode = check_choice("pad_mode", pad_mode, PAD_MODES)
         if (
             isinstance(output_level, bool)
             or not isinstance(output_level, int)

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmark.core.checks import check_bool, check_choice, check_int, check_number
 from benchmark.core.errors import BenchError
 
 NETWORKS = ("unet", "poolnet")
@@ -76,20 +77,10 @@ class TrainingConfig:
     def __post_init__(self):
         for name in ("unet_features", "poolnet_features", *_TUPLE_FIELDS):
             object.__setattr__(self, name, _freeze(getattr(self, name)))
-        if self.network not in NETWORKS:
-            raise BenchError(f"network must be one of {NETWORKS}, got {self.network!r}")
-        if self.similarity not in SIMILARITIES:
-            raise BenchError(f"similarity must be one of {SIMILARITIES}, got {self.similarity!r}")
-        for name in _POSITIVE_INTEGERS:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise BenchError(f"{name} must be a positive integer, got {value!r}")
-        if isinstance(self.instance_steps, bool) or not isinstance(self.instance_steps, int) or (
-            self.instance_steps < 0
-        ):
-            raise BenchError(
-                f"instance_steps must be a whole number >= 0, got {self.instance_steps!r}"
-            )
+        check_choice("network", self.network, NETWORKS)
+        check_choice("similarity", self.similarity, SIMILARITIES)
+        for name, minimum in (*((n, 1) for n in _POSITIVE_INTEGERS), ("instance_steps", 0)):
+            check_int(name, getattr(self, name), minimum=minimum)
         spatial = {name: getattr(self, name) for name in GEOMETRY_SETTINGS}
         for name, value in spatial.items():
             if value is not None and (
@@ -107,11 +98,8 @@ class TrainingConfig:
                 f"same data; got {', '.join(f'{n} {spatial[n]}' for n in lengths)}"
             )
         for name in ("foreground_fraction", "validation_fraction", "ema_span"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-                raise BenchError(f"{name} must be a number in [0, 1], got {value!r}")
-        if not isinstance(self.augment, bool):
-            raise BenchError(f"augment must be true or false, got {self.augment!r}")
+            check_number(name, getattr(self, name), minimum=0, maximum=1)
+        check_bool("augment", self.augment)
         if not (self.learning_rate > 0 and self.nmi_sigma > 0 and self.bending_weight >= 0):
             raise BenchError(
                 "learning_rate and nmi_sigma must be > 0 and bending_weight >= 0, got "
@@ -213,8 +201,7 @@ def make_config(
     overrides: dict[str, Any] | None = None,
 ) -> TrainingConfig:
     """Merge defaults, the built-in preset, the manifest's preset and overrides into a config."""
-    if preset not in PRESETS:
-        raise BenchError(f"preset must be one of {tuple(PRESETS)}, got {preset!r}")
+    check_choice("preset", preset, PRESETS)
     values: dict[str, Any] = dict(PRESETS[preset])
     for layer in ((manifest_presets or {}).get(preset, {}) or {}, overrides or {}):
         layer = dict(layer)
@@ -232,12 +219,12 @@ def make_config(
             f"unknown training setting(s) {unknown} in preset {preset!r}; known: "
             f"{', '.join(sorted(_FIELDS))}"
         )
-    for key in _TUPLE_FIELDS:  # a scalar where a per-axis tuple is expected: one axis
-        if key in values and values[key] is not None and not isinstance(values[key], (list, tuple)):
-            values[key] = (values[key],)
     for key in (*_POSITIVE_INTEGERS, "instance_steps"):  # YAML may give 1000.0
         if key in values and isinstance(values[key], float) and values[key].is_integer():
             values[key] = int(values[key])
+    for key in _TUPLE_FIELDS:  # a scalar where a per-axis tuple is expected: one axis
+        if key in values and values[key] is not None and not isinstance(values[key], (list, tuple)):
+            values[key] = (values[key],)
     return TrainingConfig(**values)
 
 

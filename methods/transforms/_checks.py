@@ -12,15 +12,6 @@ from benchmark.core.errors import BenchError
 SUPPORTED_NDIM = (2, 3)
 
 
-def check_option(name: str, value: object, allowed: Sequence[str]) -> str:
-    """Return ``value`` if it is one of ``allowed``, else raise a BenchError listing them."""
-    if not isinstance(value, str) or value not in allowed:
-        raise BenchError(
-            f"{name}={value!r} is not supported; expected one of {', '.join(map(repr, allowed))}"
-        )
-    return value
-
-
 def check_tensor(name: str, value: object, *, floating: bool = True) -> torch.Tensor:
     """Raise unless ``value`` is a torch tensor (a floating one when ``floating``)."""
     if not isinstance(value, torch.Tensor):

@@ -31,8 +31,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
-from methods.transforms._checks import check_option, check_tensor, spatial_ndim
+from methods.transforms._checks import check_tensor, spatial_ndim
 
 __all__ = [
     "bspline_prefilter",
@@ -235,7 +236,7 @@ def bspline_sample(
     """
     check_tensor("coeffs", coeffs)
     check_tensor("positions", positions)
-    check_option("padding", padding, ("border", "zeros"))
+    check_choice("padding", padding, ("border", "zeros"))
     ndim = spatial_ndim("coeffs", coeffs)
     if positions.dim() - 2 != ndim or positions.shape[1] != ndim:
         raise BenchError(

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
-from methods.transforms._checks import check_option, check_spacing, check_tensor, spatial_ndim
+from methods.transforms._checks import check_spacing, check_tensor, spatial_ndim
 from methods.transforms.bspline import bspline_prefilter, bspline_sample
 
 __all__ = [
@@ -147,8 +148,8 @@ def warp(
     [1.0, 2.0, 3.0, 3.0]
     """
     ndim = _check_pair(image, disp)
-    check_option("mode", mode, MODES)
-    check_option("padding", padding, PADDINGS)
+    check_choice("mode", mode, MODES)
+    check_choice("padding", padding, PADDINGS)
     dtype = torch.promote_types(image.dtype, disp.dtype)
     image = image.to(dtype)
     disp = disp.to(dtype)
@@ -195,8 +196,8 @@ class Warp(nn.Module):
     ) -> None:
         super().__init__()
         self.spacing = None if spacing is None else tuple(float(s) for s in spacing)
-        self.mode = check_option("mode", mode, MODES)
-        self.padding = check_option("padding", padding, PADDINGS)
+        self.mode = check_choice("mode", mode, MODES)
+        self.padding = check_choice("padding", padding, PADDINGS)
 
     def forward(self, image: torch.Tensor, disp: torch.Tensor) -> torch.Tensor:
         return warp(image, disp, spacing=self.spacing, mode=self.mode, padding=self.padding)
@@ -257,11 +258,11 @@ def warp_array(
         )
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
         raise BenchError(f"array must have a numeric dtype, got {array.dtype}")
-    check_option("mode", mode, MODES)
+    check_choice("mode", mode, MODES)
     is_label = array.dtype == np.bool_ or np.issubdtype(array.dtype, np.integer)
     if padding is None:
         padding = "zeros" if is_label else "border"
-    check_option("padding", padding, PADDINGS)
+    check_choice("padding", padding, PADDINGS)
     image_t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float64))[None, None]
     disp_t = torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float64))[None]
     with torch.no_grad():
