@@ -113,6 +113,96 @@ def test_imports_point_down_the_layers():
     assert not offences, "upward imports:\n" + "\n".join(offences)
 
 
+def _project_module(target: str, modules: set[str]) -> str | None:
+    """The project module an imported name lies in (``a.b.c`` of ``from a.b import c`` is
+    ``a.b`` unless ``a.b.c`` is a module itself), or None outside the project."""
+    parts = target.split(".")
+    for end in range(len(parts), 0, -1):
+        candidate = ".".join(parts[:end])
+        if candidate in modules:
+            return candidate
+    return None
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the project modules it imports (module level and inside functions). An import
+    of a module's own parent package is left out: importing a module imports its packages
+    first, whatever they re-export."""
+    sources = {module_name(p): read(p) for p in project_files()}
+    modules = set(sources)
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, (source, _, is_package) in sources.items():
+        for _, target in imported_modules(source, module, is_package=is_package):
+            found = _project_module(target, modules)
+            if found and found != module and not module.startswith(found + "."):
+                graph[module].add(found)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return cycles
+
+
+def test_no_import_cycles():
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in cycles)
+
+
+def test_the_cycle_check_finds_a_cycle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert import_cycles(graph) == [["a", "b", "c"]]
+    assert import_cycles({"a": {"b"}, "b": set()}) == []
+
+
+#: What the harness (``benchmark``, ``reports``) may import of ``methods``: the plug-in interface,
+#: the registry, and the transforms that warp images and labels for scoring.
+HARNESS_MAY_IMPORT = ("methods.base", "methods.registry", "methods.transforms")
+
+
+def test_the_harness_speaks_only_the_method_interface():
+    graph = import_graph()
+    offences = [
+        f"{module} imports {target}"
+        for module, targets in sorted(graph.items())
+        if module.split(".")[0] in ("benchmark", "reports")
+        for target in sorted(targets)
+        if (target == "methods" or target.startswith("methods."))
+        and not any(target == m or target.startswith(m + ".") for m in HARNESS_MAY_IMPORT)
+    ]
+    assert not offences, "the harness reaches into method internals:\n" + "\n".join(offences)
+
+
 def test_core_imports_only_the_core():
     core = [p for p in project_files() if module_name(p).startswith("benchmark.core")]
     assert len(core) >= 8
