@@ -118,7 +118,7 @@ class Greedy(Method):
         ``ncc_radius``; default, Greedy's recommended deformable metric) or its normalised mutual
         information (``-m NMI``, the paper's similarity). On two demo-dce pairs NCC lowered the
         mean displacement error from 1.86 mm (identity) to 1.24 mm, NMI only to 1.81 mm (one
-        pair got worse; ``benchmarks/README.md``).
+        pair got worse; ``perf/README.md``).
     ncc_radius : int
         NCC patch radius in voxels (every axis).
     iterations : list of int, optional

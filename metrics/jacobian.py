@@ -79,7 +79,7 @@ def _determinant(disp: np.ndarray, spacing: Sequence[float], *, slab: int = 16) 
 
     The volume is processed in slabs of ``slab`` planes along axis 0 (plus one plane of halo on
     each side, so every difference is the one of the whole volume) to keep the working set in the
-    CPU caches: together 6-10x faster than ``np.gradient`` + ``np.linalg.det`` (benchmarks/).
+    CPU caches: together 6-10x faster than ``np.gradient`` + ``np.linalg.det`` (perf/).
     """
     n0 = disp.shape[1]
     out = np.empty(disp.shape[1:], dtype=np.float64)

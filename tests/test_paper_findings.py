@@ -100,7 +100,7 @@ def test_demo_dce_nmi_beats_identity_and_ncc(dce):
 @pytest.mark.xfail(
     strict=True,
     reason="not reached in the quick budget (issue 10): U-Net-NMI 2.57 mm against elastix's "
-    "0.55 mm in the breast (benchmarks/README.md)",
+    "0.55 mm in the breast (perf/README.md)",
 )
 def test_demo_dce_unet_nmi_nears_elastix(dce):
     _, frame = dce

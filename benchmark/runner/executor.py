@@ -33,7 +33,7 @@ PRE_SPAWN_ENVIRON = "distributed.nanny.pre-spawn-environ"
 #: glibc's adaptive mmap threshold, so every large tensor torch frees goes back to the kernel and
 #: is faulted in again at the next step. Measured on a 2-core machine, demo-acdc quick trainings
 #: in two workers: half the CPU time in the kernel and steps about 1.8x slower than with glibc's
-#: defaults (benchmarks/README.md).
+#: defaults (perf/README.md).
 NOT_FOR_WORKERS = ("MALLOC_TRIM_THRESHOLD_",)
 
 

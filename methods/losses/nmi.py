@@ -45,7 +45,7 @@ passes and gathers); with two or more threads each pass is a
 parallel region that waits for its slowest thread, and when another process holds a core that
 thread is often descheduled: measured on 2 cores with a CPU-burning process beside it, the loss
 took 1.7x (8x1x64^3) and 17x (1x1x128x128x16) longer with 2 threads than with 1
-(``benchmarks/README.md``, "NMI loss on a busy machine").
+(``perf/README.md``, "NMI loss on a busy machine").
 ``torch.set_num_threads`` is process-wide: torch work running in another Python thread of the
 same process at that moment also runs with one thread (the harness runs torch in one Python
 thread per process).

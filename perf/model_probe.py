@@ -2,7 +2,7 @@
 
 Run from the repository root (not a test)::
 
-    python benchmarks/model_probe.py --model runs/demo-dce/models/unet-nmi/fold0 \
+    python perf/model_probe.py --model runs/demo-dce/models/unet-nmi/fold0 \
         --dataset demo-dce [--pairs 4] [--shift 2]
 
 For each of the first ``--pairs`` evaluated pairs of the dataset, the network of ``model.pt`` is
@@ -20,7 +20,7 @@ the pair's foreground (where ``bench run`` scores ``disp_error_mm``:
   ``(f, f)`` answer. A network that registers answers ``--shift``.
 
 These are the measurements behind "demo-dce: what keeps U-Net-NMI from elastix's accuracy" in
-benchmarks/README.md.
+perf/README.md.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Run from the repository root::
 
-    OMP_NUM_THREADS=1 python benchmarks/nmi_loss.py [--device cpu|cuda] [--threads 1] [--repeats 3]
+    OMP_NUM_THREADS=1 python perf/nmi_loss.py [--device cpu|cuda] [--threads 1] [--repeats 3]
         [--variants fast fast-mt dense monai] [--busy] [--bins 64] [--sigma 3e-3]
 
 Times forward + backward (with respect to both images) and measures the peak memory of
@@ -29,7 +29,7 @@ Times are the median of ``--repeats`` timed calls after one warm-up call (one ti
 takes more than 20 s). A variant whose estimated memory exceeds ``--max-gb`` prints
 ``skipped (memory)``.
 
-``--busy`` keeps one core busy with a spinning process (:func:`benchmarks.busy.busy_core`) during
+``--busy`` keeps one core busy with a spinning process (:func:`perf.busy.busy_core`) during
 all measurements: the condition of a shared machine, reproducibly (use it with ``--threads 2``).
 ``fast`` runs first and again last (``fast (again)``), so that a change of the load shows.
 The last column is the 1-minute load average before and after each variant: other jobs on the
@@ -61,7 +61,7 @@ VARIANTS = ("fast", "fast-mt", "dense", "monai")
 #: The paper's settings (the defaults of ``--bins`` and ``--sigma``).
 BINS = 64
 SIGMA = 3e-3
-log = logging.getLogger("benchmarks.nmi_loss")
+log = logging.getLogger("perf.nmi_loss")
 
 
 def _estimate_bytes(variant: str, shape: tuple[int, ...], bins: int) -> float:

@@ -9,8 +9,8 @@
 
 Not a test: run it by hand, single-threaded workers::
 
-    OMP_NUM_THREADS=1 python benchmarks/run_scaling.py
-    OMP_NUM_THREADS=1 python benchmarks/run_scaling.py --trainings 8 --iterations 40 --workers 1,2,4
+    OMP_NUM_THREADS=1 python perf/run_scaling.py
+    OMP_NUM_THREADS=1 python perf/run_scaling.py --trainings 8 --iterations 40 --workers 1,2,4
 
 Speed-ups above the number of free cores are impossible: on a 2-core machine 4 workers share 2
 cores.

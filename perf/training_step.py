@@ -2,7 +2,7 @@
 
 Run from the repository root (not a test)::
 
-    python benchmarks/training_step.py [--datasets demo-dce demo-acdc] [--presets quick paper]
+    python perf/training_step.py [--datasets demo-dce demo-acdc] [--presets quick paper]
         [--threads 2] [--repeats 3] [--paper-repeats 1] [--busy] [--markdown PATH]
 
 For every dataset manifest and preset, the training configuration is the one ``bench train`` uses
@@ -18,7 +18,7 @@ configuration run side by side in one subprocess per (dataset, preset), each wit
 - ``monai``: the same loop with ``monai.losses.GlobalMutualInformationLoss(kernel_type="gaussian",
   num_bins=bins, sigma_ratio=sigma * (bins - 1))`` in the place of ``nmi_loss`` (MONAI's bin
   centres are ``linspace(0, 1, bins)`` and its ``sigma = sigma_ratio / (bins - 1)``, so the kernel
-  width is the same; ``benchmarks/nmi_loss.py`` matches it the same way). It is put in place by
+  width is the same; ``perf/nmi_loss.py`` matches it the same way). It is put in place by
   replacing ``methods.losses.nmi_loss`` while ``loss_terms`` runs; the worker checks that
   ``loss_terms`` really called it.
 
@@ -74,7 +74,7 @@ PARTS = (
 )
 #: Pairs of synthetic training volumes the sampler draws from.
 N_VOLUMES = 4
-log = logging.getLogger("benchmarks.training_step")
+log = logging.getLogger("perf.training_step")
 
 
 def _volumes(patch_size: tuple[int, ...], percentiles: tuple[float, float], seed: int):
@@ -184,7 +184,7 @@ class _Loop:
         if self.calls != before + 1:
             raise RuntimeError(
                 "loss_terms did not call the replaced methods.losses.nmi_loss: the benchmark "
-                "no longer measures the trainer's loop; update benchmarks/training_step.py"
+                "no longer measures the trainer's loop; update perf/training_step.py"
             )
         return total
 
@@ -238,7 +238,7 @@ class _Loop:
         if not np.isclose(total, reference, rtol=1e-4, atol=1e-6):
             raise RuntimeError(
                 f"{self.variant}: the split step's loss {total:.7g} differs from loss_terms's "
-                f"{reference:.7g}: update the split in benchmarks/training_step.py to match "
+                f"{reference:.7g}: update the split in perf/training_step.py to match "
                 "methods.training.trainer"
             )
 

@@ -6,8 +6,8 @@ Every (variant, volume) runs in its own subprocess, so that its peak resident me
 ``RegistrationResult.runtime_s`` (the registration itself, no I/O or model loading). Prints a table
 of times, ratios to elastix's paper map, and peak memory. Not a test: run it by hand::
 
-    python benchmarks/inference.py                       # all variants, both volumes
-    python benchmarks/inference.py --variants elastix-quick --volumes demo-acdc --threads 2
+    python perf/inference.py                       # all variants, both volumes
+    python perf/inference.py --variants elastix-quick --volumes demo-acdc --threads 2
 
 Network inference (U-Net, PoolNet) is timed through the same method interface: a variant is any
 registered method name plus settings (see :data:`VARIANTS`); a learning method gets an untrained

@@ -2,7 +2,7 @@
 
 Run from the repository root, single-threaded for comparable numbers::
 
-    OMP_NUM_THREADS=1 python benchmarks/metrics.py [--repeats 5] [--seed 0]
+    OMP_NUM_THREADS=1 python perf/metrics.py [--repeats 5] [--seed 0]
 
 Prints a Markdown table (date, CPU, times as best of ``--repeats``, ratios, value agreement):
 
@@ -38,7 +38,7 @@ SHAPE = (128, 128, 64)
 SPACING = (1.25, 1.25, 2.5)
 AMPLITUDE_MM = 10.0
 
-log = logging.getLogger("benchmarks.metrics")
+log = logging.getLogger("perf.metrics")
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic masks/field")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    # This script is named like the package it measures: run as ``python benchmarks/metrics.py``,
+    # This script is named like the package it measures: run as ``python perf/metrics.py``,
     # its own folder comes first on sys.path and ``import metrics`` would import this file.
     here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != here]

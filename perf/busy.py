@@ -1,6 +1,6 @@
 """Machine helpers of the benchmark scripts: a CPU-burning process (``--busy``), load, CPU name.
 
-``--busy`` of ``benchmarks/nmi_loss.py`` and ``benchmarks/training_step.py`` keeps one core busy so
+``--busy`` of ``perf/nmi_loss.py`` and ``perf/training_step.py`` keeps one core busy so
 that the condition of a shared machine is reproducible; the load average printed beside each
 measurement shows how busy the machine was besides.
 """
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-log = logging.getLogger("benchmarks.busy")
+log = logging.getLogger("perf.busy")
 
 
 def cpu_name() -> str:

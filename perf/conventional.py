@@ -4,7 +4,7 @@ single-threaded, measured in the same run on the same pairs.
 
 Not a test: run it by hand (the demo is generated on first use)::
 
-    OMP_NUM_THREADS=1 python benchmarks/conventional.py [--pairs 2] [--preset quick] [--root DIR]
+    OMP_NUM_THREADS=1 python perf/conventional.py [--pairs 2] [--preset quick] [--root DIR]
 
 The time is ``RegistrationResult.runtime_s`` (the registration itself plus the dense field; no
 file I/O); the error is the mean Euclidean distance to the demo's ground-truth field over the

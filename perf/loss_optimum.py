@@ -2,7 +2,7 @@
 
 Run from the repository root (not a test)::
 
-    python benchmarks/loss_optimum.py --dataset demo-dce [--similarity nmi] [--weights 0.05 1 5]
+    python perf/loss_optimum.py --dataset demo-dce [--similarity nmi] [--weights 0.05 1 5]
         [--pairs 2] [--iterations 300] [--level 1] [--preset quick] [--markdown PATH]
 
 A network trained on a loss can at best reach that loss's optimum. This script finds the optimum

@@ -2,7 +2,7 @@
 
 Run from the repository root (not a test)::
 
-    python benchmarks/instance_steps.py --model runs/demo-dce/models/poolnet-nmi/fold0 \
+    python perf/instance_steps.py --model runs/demo-dce/models/poolnet-nmi/fold0 \
         --dataset demo-dce [--pairs 3] [--steps 10 20 40 80]
 
 For each of the first ``--pairs`` evaluated pairs (ground truth needed), the network of
@@ -14,7 +14,7 @@ as ``bench run`` scores ``disp_error_mm``) per pair and its mean. Each step coun
 of its own from the same start; on the CPU it equals a longer fine-tuning stopped there.
 
 These are the measurements behind "demo-dce with instance-specific optimisation" in
-benchmarks/README.md.
+perf/README.md.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ def errors(model_dir: Path, dataset: str, *, root: Path | None, pairs: int, step
 
     from benchmark.core.errors import BenchError
     from benchmark.data.manifest import load_manifest
-    from methods.training.instance import fine_tune
     from methods.training.inputs import pair_inputs
+    from methods.training.instance import fine_tune
     from methods.training.trainer import build_model, load_model
 
     trained, config = load_model(model_dir / "model.pt", device="cpu")
