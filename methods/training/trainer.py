@@ -22,7 +22,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -300,9 +300,11 @@ def train(
         )
         _write_training_log(workdir / TRAINING_LOG, state.history)
 
-    _optimise(
-        config, model, optimizer, average, sampler, validator, state, dev, save_checkpoint, progress
+    loop = _Loop(
+        config=config, model=model, optimizer=optimizer, average=average, sampler=sampler,
+        validator=validator, device=dev, save_checkpoint=save_checkpoint, progress=progress,
     )
+    _optimise(loop, state)
     return _finish(workdir, config, record, model, validator, state)
 
 
@@ -325,7 +327,15 @@ def _with_data_geometry(
     return config, data
 
 
-def _restore(path: Path, record: TrainingRecord, model, optimizer, average, rng, dev) -> _State:
+def _restore(
+    path: Path,
+    record: TrainingRecord,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    average: WeightAverage | None,
+    rng: np.random.Generator,
+    dev: torch.device,
+) -> _State:
     saved = torch.load(path, map_location=dev, weights_only=False)
     why = record.mismatch(saved["record"])
     if why:
@@ -361,14 +371,30 @@ def _sampler(
     )
 
 
-def _optimise(
-    config, model, optimizer, average, sampler, validator, state, dev, save_checkpoint, progress
-):
+@dataclass(frozen=True)
+class _Loop:
+    """What the training loop works with (:func:`_optimise`); its progress is the
+    :class:`_State`."""
+
+    config: TrainingConfig
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    average: WeightAverage | None
+    sampler: Any  # methods.training.patches.PatchSampler
+    validator: Any  # methods.training.validation.Validator
+    device: torch.device
+    save_checkpoint: Callable[[], None]
+    progress: bool
+
+
+def _optimise(loop: _Loop, state: _State) -> None:
     """The training loop from ``state.iteration`` to ``config.iterations``.
 
     With a :class:`WeightAverage` the average, not the live network, is validated and kept.
     """
     from tqdm.auto import tqdm
+
+    config, model, optimizer, average = loop.config, loop.model, loop.optimizer, loop.average
 
     checks = validation_iterations(config)
     model.train()
@@ -376,15 +402,15 @@ def _optimise(
         total=config.iterations,
         initial=state.iteration,
         desc=f"train {config.network}-{config.similarity}",
-        disable=not progress,
+        disable=not loop.progress,
         unit="it",
         leave=False,
     )
     t0 = time.perf_counter() - (state.history[-1][4] if state.history else 0.0)
     for iteration in range(state.iteration + 1, config.iterations + 1):
-        fixed_np, moving_np = sampler.sample(config.batch_size)
-        fixed = torch.from_numpy(fixed_np).to(dev)
-        moving = torch.from_numpy(moving_np).to(dev)
+        fixed_np, moving_np = loop.sampler.sample(config.batch_size)
+        fixed = torch.from_numpy(fixed_np).to(loop.device)
+        moving = torch.from_numpy(moving_np).to(loop.device)
         optimizer.zero_grad(set_to_none=True)
         total, sim, bend = loss_terms(config, model, fixed, moving)
         if not torch.isfinite(total):
@@ -400,7 +426,7 @@ def _optimise(
         val = [None] * 4
         if iteration in checks:
             scored = average.model if average is not None else model
-            score = validator.score(scored)
+            score = loop.validator.score(scored)
             val = [score.loss, score.similarity, score.bending, score.dice]
             if state.best is None or score.loss < state.best["score"]["loss"]:
                 weights = {k: v.detach().cpu().clone() for k, v in scored.state_dict().items()}
@@ -410,11 +436,18 @@ def _optimise(
         bar.update(1)
         bar.set_postfix(loss=f"{row[1]:.4f}", sim=f"{row[2]:.4f}", bend=f"{row[3]:.2e}")
         if iteration % config.checkpoint_every == 0 or iteration == config.iterations:
-            save_checkpoint()
+            loop.save_checkpoint()
     bar.close()
 
 
-def _finish(workdir, config, record, model, validator, state) -> Path:
+def _finish(
+    workdir: Path,
+    config: TrainingConfig,
+    record: TrainingRecord,
+    model: torch.nn.Module,
+    validator: Any,
+    state: _State,
+) -> Path:
     """Write the best model, ``model.json`` with the validation summary, and the curve."""
     from methods.training.curves import plot_training_curves
     from methods.training.validation import ValidationScore, worse_than_identity
