@@ -8,6 +8,7 @@ and the statistics and the report read the table with them.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 from metrics.displacement import FOREGROUND_MARGIN_MM
@@ -27,18 +28,26 @@ class MetricInfo(NamedTuple):
     """``"higher"`` or ``"lower"``; ``None`` for the values before registration."""
     convention: str
     """How it is computed, in one line (written into ``run.json``)."""
+    bounds: tuple[float, float] = (0.0, math.inf)
+    """The range every finite value lies in (a results table outside it is refused)."""
 
+
+#: Range of the histogram NMI under both of its definitions (``paper``: MI / (H(A) + H(B)) in
+#: [0, 0.5]; ``studholme``: (H(A) + H(B)) / H(A, B) in [1, 2]).
+NMI_BOUNDS = (0.0, 2.0)
 
 #: Every metric of ``results.csv``, in report order.
 METRIC_TABLE: dict[str, MetricInfo] = {
     "dice_before": MetricInfo(
-        "1", None, "Dice of fixed and unwarped moving labels (the 'no registration' value)"
+        "1", None, "Dice of fixed and unwarped moving labels (the 'no registration' value)",
+        (0.0, 1.0),
     ),
     "dice": MetricInfo(
         "1",
         "higher",
         "Dice of fixed and warped labels (nearest neighbour); 0 with status label-lost when "
         "the warp removed a structure present in fixed and moving",
+        (0.0, 1.0),
     ),
     "hd": MetricInfo("mm", "lower", "Hausdorff distance of label surfaces, mm"),
     "hd95": MetricInfo(
@@ -48,22 +57,26 @@ METRIC_TABLE: dict[str, MetricInfo] = {
         "1",
         None,
         "histogram NMI (64 bins) of fixed and moving, percentile-normalised, in the mask",
+        NMI_BOUNDS,
     ),
     "nmi": MetricInfo(
         "1",
         "higher",
         "histogram NMI (64 bins) of fixed and warped, percentile-normalised, in the mask",
+        NMI_BOUNDS,
     ),
     "folding_pct": MetricInfo(
         "%",
         "lower",
         "% voxels with Jacobian determinant <= 0, central differences (blind to voxel-scale "
         "folding), whole grid",
+        (0.0, 100.0),
     ),
     "folding_fwd_pct": MetricInfo(
         "%",
         "lower",
         "% voxel cells with Jacobian determinant <= 0, forward differences, whole grid",
+        (0.0, 100.0),
     ),
     "sdlogj": MetricInfo(
         "1", "lower", "SD of log(clip(det J, 1e-9, 1e9)), central differences, whole grid"
@@ -95,5 +108,7 @@ METRIC_CONVENTIONS = {name: info.convention for name, info in METRIC_TABLE.items
 BEFORE_METRICS = tuple(name for name, info in METRIC_TABLE.items() if info.better is None)
 HIGHER_IS_BETTER = frozenset(n for n, info in METRIC_TABLE.items() if info.better == "higher")
 LOWER_IS_BETTER = frozenset(n for n, info in METRIC_TABLE.items() if info.better == "lower")
+#: The range of each metric's finite values.
+METRIC_BOUNDS = {name: info.bounds for name, info in METRIC_TABLE.items()}
 #: Metrics given per structure of the label maps.
 LABEL_METRICS = ("dice_before", "dice", "hd", "hd95")

@@ -13,18 +13,32 @@ import pandas as pd
 from benchmark.core.csvfile import ENCODING, check_fields
 from benchmark.core.errors import BenchError
 from benchmark.core.layout import RunLayout
-from metrics.catalog import RESULT_COLUMNS
+from metrics.catalog import METRIC_TABLE, RESULT_COLUMNS
 
 
-def check_results(table: pd.DataFrame, *, source: str = "results") -> pd.DataFrame:
-    """Check the columns of a results table and normalise their types.
+def check_results(
+    table: pd.DataFrame, *, source: str = "results", csv_lines: bool = False
+) -> pd.DataFrame:
+    """Check a results table and normalise its types.
 
     Returns a copy with ``fold`` int, ``value`` float (NaN kept) and the id columns str.
+    Checked: the columns; the metric names, each metric's unit and the range of its finite
+    values (:data:`metrics.catalog.METRIC_TABLE`); that no method, fold, seed, case, pair,
+    structure and metric appears twice.
+
+    Parameters
+    ----------
+    source : str
+        The table's file (or what it is), for messages.
+    csv_lines : bool
+        The table was read from a CSV with a header: rows are named by their line in the file
+        (row ``r`` is line ``r + 2``); otherwise by their position.
 
     Raises
     ------
     BenchError
-        When a required column is missing, ``fold`` is not integer or ``value`` not numeric.
+        Naming the source, the line (or row), the metric and what was expected, for the first
+        rows that break a rule (at most five per rule).
     """
     missing = [c for c in RESULT_COLUMNS if c not in table.columns]
     if missing:
@@ -42,6 +56,55 @@ def check_results(table: pd.DataFrame, *, source: str = "results") -> pd.DataFra
         out["value"] = pd.to_numeric(out["value"], errors="raise").astype(np.float64)
     except (ValueError, TypeError) as exc:
         raise BenchError(f"{source}: column 'value' must be numeric or empty ({exc})") from exc
+    problems = _value_problems(out) + _duplicate_problems(out)
+    if problems:
+        where = (lambda r: f"line {r + 2}") if csv_lines else (lambda r: f"row {r}")
+        lines = [f"{where(row)}: {text}" for row, text in problems]
+        raise BenchError(f"{source}: rows that break the results table's rules:\n  " + "\n  ".join(lines))
+    return out
+
+
+#: Rows named per broken rule in an error (the count says how many there are).
+_SHOWN = 5
+
+
+def _value_problems(table: pd.DataFrame) -> list[tuple[int, str]]:
+    """(row position, problem) of rows with an unknown metric, another unit than the
+    catalogue's, or a finite value outside the metric's range."""
+    problems: list[tuple[int, str]] = []
+    metric = table["metric"].to_numpy()
+    unit = table["unit"].to_numpy()
+    value = table["value"].to_numpy()
+    unknown = ~np.isin(metric, list(METRIC_TABLE))
+    for r in np.flatnonzero(unknown)[:_SHOWN]:
+        problems.append((int(r), f"unknown metric {metric[r]!r}; known: {', '.join(METRIC_TABLE)}"))
+    for name, info in METRIC_TABLE.items():
+        rows = metric == name
+        wrong_unit = np.flatnonzero(rows & (unit != info.unit))
+        for r in wrong_unit[:_SHOWN]:
+            problems.append((int(r), f"metric {name} in unit {unit[r]!r}; expected {info.unit!r}"))
+        low, high = info.bounds
+        with np.errstate(invalid="ignore"):
+            outside = rows & np.isfinite(value) & ((value < low) | (value > high))
+        for r in np.flatnonzero(outside)[:_SHOWN]:
+            problems.append(
+                (int(r), f"metric {name} value {float(value[r])!r} outside [{low:g}, {high:g}]")
+            )
+    return problems
+
+
+def _duplicate_problems(table: pd.DataFrame) -> list[tuple[int, str]]:
+    """(row position, problem) of rows that repeat an earlier row's method, fold, seed, case,
+    pair, structure and metric."""
+    key = ["method", "fold", "case", "pair", "structure", "metric"]
+    if SEED in table.columns:
+        key.append(SEED)
+    repeated = np.flatnonzero(table.duplicated(subset=key, keep="first").to_numpy())
+    out = []
+    for r in repeated[:_SHOWN]:
+        row = table.iloc[r]
+        named = ", ".join(f"{k} {row[k]}" for k in key)
+        out.append((int(r), f"repeats an earlier row ({named})"))
     return out
 
 
@@ -127,7 +190,7 @@ def read_results(path: str | os.PathLike) -> pd.DataFrame:
         raise
     except Exception as exc:
         raise BenchError(f"{path}: cannot read results ({type(exc).__name__}: {exc})") from exc
-    return check_results(table, source=str(path))
+    return check_results(table, source=str(path), csv_lines=path.suffix.lower() != ".parquet")
 
 
 def ordered(values, preferred=()) -> list[str]:
