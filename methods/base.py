@@ -42,6 +42,7 @@ __all__ = [
     "ValidationSummary",
     "check_result",
     "fit_method",
+    "resolve_device",
     "HARNESS_PARAMS",
 ]
 
@@ -392,6 +393,37 @@ class Method(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({args})"
+
+
+def resolve_device(device: str | None):
+    """The torch device a method should use: ``None`` -> CUDA when available, else the CPU;
+    otherwise the named device (``cpu``, ``cuda``, ``cuda:1``), checked.
+
+    Raises
+    ------
+    BenchError
+        For a name torch does not know, a device that is neither CPU nor CUDA, or a CUDA device
+        this machine does not have (naming how many it has).
+    """
+    import torch
+
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise BenchError(
+            f"--device {device!r}: not a device; expected cpu, cuda or cuda:N"
+        ) from exc
+    if dev.type not in ("cpu", "cuda"):
+        raise BenchError(f"--device {device!r}: expected cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise BenchError(f"--device {device!r}: CUDA is not available on this machine")
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise BenchError(f"--device {device!r}: this machine has {count} CUDA device(s)")
+    return dev
 
 
 def fit_method(

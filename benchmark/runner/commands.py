@@ -29,6 +29,13 @@ def parse_folds(value: str | None) -> list[int] | None:
         raise BenchError(f"--folds {value!r}: expected comma-separated integers like 0,1") from exc
 
 
+def check_folder_option(option: str, value: str | None) -> None:
+    """A folder option given as an empty string is an error (``Path("")`` would be the current
+    folder)."""
+    if value is not None and not value.strip():
+        raise BenchError(f"{option} {value!r}: expected a folder")
+
+
 def format_summary(summary) -> str:
     """Mean ± SD per structure and metric (rows) and method (columns), as plain text."""
     import pandas as pd
@@ -76,9 +83,10 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.stats.comparisons import summarize_metrics
     from methods.registry import parse_set, resolve_methods
 
+    check_folder_option("--out", args.out)
     manifest = load_manifest(args.dataset, root=args.root)
     names = resolve_methods(args.methods)
-    out = Path(args.out) if args.out else default_run_folder(manifest.name)
+    out = Path(args.out) if args.out is not None else default_run_folder(manifest.name)
     options = RunOptions(
         manifest=manifest, methods=names, out=out, preset=args.preset,
         folds=parse_folds(args.folds), jobs=args.jobs, seeds=parse_seeds(args.seeds, args.seed),
@@ -111,10 +119,12 @@ def train(args: argparse.Namespace) -> int:
     validation beside no registration."""
     from benchmark.core.layout import RunLayout, default_run_folder
     from benchmark.data.manifest import load_manifest
-    from benchmark.runner.preflight import check_options
+    from benchmark.runner.preflight import check_device, check_options
     from methods.base import RunContext, fit_method
     from methods.registry import get_method, parse_set
 
+    check_folder_option("--out", args.out)
+    check_device(args.device)
     manifest = load_manifest(args.dataset, root=args.root)
     overrides = parse_set(args.set)
     (fold,), classes = check_options(
@@ -129,7 +139,7 @@ def train(args: argparse.Namespace) -> int:
     method = get_method(args.method, **cls.configure(context))
     workdir = (
         Path(args.out)
-        if args.out
+        if args.out is not None
         else RunLayout(default_run_folder(manifest.name)).model_dir(
             args.method, args.fold, args.seed
         )

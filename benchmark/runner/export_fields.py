@@ -110,6 +110,11 @@ def export_fields(
                 missing,
                 len(pairs),
             )
+    if not any(written.values()):
+        raise BenchError(
+            f"{run_dir}: no pair of {', '.join(chosen)} holds a displacement field (every "
+            "registration failed or has not run yet); nothing was exported"
+        )
     return written
 
 

@@ -1,7 +1,8 @@
 """Checks of ``bench run`` before any work: options, settings and the data it is about to use.
 
 :func:`preflight` refuses, before the run folder is touched, a ``--jobs`` below 1, a run folder
-that is a file or lies below one, a training setting that the manifest's presets or ``--set`` give
+that is a file, lies below one or cannot be written, a ``--device`` this machine does not have, a
+``--scheduler`` where no scheduler answers, a setting that the manifest's presets or ``--set`` give
 a wrong value (naming which of them), an unknown fold, and every problem of the files of the
 selected pairs that ``bench data check`` would report (with the same messages; per-file results
 are cached by content, so a re-run reads nothing again).
@@ -26,16 +27,69 @@ def check_jobs(jobs: Any) -> None:
 
 
 def check_out(out: Path) -> None:
-    """The run folder must be a folder, or creatable: no file at its place or above it."""
+    """The run folder must be a folder, or creatable: no file at its place or above it, and the
+    folder (or its nearest existing parent) writable. Nothing is left behind by the check."""
     if out.exists() and not out.is_dir():
         raise BenchError(f"--out {out}: is a file; expected a run folder (new or existing)")
+    existing = out if out.exists() else None
     for parent in out.parents:
         if parent.exists():
             if not parent.is_dir():
                 raise BenchError(
                     f"--out {out}: {parent} is a file, so no run folder can be created below it"
                 )
+            existing = existing or parent
             break
+    if existing is not None:
+        _check_writable(existing, out)
+
+
+def _check_writable(folder: Path, out: Path) -> None:
+    """BenchError unless a file can be created in ``folder`` (tried, then removed: permission
+    bits do not tell for root or a read-only file system)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise BenchError(
+            f"--out {out}: cannot write in {folder} ({exc.strerror or exc}); choose another folder"
+        ) from exc
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` names a device this machine has (:func:`methods.base.resolve_device`)."""
+    if device is not None:
+        from methods.base import resolve_device
+
+        resolve_device(device)
+
+
+def check_scheduler(address: str | None, *, timeout_s: float = 5.0) -> None:
+    """An existing Dask scheduler (``--scheduler`` or ``DASK_SCHEDULER_ADDRESS``) answers on
+    its address before any work starts; BenchError naming the address otherwise."""
+    if address is None:
+        return
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as exc:
+        raise BenchError(f"--scheduler {address!r}: not an address like tcp://HOST:8786") from exc
+    if parts.scheme not in ("tcp", "tls") or not host or port is None:
+        raise BenchError(f"--scheduler {address!r}: not an address like tcp://HOST:8786")
+    import socket
+
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise BenchError(
+            f"--scheduler {address}: no Dask scheduler answers there ({exc.strerror or exc}); "
+            "start one (dask scheduler) or leave --scheduler out to use local workers"
+        ) from exc
 
 
 def select_folds(
@@ -104,11 +158,14 @@ def preflight(
     folds: Sequence[int] | None,
     jobs: Any,
     overrides: Mapping[str, Any] | None,
+    device: str | None = None,
+    scheduler: str | None = None,
 ) -> tuple[list, dict[str, type]]:
     """Check everything ``run_benchmark`` is about to use; return the selected folds and the
     method classes by name.
 
-    Order: options (``--jobs``, ``--out``), methods, settings, folds (:func:`check_options`),
+    Order: options (``--jobs``, ``--out``, ``--device``, ``--scheduler``), methods, settings,
+    folds (:func:`check_options`),
     then the files of the pairs the run uses (test pairs of the selected folds, and their
     training/validation pairs when a learning method runs). Raises :class:`BenchError` / :class:`ValidationError` before any work.
     """
@@ -116,6 +173,8 @@ def preflight(
 
     check_jobs(jobs)
     check_out(Path(out))
+    check_device(device)
+    check_scheduler(scheduler)
     chosen, classes = check_options(
         manifest, method_names, preset=preset, folds=folds, overrides=overrides
     )

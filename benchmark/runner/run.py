@@ -107,13 +107,14 @@ class _Prepared:
 def _prepare(options: RunOptions) -> _Prepared:
     """Checks (:func:`~benchmark.runner.preflight.preflight`), method classes and each method's
     settings for the run (:meth:`methods.base.Method.configure`); nothing written."""
-    from benchmark.runner.executor import worker_threads
+    from benchmark.runner.executor import scheduler_address, worker_threads
     from benchmark.runner.preflight import preflight
 
     manifest, jobs = options.manifest, options.jobs
     chosen, classes = preflight(
         manifest, options.methods, out=Path(options.out), preset=options.preset,
-        folds=options.folds, jobs=jobs, overrides=options.overrides,
+        folds=options.folds, jobs=jobs, overrides=options.overrides, device=options.device,
+        scheduler=scheduler_address(options.scheduler),
     )
     seeds = _check_seeds(options.seeds)
     context = RunContext(

@@ -18,6 +18,8 @@ from benchmark.core.errors import BenchError
 
 NETWORKS = ("unet", "poolnet")
 SIMILARITIES = ("nmi", "ncc")
+#: Fewest voxels of a training patch along any axis (the bending energy's second differences).
+MIN_PATCH = 3
 #: The per-axis settings that may be left open (``None``) and derived from the training images.
 GEOMETRY_SETTINGS = ("patch_size", "unet_factors", "poolnet_grid")
 
@@ -91,6 +93,11 @@ class TrainingConfig:
                     f"{name} must be 2 or 3 positive integers (one per axis), or null to derive "
                     f"it from the data; got {value!r}"
                 )
+        if self.patch_size is not None and min(self.patch_size) < MIN_PATCH:
+            raise BenchError(
+                f"patch_size must be at least {MIN_PATCH} voxels along every axis (the bending "
+                f"energy takes second differences); got {self.patch_size!r}"
+            )
         lengths = {name: len(value) for name, value in spatial.items() if value is not None}
         if len(set(lengths.values())) > 1:
             raise BenchError(
@@ -100,11 +107,9 @@ class TrainingConfig:
         for name in ("foreground_fraction", "validation_fraction", "ema_span"):
             check_number(name, getattr(self, name), minimum=0, maximum=1)
         check_bool("augment", self.augment)
-        if not (self.learning_rate > 0 and self.nmi_sigma > 0 and self.bending_weight >= 0):
-            raise BenchError(
-                "learning_rate and nmi_sigma must be > 0 and bending_weight >= 0, got "
-                f"{self.learning_rate}, {self.nmi_sigma}, {self.bending_weight}"
-            )
+        check_number("learning_rate", self.learning_rate, minimum=0, open_minimum=True)
+        check_number("nmi_sigma", self.nmi_sigma, minimum=0, open_minimum=True)
+        check_number("bending_weight", self.bending_weight, minimum=0)
 
     @property
     def ndim(self) -> int:

@@ -33,6 +33,7 @@ import torch
 from benchmark.core.atomic import atomic_path, write_text
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec
+from methods.base import resolve_device
 from methods.training.averaging import WeightAverage, ema_decay
 from methods.training.config import GEOMETRY_SETTINGS, TrainingConfig, config_from_dict
 from methods.training.geometry import resolve_geometry
@@ -51,16 +52,6 @@ TRAINING_COLUMNS = (
     "iteration", "loss", "similarity", "bending", "seconds",
     "val_loss", "val_similarity", "val_bending", "val_dice",
 )
-
-
-def resolve_device(device: str | None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU; otherwise the named device (checked)."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BenchError(f"--device {device!r}: CUDA is not available on this machine")
-    return dev
 
 
 def build_model(config: TrainingConfig, *, seed: int) -> torch.nn.Module:
