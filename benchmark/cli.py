@@ -127,6 +127,11 @@ def _run_commands(sub: argparse._SubParsersAction) -> None:
         "--dry-run", action="store_true", help="print the tasks done and to do, and why; run none"
     )
     run.add_argument("--force", action="store_true", help="recompute finished results")
+    run.add_argument(
+        "--prune", action="store_true",
+        help="drop from the run folder's tables the methods of earlier runs not in --methods "
+        "(default: keep their rows)",
+    )
     run.add_argument("--device", default=None, help="cpu, cuda (default: cuda if any)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument(

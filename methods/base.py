@@ -209,6 +209,10 @@ class Method(abc.ABC):
         One line for ``bench methods``.
     learns : bool
         True when :meth:`fit` trains something on the training pairs of a fold.
+    threads_change_results : bool
+        True when the result depends on the number of threads (elastix's multi-threaded
+        sampling): the thread count is then part of each registration's key, so a folder resumed
+        with another ``--jobs`` re-runs the method instead of mixing both.
 
     Settings
     --------
@@ -220,6 +224,7 @@ class Method(abc.ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     learns: ClassVar[bool] = False
+    threads_change_results: ClassVar[bool] = False
 
     def __init__(self, **params: Any):
         try:

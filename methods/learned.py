@@ -125,6 +125,15 @@ class LearnedMethod(Method):
         return (Path(workdir) / MODEL,)
 
     @classmethod
+    def artefact_problem(cls, workdir: Path) -> str | None:
+        """Why ``model.pt`` / ``model.json`` of ``workdir`` cannot be used: missing, or damaged
+        (a torch file that is not a complete archive, a ``model.json`` that is no JSON)."""
+        from methods.training.trainer import damaged_model_files
+
+        missing = super().artefact_problem(workdir)
+        return missing or damaged_model_files(Path(workdir))
+
+    @classmethod
     def resumable(cls, workdir: Path) -> bool:
         from methods.training.trainer import CHECKPOINT, MODEL
 

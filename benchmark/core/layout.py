@@ -88,6 +88,11 @@ class RunLayout:
         return self.logs / "run.log"
 
     @property
+    def lock(self) -> Path:
+        """Held (``flock``) by the ``bench run`` working in the folder; names its process."""
+        return self.root / ".lock"
+
+    @property
     def file_hashes(self) -> Path:
         """Content hashes of input files by path, size and mtime (a cache; safe to delete)."""
         return self.logs / "file-hashes.json"

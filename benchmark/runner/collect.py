@@ -5,8 +5,10 @@ validation beside no registration), each written atomically (``docs/conventions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
@@ -15,6 +17,8 @@ from benchmark.core.atomic import atomic_path
 from benchmark.core.layout import RunLayout
 from benchmark.runner.plan import REGISTER, TRAIN, Task, current_record
 from metrics.catalog import METRIC_UNITS, RESULT_COLUMNS
+
+log = logging.getLogger(__name__)
 
 #: ``validation.csv`` of a run folder: each trained model's validation score (``docs/conventions.md``).
 VALIDATION_COLUMNS = (
@@ -52,17 +56,22 @@ def collect_results(tasks: Sequence[Task], failed: Sequence[dict] = ()) -> pd.Da
         record = current_record(task)
         if record is not None:
             rows.extend(record["rows"])
-    frame = pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "seed"])
+    return sort_results(pd.DataFrame(rows, columns=[*RESULT_COLUMNS, "seed"]))
+
+
+def sort_results(frame: pd.DataFrame) -> pd.DataFrame:
+    """The results table with its column types set and its rows in the table's order (method,
+    fold, seed, case, pair, structure, then metric in catalogue order)."""
+    frame = frame.copy()
     frame["value"] = pd.to_numeric(frame["value"], errors="coerce").astype(float)
     frame["fold"] = frame["fold"].astype(int)
     frame["seed"] = frame["seed"].astype(int)
     order = {m: i for i, m in enumerate(METRIC_UNITS)}
-    frame = frame.sort_values(
+    return frame.sort_values(
         ["method", "fold", "seed", "case", "pair", "structure", "metric"],
         key=lambda s: s.map(order) if s.name == "metric" else s,
         kind="stable",
     ).reset_index(drop=True)
-    return frame
 
 
 #: ``costs.csv``: one row per task record (``docs/conventions.md``).
@@ -72,9 +81,8 @@ COST_COLUMNS = (
 )
 
 
-def write_costs(layout: RunLayout, tasks: Sequence[Task]) -> pd.DataFrame:
-    """``costs.csv`` from the cost records of every up-to-date task of the plan."""
-
+def collect_costs(tasks: Sequence[Task]) -> pd.DataFrame:
+    """``costs.csv``: the cost records of every up-to-date task of the plan."""
     rows = []
     for task in tasks:
         record = current_record(task)
@@ -88,10 +96,7 @@ def write_costs(layout: RunLayout, tasks: Sequence[Task]) -> pd.DataFrame:
                 "status": record.get("status", ""), **record["cost"],
             }
         )
-    frame = pd.DataFrame(rows, columns=list(COST_COLUMNS))
-    with atomic_path(layout.costs_csv) as tmp:
-        frame.to_csv(tmp, index=False)
-    return frame
+    return pd.DataFrame(rows, columns=list(COST_COLUMNS))
 
 
 def collect_validation(tasks: Sequence[Task]) -> pd.DataFrame:
@@ -115,9 +120,44 @@ def collect_validation(tasks: Sequence[Task]) -> pd.DataFrame:
 
 def write_results(layout: RunLayout, results: pd.DataFrame) -> None:
     """``results.csv`` and ``results.parquet``, atomically."""
-    with atomic_path(layout.results_csv) as tmp:
-        results.to_csv(tmp, index=False)
+    write_table(layout.results_csv, results)
     with atomic_path(layout.results_parquet) as tmp:
         results.to_parquet(tmp, index=False)
 
 
+def write_table(path: Path, table: pd.DataFrame) -> None:
+    """A table as CSV, atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False)
+
+
+
+
+def with_other_methods(
+    path: Path, table: pd.DataFrame, methods: Sequence[str], *, prune: bool
+) -> pd.DataFrame:
+    """``table`` (this run's rows) and the rows of the table already at ``path`` whose method is
+    not in ``methods``: a run with fewer ``--methods`` keeps the others' results. With
+    ``prune`` those rows are dropped instead; either way a log line names the methods."""
+    if not path.is_file():
+        return table
+    try:
+        before = pd.read_csv(path, keep_default_na=True, dtype={"case": str, "pair": str})
+    except (OSError, ValueError) as exc:
+        log.warning("%s is damaged (%s); only this run's rows are written", path, exc)
+        return table
+    if "method" not in before.columns:
+        return table
+    others = before[~before["method"].astype(str).isin(list(methods))]
+    if others.empty:
+        return table
+    names = ", ".join(dict.fromkeys(others["method"].astype(str)))
+    if prune:
+        log.warning("%s: dropped the rows of %s (not in this run; --prune)", path.name, names)
+        return table
+    log.warning(
+        "%s: kept the rows of %s, which this run did not include (--prune drops them)",
+        path.name, names,
+    )
+    others = others.reindex(columns=table.columns)
+    return pd.concat([others, table], ignore_index=True) if len(table) else others

@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         manifest=manifest, methods=names, out=out, preset=args.preset,
         folds=parse_folds(args.folds), jobs=args.jobs, seeds=parse_seeds(args.seeds, args.seed),
         overrides=parse_set(args.set), scheduler=args.scheduler, force=args.force,
-        device=args.device, command=["bench", *sys.argv[1:]],
+        device=args.device, command=["bench", *sys.argv[1:]], prune=args.prune,
     )
     if args.dry_run:
         tasks, estimates = plan_benchmark(options)

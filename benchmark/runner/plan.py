@@ -22,8 +22,9 @@ from benchmark.core.pairs import PairSpec
 from benchmark.runner.fingerprint import FileHashes, digest
 
 TRAIN, REGISTER = "train", "register"
-#: Method parameters kept out of the "method" part of the key.
-UNKEYED_PARAMS = ("threads", "seed")  # the seed is a part of its own
+#: Method parameters kept out of the "method" part of the key: the seed is a part of its own;
+#: the thread count, unless the method says it changes its results.
+UNKEYED_PARAMS = ("threads", "seed")
 
 
 @dataclass
@@ -99,7 +100,8 @@ def build_plan(
         is_selected = fold.index in selected
         for name, cls in methods.items():
             method_seeds = list(seeds) if seeded(cls) else [0]
-            keyed = {k: v for k, v in params[name].items() if k not in UNKEYED_PARAMS}
+            unkeyed = ("seed",) if cls.threads_change_results else UNKEYED_PARAMS
+            keyed = {k: v for k, v in params[name].items() if k not in unkeyed}
             method_part = {"class": f"{cls.__module__}.{cls.__qualname__}", "params": keyed}
             for seed in method_seeds:
                 train = None
@@ -179,7 +181,8 @@ def _changed(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 def _state(task: Task, by_id: dict[str, Task]) -> tuple[str, str]:
     """``(state, reason)`` of a task from its record and its dependency."""
     record = read_record(task.record)
-    if record is not None and record.get("key") == task.key and _outputs_exist(task):
+    problem = _output_problem(task)
+    if record is not None and record.get("key") == task.key and problem is None:
         return "done", "up to date"
     if record is None or "key" not in record:
         why = "not run yet" if record is None else "no key recorded (an older run folder)"
@@ -188,17 +191,18 @@ def _state(task: Task, by_id: dict[str, Task]) -> tuple[str, str]:
     else:
         changed = _changed(record.get("parts", {}), task.parts)
         why = "stale: " + (", ".join(changed) if changed else "key changed") + " changed"
-        if not _outputs_exist(task):
-            why = "outputs incomplete"
+        if problem is not None:
+            why = f"outputs incomplete: {problem}"
     return ("to do" if task.selected else "not selected"), why
 
 
-def _outputs_exist(task: Task) -> bool:
-    """A training's artefacts are there and usable (:meth:`methods.base.Method.artefact_problem`);
-    a registration's ``result.json`` is written last, so its record is enough."""
+def _output_problem(task: Task) -> str | None:
+    """Why a training's artefacts are not there or not usable
+    (:meth:`methods.base.Method.artefact_problem`: missing, damaged); None when they are, and
+    for a registration, whose ``result.json`` is written last, so its record is enough."""
     if task.kind == TRAIN and task.model_dir is not None:
-        return task.method_class.artefact_problem(task.model_dir) is None
-    return True
+        return task.method_class.artefact_problem(task.model_dir)
+    return None
 
 
 def format_plan(tasks: Sequence[Task], estimates: dict[tuple[str, str], float]) -> str:

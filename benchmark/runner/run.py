@@ -20,16 +20,19 @@ from typing import Any
 
 import pandas as pd
 
-from benchmark.core.atomic import atomic_path
 from benchmark.core.errors import BenchError
 from benchmark.core.layout import RunLayout
 from benchmark.runner.collect import (
+    collect_costs,
     collect_results,
     collect_validation,
-    write_costs,
+    sort_results,
+    with_other_methods,
     write_results,
+    write_table,
 )
 from benchmark.runner.fingerprint import FileHashes
+from benchmark.runner.lock import run_lock
 from benchmark.runner.plan import REGISTER, TRAIN, Task
 from benchmark.runner.runfiles import check_same_dataset, log_to_file, write_run_files
 from methods.base import RunContext
@@ -74,6 +77,9 @@ class RunOptions:
         The command line recorded in ``run.json`` (default ``sys.argv``).
     progress : bool
         Show a progress bar of the tasks.
+    prune : bool
+        Drop from the run folder's tables (and ``run.json``) the methods of earlier runs that
+        this run does not include; by default their rows are kept.
     """
 
     manifest: Any
@@ -89,6 +95,7 @@ class RunOptions:
     device: str | None = None
     command: Sequence[str] | None = None
     progress: bool = True
+    prune: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,14 +165,22 @@ def plan_benchmark(options: RunOptions) -> tuple[list[Task], dict[tuple[str, str
     cost records (``costs.csv``)."""
     run = _prepare(options)
     layout = run.layout
-    if layout.run_json.is_file():
-        check_same_dataset(layout, options.manifest, options.preset)
+    check_same_dataset(layout, options.manifest, options.preset)
     tasks = _plan(run, FileHashes(layout.file_hashes))
-    estimates: dict[tuple[str, str], float] = {}
-    if layout.costs_csv.is_file():
+    return tasks, _estimates(layout)
+
+
+def _estimates(layout: RunLayout) -> dict[tuple[str, str], float]:
+    """Mean wall seconds per (kind, method) of ``costs.csv``; none when it is absent or
+    damaged (a warning names it)."""
+    if not layout.costs_csv.is_file():
+        return {}
+    try:
         costs = pd.read_csv(layout.costs_csv)
-        estimates = costs.groupby(["kind", "method"])["wall_s"].mean().to_dict()
-    return tasks, estimates
+        return costs.groupby(["kind", "method"])["wall_s"].mean().to_dict()
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("%s is damaged (%s); no time estimates", layout.costs_csv, exc)
+        return {}
 
 
 def run_benchmark(options: RunOptions) -> pd.DataFrame:
@@ -181,21 +196,21 @@ def run_benchmark(options: RunOptions) -> pd.DataFrame:
 
     run = _prepare(options)
     address = scheduler_address(options.scheduler)
-    run.layout.root.mkdir(parents=True, exist_ok=True)
-    handler = log_to_file(run.layout.run_log)
-    try:
-        write_run_files(
-            run.layout, options.manifest, methods=run.methods, params=run.params,
-            folds=run.chosen, preset=options.preset, seeds=run.seeds, jobs=options.jobs,
-            scheduler=address, command=options.command,
-        )
-        tasks = _plan_to_run(run)
-        todo = [t for t in tasks if t.state == "to do"]
-        failed = _execute(todo, options, scheduler=address)
-        return _collect(run, tasks, failed)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    with run_lock(run.layout, command=options.command):
+        handler = log_to_file(run.layout.run_log)
+        try:
+            write_run_files(
+                run.layout, options.manifest, methods=run.methods, params=run.params,
+                folds=run.chosen, preset=options.preset, seeds=run.seeds, jobs=options.jobs,
+                scheduler=address, command=options.command, prune=options.prune,
+            )
+            tasks = _plan_to_run(run)
+            todo = [t for t in tasks if t.state == "to do"]
+            failed = _execute(todo, options, scheduler=address)
+            return _collect(run, tasks, failed)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
 
 
 def _plan_to_run(run: _Prepared) -> list[Task]:
@@ -245,12 +260,15 @@ def _execute(todo: Sequence[Task], options: RunOptions, *, scheduler: str | None
 def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.DataFrame:
     """Write ``results.csv`` / ``.parquet``, ``costs.csv`` and ``validation.csv`` (when models
     were trained) of the plan; the results table, ``attrs["failed"]`` set."""
-    results = collect_results(tasks, failed)
-    write_results(run.layout, results)
-    write_costs(run.layout, tasks)
-    validation = collect_validation(tasks)
+    layout = run.layout
+    keep = {"methods": list(run.methods), "prune": run.options.prune}
+    results = sort_results(
+        with_other_methods(layout.results_csv, collect_results(tasks, failed), **keep)
+    )
+    write_results(layout, results)
+    write_table(layout.costs_csv, with_other_methods(layout.costs_csv, collect_costs(tasks), **keep))
+    validation = with_other_methods(layout.validation_csv, collect_validation(tasks), **keep)
     if len(validation):
-        with atomic_path(run.layout.validation_csv) as tmp:
-            validation.to_csv(tmp, index=False)
+        write_table(layout.validation_csv, validation)
     results.attrs["failed"] = failed
     return results

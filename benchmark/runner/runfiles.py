@@ -27,6 +27,8 @@ from benchmark.core.layout import RunLayout
 from benchmark.runner.scoring import METHOD_CONVENTIONS
 from metrics.catalog import METRIC_CONVENTIONS
 
+log = logging.getLogger(__name__)
+
 
 def versions() -> dict[str, str]:
     """Versions of Python, MIRBench and the libraries that change numbers."""
@@ -81,9 +83,28 @@ DATASET_IDENTITY = ("name", "loader", "labels", "pairing", "training_pairing", "
                     "presets")
 
 
+def read_run_json(layout: RunLayout) -> dict[str, Any] | None:
+    """The ``run.json`` of a run folder; None when there is none, or (with a warning naming the
+    file) when it is damaged: it is written again by the next run, and every task's record
+    carries its own key, so nothing computed is trusted on its word."""
+    if not layout.run_json.is_file():
+        return None
+    try:
+        info = json.loads(layout.run_json.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("%s is damaged (%s); it is written again by this run", layout.run_json, exc)
+        return None
+    if not isinstance(info, dict):
+        log.warning("%s is damaged (not a JSON object); it is written again", layout.run_json)
+        return None
+    return info
+
+
 def check_same_dataset(layout: RunLayout, manifest, preset: str) -> None:
     """Refuse a run folder holding a run of another dataset or preset, naming what changed."""
-    old = json.loads(layout.run_json.read_text())
+    old = read_run_json(layout)
+    if old is None:
+        return
     before, now = old.get("dataset", {}), manifest.describe()
     changed = [
         f"{k}: {before.get(k)!r} -> {now.get(k)!r}"
@@ -112,13 +133,15 @@ def write_run_files(
     jobs: int,
     scheduler: str | None,
     command: Sequence[str] | None,
+    prune: bool = False,
 ) -> None:
     """Write ``run.json``, ``folds.json`` and ``pairs.csv`` of a run about to start.
 
     ``methods`` are the run's method classes by name and ``params`` their settings; ``folds``
     the folds run now. A folder that holds a run already must hold one of the same dataset and
-    preset (:func:`check_same_dataset`); its first start time is kept, and ``pairs.csv`` keeps
-    the test pairs of the folds run before.
+    preset (:func:`check_same_dataset`); its first start time is kept, so are the entries of
+    methods it ran that this run does not (unless ``prune``), and ``pairs.csv`` keeps the test
+    pairs of the folds run before.
     """
     run_info = {
         "command": list(command) if command is not None else sys.argv,
@@ -142,16 +165,17 @@ def write_run_files(
         "jobs": jobs,
         "scheduler": scheduler,
     }
-    if layout.run_json.is_file():
+    old = read_run_json(layout)
+    if old is not None:
         check_same_dataset(layout, manifest, preset)
-        old = json.loads(layout.run_json.read_text())
         run_info["started_first"] = old.get("started_first", old.get("started"))
+        if not prune and isinstance(old.get("methods"), dict):
+            others = {k: v for k, v in old["methods"].items() if k not in methods}
+            run_info["methods"] = {**others, **run_info["methods"]}
     write_text(layout.run_json, json.dumps(run_info, indent=2, default=str))
     write_text(layout.folds_json, json.dumps(manifest.folds_table(), indent=2))
     # the test pairs of the folds run now or before: results.csv keeps every fold's rows
-    listed = {f.index for f in folds}
-    if layout.pairs_csv.is_file():
-        listed |= set(pd.read_csv(layout.pairs_csv, usecols=["fold"])["fold"].astype(int))
+    listed = {f.index for f in folds} | _folds_listed_before(layout)
     rows = []
     for fold in (f for f in manifest.folds() if f.index in listed):
         for spec in fold.test:
@@ -171,6 +195,17 @@ def write_run_files(
             )
     with atomic_path(layout.pairs_csv) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
+
+
+def _folds_listed_before(layout: RunLayout) -> set[int]:
+    """The folds of the run folder's ``pairs.csv`` (none, with a warning, when it is damaged)."""
+    if not layout.pairs_csv.is_file():
+        return set()
+    try:
+        return set(pd.read_csv(layout.pairs_csv, usecols=["fold"])["fold"].astype(int))
+    except (OSError, ValueError) as exc:
+        log.warning("%s is damaged (%s); it is written again", layout.pairs_csv, exc)
+        return set()
 
 
 def log_to_file(path: Path) -> logging.Handler:

@@ -11,13 +11,14 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmark.core.checks import check_choice, check_int
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import RegistrationPair
-from methods.base import Method, RegistrationFailed, RegistrationResult
+from methods.base import Method, RegistrationFailed, RegistrationResult, RunContext
 from methods.conventional import (
     check_tool_settings,
     error_reason,
@@ -170,6 +171,14 @@ class Elastix(Method):
     @classmethod
     def availability(cls) -> tuple[bool, str]:
         return _elastix_available()
+
+    @classmethod
+    def configure(cls, context: RunContext) -> dict[str, Any]:
+        """The base class's arguments with an explicit thread count (the run's, else this
+        machine's cores), so that the count the results depend on is recorded and keyed."""
+        params = super().configure(context)
+        params.setdefault("threads", os.cpu_count() or 1)
+        return params
 
     def parameter_object(self, shape: Sequence[int], spacing: Sequence[float]):
         """The ``itk.ParameterObject`` used for an image of ``shape`` and ``spacing``."""

@@ -160,6 +160,10 @@ def trained_model_path(workdir: Path, record: TrainingRecord) -> Path | None:
     model_path = workdir / MODEL
     if not (info_path.is_file() and model_path.is_file()):
         return None
+    why = damaged_model_files(workdir)
+    if why:
+        log.warning("%s; training again", why)
+        return None
     stored = json.loads(info_path.read_text())
     why = record.mismatch(stored)
     if why:
@@ -171,9 +175,40 @@ def trained_model_path(workdir: Path, record: TrainingRecord) -> Path | None:
 
 
 def read_model_info(workdir: str | Path) -> dict[str, Any] | None:
-    """The ``model.json`` of a training folder (record and validation summary), or None."""
+    """The ``model.json`` of a training folder (record and validation summary), or None when
+    it is missing or damaged (:func:`damaged_model_files` says which)."""
     path = Path(workdir) / MODEL_INFO
-    return json.loads(path.read_text()) if path.is_file() else None
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def damaged_torch_file(path: Path) -> str | None:
+    """Why the torch file ``path`` is damaged (not a complete zip archive, a member that fails
+    its CRC: a write cut short), or None when it is whole. Reads the file, loads nothing."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        return f"{path} is damaged ({exc}): not a complete torch file"
+    return None if bad is None else f"{path} is damaged: {bad} fails its checksum"
+
+
+def damaged_model_files(workdir: Path) -> str | None:
+    """Why the finished model of ``workdir`` is damaged: ``model.pt`` (:func:`damaged_torch_file`)
+    or ``model.json`` that is not JSON; None when both are whole (or absent)."""
+    model, info = workdir / MODEL, workdir / MODEL_INFO
+    if model.is_file() and (why := damaged_torch_file(model)):
+        return why
+    if info.is_file():
+        try:
+            json.loads(info.read_text())
+        except (OSError, ValueError) as exc:
+            return f"{info} is damaged ({exc})"
+    return None
 
 
 def validation_iterations(config: TrainingConfig) -> set[int]:
@@ -266,6 +301,9 @@ def train(
     rng = np.random.default_rng(seed)
     state = _State()
     checkpoint_path = workdir / CHECKPOINT
+    if resume and checkpoint_path.is_file() and (why := damaged_torch_file(checkpoint_path)):
+        log.warning("%s; training from the start", why)
+        checkpoint_path.unlink()
     if resume and checkpoint_path.is_file():
         state = _restore(checkpoint_path, record, model, optimizer, average, rng, dev)
         log.info("resuming %s at iteration %d of %d", workdir, state.iteration, config.iterations)
