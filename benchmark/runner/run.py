@@ -268,7 +268,7 @@ def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.Da
     write_results(layout, results)
     write_table(layout.costs_csv, with_other_methods(layout.costs_csv, collect_costs(tasks), **keep))
     validation = with_other_methods(layout.validation_csv, collect_validation(tasks), **keep)
-    if len(validation):
+    if len(validation) or layout.validation_csv.is_file():
         write_table(layout.validation_csv, validation)
     results.attrs["failed"] = failed
     return results
