@@ -16,13 +16,12 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from benchmark.cli import main
-from benchmark.core.errors import BenchError
+from benchmark.core.errors import BenchError, FieldFileError
 from benchmark.core.images import Image, write_displacement
+from benchmark.core.learn2reg import from_l2r, l2r_name, read_l2r_field, to_l2r, write_l2r_field
 from benchmark.core.pairs import RegistrationPair
 from methods import registry
 from methods.base import Method, RegistrationFailed, RegistrationResult
-from benchmark.core.errors import FieldFileError
-from benchmark.core.learn2reg import from_l2r, l2r_name, read_l2r_field, to_l2r, write_l2r_field
 from methods.fields import FieldsMethod, parse_fields_spec
 from methods.registry import get_method, resolve_methods
 from methods.transforms import warp_array
