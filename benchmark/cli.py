@@ -246,6 +246,13 @@ def _reader_study_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--idle-minutes", type=float, default=120.0, help="sessions end after this inactivity"
     )
+    serve.add_argument(
+        "--trusted-proxy",
+        default=None,
+        metavar="ADDRESS",
+        help="IP address of the reverse proxy whose X-Forwarded-For names the client (default: "
+        "no X-Forwarded-* header is trusted)",
+    )
     _handler(serve, "benchmark.reader_study.commands:serve")
     for name, help_text, target in (
         ("add-reader", "create a reader and print their one-time invitation link", "add_reader"),

@@ -120,6 +120,16 @@ def new_invitation(study: Path, name: str) -> str:
     return token
 
 
+def set_admin_token(study: Path, token: str = "admintoken") -> None:
+    """Give ``study`` a known admin token (``create`` prints a random one once)."""
+    conn = sqlite3.connect(study / db.DB_NAME)
+    conn.execute(
+        "UPDATE settings SET value = ? WHERE key = 'admin_token_hash'", (auth.hash_token(token),)
+    )
+    conn.commit()
+    conn.close()
+
+
 def methods_of(study: Path, reader_id: int, case: str, read: int = 1) -> dict[str, str]:
     """Letter -> method of one reader's item (letter -> slot in the database, slot -> method in
     the key)."""
@@ -519,25 +529,49 @@ def test_parse_ranks_accepts_exactly_permutations(form):
         assert ranks == {k[5:]: int(v) for k, v in form.items()}
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
         st.floats(allow_nan=True, allow_infinity=True).map(repr),
-        st.sampled_from(["", "nan", "NaN", "inf", "-0", "1e400", "x", "1_000", " 5 "]),
+        st.integers(-10, 10**10).map(str),
+        st.sampled_from(
+            [
+                "",
+                "nan",
+                "inf",
+                "-0",
+                "1e3",
+                "x",
+                "1_000",
+                " 5 ",
+                "+5",
+                "5.0",
+                "0x10",
+                "\u0661",
+                "\u00b2",
+                "\uff15",
+                "1" * 25,
+                "86400000",
+                "86400001",
+                "000000001",
+                "5\n",
+            ]
+        ),
         st.text(max_size=8),
     )
 )
-def test_parse_active_ms_accepts_exactly_finite_non_negative_numbers(text):
-    from benchmark.reader_study.reader import parse_active_ms
+def test_parse_active_ms_accepts_exactly_ascii_digits_within_the_range(text):
+    """Issue 30.6: only ASCII digits (no sign, point, exponent, space, other scripts' digits) of
+    at most MAX_ACTIVE_MS milliseconds; empty is 0."""
+    from benchmark.reader_study.reader import MAX_ACTIVE_MS, parse_active_ms
 
     seconds, problems = parse_active_ms(text)
-    try:
-        value = float(text.strip()) if text.strip() else 0.0
-    except ValueError:
-        value = float("nan")
-    ok = np.isfinite(value) and value >= 0
-    assert (not problems) == ok
-    assert seconds == (value / 1000.0 if ok else 0.0)
+    ascii_digits = 0 < len(text) <= 9 and all(c in "0123456789" for c in text)
+    ok = text == "" or (ascii_digits and int(text) <= MAX_ACTIVE_MS)
+    assert (not problems) == ok, text
+    assert seconds == (int(text) / 1000.0 if ok and text else 0.0)
+    if not ok:
+        assert "ASCII digits" in problems[0] and str(MAX_ACTIVE_MS) in problems[0]
 
 
 def test_parse_ranks_rejects_repeated_fields():
@@ -595,25 +629,20 @@ def test_session_cookie_flags_and_security_headers(study):
     assert "http://" not in js and "https://" not in js
 
 
-def test_wrong_token_rejected(study):
+def test_wrong_token_rejected(study, caplog):
     client = make_app(study).test_client()
     add_reader(study, "frank")
     page = client.get("/login")
     resp = client.post("/login", data={"token": "guess", "csrf_token": csrf_of(page.text)})
     assert resp.status_code == 403
     assert client.get("/").status_code == 302
-    assert _count(study, "SELECT COUNT(*) FROM events WHERE kind = 'login-failed'") == 1
+    # counted for the address and logged to the server's log, not stored (issue 30.5)
+    assert any("login failed from 127.0.0.1" in r.getMessage() for r in caplog.records)
+    assert _count(study, "SELECT COUNT(*) FROM events WHERE kind LIKE '%failed%'") == 0
 
 
 def test_admin_page_protected_and_shows_progress(study, capsys):
-    # the admin token is printed by create; make a study with a known one
-    conn = sqlite3.connect(study / db.DB_NAME)
-    conn.execute(
-        "UPDATE settings SET value = ? WHERE key = 'admin_token_hash'",
-        (auth.hash_token("admintoken"),),
-    )
-    conn.commit()
-    conn.close()
+    set_admin_token(study)  # create prints it once; a known one here
     app = make_app(study)
     reader = app.test_client()
     login(reader, add_reader(study, "gina"))
@@ -971,7 +1000,7 @@ def test_logout_and_inactivity_end_the_session_on_the_server(study):
         resp = thief.post(
             "/case/1", data={"rank_A": "1", "rank_B": "2", "rank_C": "3", "csrf_token": csrf}
         )
-        assert resp.status_code == 400
+        assert resp.status_code == 401  # no session: refused before anything is read
     assert _count(study, "SELECT COUNT(*) FROM answers") == 0
     # inactivity: a session idle longer than SESSION_IDLE_SECONDS is gone
     short = make_app(study, SESSION_IDLE_SECONDS=0.5)
@@ -1038,19 +1067,19 @@ def test_time_fields_validated_and_not_counted_twice(study):
     client = make_app(study).test_client()
     login(client, add_reader(study, "tim"))
     ranks = {"A": 1, "B": 2, "C": 3}
-    for bad in ("nan", "inf", "-inf", "-5", "abc", "1e400"):
+    for bad in ("nan", "inf", "-inf", "-5", "abc", "1e400", "1e12", "\u0661", "86400001"):
         resp = submit(client, 1, ranks, active_ms=bad)
         assert resp.status_code == 400, bad
-        assert "active_ms must be a finite number" in resp.text
+        assert "active_ms must be a whole number of milliseconds" in resp.text
     assert _count(study, "SELECT COUNT(*) FROM answers") == 0
     t0 = time.time()
     page, _ = case_page(client, 1)  # the view starts the clock
     csrf = csrf_of(page.text)
     form = {f"rank_{k}": str(v) for k, v in ranks.items()} | {"csrf_token": csrf}
     time.sleep(0.3)
-    assert client.post("/case/1", data=form | {"active_ms": "1e12"}).status_code == 302
+    assert client.post("/case/1", data=form | {"active_ms": "86400000"}).status_code == 302
     time.sleep(0.3)
-    assert client.post("/case/1", data=form | {"active_ms": "1e12"}).status_code == 302
+    assert client.post("/case/1", data=form | {"active_ms": "86400000"}).status_code == 302
     wall = time.time() - t0
     conn = db.connect(study / db.DB_NAME)
     row = conn.execute("SELECT * FROM responses").fetchone()
@@ -1142,6 +1171,39 @@ def test_server_is_waitress_and_checks_the_host_header(study, monkeypatch):
         assert resp.status_code == 400, host
 
 
+def test_serve_passes_the_limits_to_waitress(study, monkeypatch, capsys):
+    """Issue 30.9: waitress gets the app's body limit (not its 1 GB default), short channel
+    timeouts, a higher connection limit with poll(); X-Forwarded-For is trusted only from the
+    proxy named by --trusted-proxy, and nothing of X-Forwarded-* without it."""
+    import waitress
+    from waitress.adjustments import Adjustments
+
+    from benchmark.reader_study import limits
+
+    served = []
+    monkeypatch.setattr(waitress, "serve", lambda app, **kw: served.append((app, kw)))
+    assert main(["reader-study", "serve", str(study)]) == 0
+    app, kw = served[-1]
+    assert kw["max_request_body_size"] == app.config["MAX_CONTENT_LENGTH"] + 1
+    assert (
+        app.config["MAX_CONTENT_LENGTH"]
+        == limits.MAX_BODY_BYTES
+        < Adjustments.max_request_body_size
+    )
+    assert kw["max_request_header_size"] == limits.MAX_HEADER_BYTES
+    assert kw["channel_timeout"] <= 60 < Adjustments.channel_timeout
+    assert kw["cleanup_interval"] <= kw["channel_timeout"] / 2
+    assert kw["connection_limit"] >= 5 * Adjustments.connection_limit and kw["asyncore_use_poll"]
+    assert kw["clear_untrusted_proxy_headers"] and "trusted_proxy" not in kw
+    assert main(["reader-study", "serve", str(study), "--trusted-proxy", "127.0.0.1"]) == 0
+    kw = served[-1][1]
+    assert kw["trusted_proxy"] == "127.0.0.1" and kw["trusted_proxy_headers"] == {"x-forwarded-for"}
+    assert kw["trusted_proxy_count"] == 1
+    capsys.readouterr()
+    assert main(["reader-study", "serve", str(study), "--trusted-proxy", "proxy.example"]) == 2
+    assert "--trusted-proxy must be an IP address" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------- options and admin actions
 @pytest.fixture(scope="module")
 def options_study(template, tmp_path_factory):
@@ -1195,13 +1257,7 @@ def test_cannot_judge_comment_and_repeats(options_study, tmp_path, capsys):
 
 
 def test_admin_reopens_removes_and_downloads(study):
-    conn = sqlite3.connect(study / db.DB_NAME)
-    conn.execute(
-        "UPDATE settings SET value = ? WHERE key = 'admin_token_hash'",
-        (auth.hash_token("admintoken"),),
-    )
-    conn.commit()
-    conn.close()
+    set_admin_token(study)
     app = make_app(study)
     reader = app.test_client()
     login(reader, add_reader(study, "ola"))
@@ -1244,3 +1300,361 @@ def test_admin_reopens_removes_and_downloads(study):
     kinds = [r["kind"] for r in conn.execute("SELECT kind FROM events")]
     conn.close()
     assert {"reopen", "remove-reader", "admin-download"} <= set(kinds)
+
+
+# ---------------------------------------------------------------- issue 26.3 and issue 30
+def test_reader_study_has_no_import_cycle_and_only_the_cli_imports_the_factory():
+    """Issue 26.3: no import cycle through a module of the reader study (imports inside
+    functions count; the graph of tests/test_architecture.py), and the app factory module is
+    imported only by the CLI's ``commands``."""
+    from test_architecture import import_cycles, import_graph
+
+    package = "benchmark.reader_study"
+    graph = import_graph()
+    assert {f"{package}.app", f"{package}.reader", f"{package}.study"} <= set(graph)
+    ours = [c for c in import_cycles(graph) if any(m.startswith(package + ".") for m in c)]
+    assert not ours, ours
+    importers = sorted(m for m, deps in graph.items() if f"{package}.app" in deps)
+    assert importers == [f"{package}.commands"], importers
+
+
+def _admin_client(study: Path, app=None):
+    """An admin logged in on ``study`` (the admin token set to a known one)."""
+    set_admin_token(study)
+    app = app or make_app(study)
+    admin = app.test_client()
+    page = admin.get("/admin/login")
+    resp = admin.post(
+        "/admin/login", data={"token": "admintoken", "csrf_token": csrf_of(page.text)}
+    )
+    assert resp.status_code == 302
+    return app, admin, csrf_of(admin.get("/admin").text)
+
+
+def _stored(study: Path) -> dict:
+    """Every stored answer: answers and responses rows (submissions included), reader rows."""
+    conn = sqlite3.connect(study / db.DB_NAME)
+    try:
+        return {
+            t: sorted(map(tuple, conn.execute(f"SELECT * FROM {t}").fetchall()))
+            for t in ("answers", "responses", "readers")
+        }
+    finally:
+        conn.close()
+
+
+def test_reopen_unlocks_exactly_the_case_named(study):
+    """Issue 30.3: after the admin reopens one case of a finished reader, every other case stays
+    locked (409, stored answers unchanged); the reopened one can be answered, then Finish locks
+    it again."""
+    _, admin, csrf = _admin_client(study)
+    app = make_app(study)
+    reader = app.test_client()
+    login(reader, add_reader(study, "lou"))
+    for pos in range(1, N_CASES + 1):
+        assert submit(reader, pos, {"A": 1, "B": 2, "C": 3}).status_code == 302
+    finish(reader)
+    resp = admin.post("/admin/reopen", data={"reader_id": "1", "position": "2", "csrf_token": csrf})
+    assert resp.status_code == 302
+    before = _stored(study)
+    for pos in (1, 3, 4):
+        page, _ = case_page(reader, pos)
+        assert 'id="case-locked"' in page.text and 'id="save-button" disabled' in page.text
+        resp = submit(reader, pos, {"A": 3, "B": 2, "C": 1})
+        assert resp.status_code == 409, pos
+        assert "locked" in resp.text
+        form = {"rank_A": "3", "rank_B": "2", "rank_C": "1", "csrf_token": csrf_of(page.text)}
+        resp = reader.post(f"/case/{pos}", data=form, headers={"Accept": "application/json"})
+        assert resp.status_code == 409 and "locked" in resp.json["error"]  # the page script's
+    assert _stored(study) == before
+    assert submit(reader, 2, {"A": 3, "B": 2, "C": 1}).status_code == 302
+    assert submit(reader, 2, {"A": 2, "B": 3, "C": 1}).status_code == 302  # revisable until Finish
+    finish(reader)
+    assert submit(reader, 2, {"A": 1, "B": 2, "C": 3}).status_code == 409
+    conn = db.connect(study / db.DB_NAME)
+    order = db.assignments(conn, 1)
+    got = {order.index(item) + 1: a["ranks"] for item, a in db.answers(conn, 1).items()}
+    conn.close()
+    assert got == {
+        1: {"A": 1, "B": 2, "C": 3},
+        2: {"A": 2, "B": 3, "C": 1},
+        3: {"A": 1, "B": 2, "C": 3},
+        4: {"A": 1, "B": 2, "C": 3},
+    }
+
+
+def test_database_of_an_older_version_is_upgraded_with_its_locks(study):
+    """A study database without ``assignments.locked`` gets it at app start, locked for the
+    readers who had finished."""
+    app = make_app(study)
+    done, busy = app.test_client(), app.test_client()
+    login(done, add_reader(study, "done"))
+    login(busy, add_reader(study, "busy"))
+    for pos in range(1, N_CASES + 1):
+        submit(done, pos, {"A": 1, "B": 2, "C": 3})
+    finish(done)
+    conn = sqlite3.connect(study / db.DB_NAME)
+    conn.execute("ALTER TABLE assignments DROP COLUMN locked")
+    conn.commit()
+    conn.close()
+    make_app(study)
+    conn = db.connect(study / db.DB_NAME)
+    locks = dict(conn.execute("SELECT reader_id, MIN(locked) FROM assignments GROUP BY reader_id"))
+    conn.close()
+    assert locks == {1: 1, 2: 0}
+
+
+class _CountingStream(io.RawIOBase):
+    """A request body of ``size`` bytes that counts what the server reads of it."""
+
+    def __init__(self, size: int) -> None:
+        self.size, self.read_bytes = size, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = min(len(buffer), self.size - self.read_bytes)
+        buffer[:n] = b"a" * n
+        self.read_bytes += n
+        return n
+
+
+def test_bodies_fields_and_media_types_limited(study):
+    """Issue 30.4 in the app: a declared body over the limit is refused unread, a streamed one
+    after at most the limit; more than MAX_FORM_FIELDS fields, multipart, JSON and text bodies
+    are refused before anything is done."""
+    from benchmark.reader_study import limits
+
+    app = make_app(study)
+    client = app.test_client()
+    login(client, add_reader(study, "max"))
+    page, _ = case_page(client, 1)
+    csrf = csrf_of(page.text)
+    before = _stored(study)
+    stream = _CountingStream(30_000_000)
+    resp = client.post(
+        "/case/1",
+        content_type=limits.FORM_TYPE,
+        environ_overrides={"wsgi.input": stream, "CONTENT_LENGTH": "30000000"},
+    )
+    assert resp.status_code == 413 and stream.read_bytes == 0
+    stream = _CountingStream(30_000_000)
+    resp = client.post(  # chunked: no declared length, the stream ends where the body ends
+        "/case/1",
+        content_type=limits.FORM_TYPE,
+        environ_overrides={
+            "wsgi.input": stream,
+            "wsgi.input_terminated": True,
+            "HTTP_TRANSFER_ENCODING": "chunked",
+        },
+    )
+    assert resp.status_code == 413 and stream.read_bytes <= limits.MAX_BODY_BYTES + 65536
+    form = {"rank_A": "1", "rank_B": "2", "rank_C": "3", "csrf_token": csrf}
+    many = form | {f"x{i}": "" for i in range(limits.MAX_FORM_FIELDS)}
+    resp = client.post("/case/1", data=many)
+    assert resp.status_code == 413 and "form fields" in resp.text
+    for content_type, body in (
+        (
+            "multipart/form-data; boundary=b",
+            b'--b\r\nContent-Disposition: form-data; name="rank_A"\r\n\r\n1\r\n--b--\r\n',
+        ),
+        ("application/json", json.dumps(form).encode()),
+        ("text/plain", b"rank_A=1&rank_B=2&rank_C=3&csrf_token=" + csrf.encode()),
+        ("", b"rank_A=1"),
+    ):
+        resp = client.post("/case/1", data=body, content_type=content_type)
+        assert resp.status_code == 415, content_type
+    resp = client.post("/case/1", data={**form, "f": (io.BytesIO(b"x"), "f.txt")})
+    assert resp.status_code == 415  # a file upload (multipart) from the test client
+    assert _stored(study) == before
+    assert client.post("/case/1", data=form).status_code == 302  # the real form still works
+
+
+def test_anonymous_visitors_and_failed_logins_store_nothing(study):
+    """Issue 30.5: 600 anonymous login pages and 200 failed logins (20 addresses) leave the
+    database exactly as it was; login still needs its CSRF token."""
+    app = make_app(study)
+    add_reader(study, "noa")
+    files = [study / n for n in ("study.db", "study.db-wal")]
+    conn = sqlite3.connect(study / db.DB_NAME)
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    sizes = [p.stat().st_size if p.exists() else 0 for p in files]
+    dump = "\n".join(sqlite3.connect(study / db.DB_NAME).iterdump())
+    for i in range(600):
+        client = app.test_client()
+        assert client.get("/login" if i % 2 else "/admin/login").status_code == 200
+        assert client.get_cookie("reader_study_session") is None
+    for i in range(200):
+        client = app.test_client()
+        path = "/login" if i % 2 else "/admin/login"
+        page = client.get(path)
+        resp = client.post(
+            path,
+            data={"token": f"guess{i}", "csrf_token": csrf_of(page.text)},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{i % 20}"},
+        )
+        assert resp.status_code == 403
+    client = app.test_client()
+    page = client.get("/login")
+    assert client.post("/login", data={"token": "x"}).status_code == 400  # no CSRF token
+    other = app.test_client()  # a token of another browser's cookie does not pass
+    assert (
+        other.post("/login", data={"token": "x", "csrf_token": csrf_of(page.text)}).status_code
+        == 400
+    )
+    assert [p.stat().st_size if p.exists() else 0 for p in files] == sizes
+    assert "\n".join(sqlite3.connect(study / db.DB_NAME).iterdump()) == dump
+
+
+def test_failed_logins_rate_limited_per_address(study):
+    """Issue 30.5: after LOGIN_FAILURES failures an address gets 429 with Retry-After (also for a
+    valid token); other addresses are not affected; the window passes."""
+    app = make_app(study, LOGIN_FAILURES=3, LOGIN_WINDOW_S=1.0)
+    token = add_reader(study, "rita")
+
+    def attempt(address: str, tok: str, **headers):
+        client = app.test_client()
+        page = client.get("/login")
+        return client.post(
+            "/login",
+            data={"token": tok, "csrf_token": csrf_of(page.text)},
+            environ_base={"REMOTE_ADDR": address},
+            headers=headers,
+        )
+
+    for _ in range(3):
+        assert attempt("192.0.2.7", "wrong").status_code == 403
+    resp = attempt("192.0.2.7", token)
+    assert resp.status_code == 429 and 1 <= int(resp.headers["Retry-After"]) <= 1
+    assert "Too many failed logins from your address" in resp.text
+    resp = attempt("192.0.2.7", "wrong", Accept="application/json")
+    assert resp.status_code == 429 and "try again in" in resp.json["error"]
+    assert attempt("192.0.2.7", "wrong", **{"X-Forwarded-For": "198.51.100.1"}).status_code == 429
+    assert attempt("192.0.2.8", "wrong").status_code == 403  # another address
+    time.sleep(1.1)
+    assert attempt("192.0.2.7", token).status_code == 302
+
+
+def test_login_limiter_window_and_memory_bound():
+    """The limiter blocks an address after its failures until the oldest leaves the window, and
+    remembers at most max_addresses addresses (the oldest are forgotten first)."""
+    from benchmark.reader_study.limits import LoginLimiter
+
+    limiter = LoginLimiter(failures=2, window_s=10.0, max_addresses=3)
+    limiter.fail("a", now=0.0)
+    assert limiter.retry_after("a", now=1.0) == 0
+    limiter.fail("a", now=4.0)
+    assert limiter.retry_after("a", now=5.0) == 5  # until the failure at 0 s is 10 s old
+    assert limiter.retry_after("a", now=10.5) == 0
+    for address in "bcd":
+        limiter.fail(address, now=11.0)
+        limiter.fail(address, now=11.0)
+    assert [limiter.retry_after(x, now=12.0) for x in "abcd"] == [0, 9, 9, 9]
+    limiter.fail("e", now=12.0)
+    limiter.fail("e", now=12.0)
+    assert limiter.retry_after("b", now=12.0) == 0  # forgotten: the oldest of four
+    assert limiter.retry_after("e", now=12.0) == 10
+
+
+def test_admin_forms_answer_400_for_malformed_numbers(study):
+    """Issue 30.6: reader_id and position values such as '²' or 25 digits give 400 with a
+    message (they crashed with 500), unknown ones 404; nothing changes."""
+    app, admin, csrf = _admin_client(study)
+    reader = app.test_client()
+    login(reader, add_reader(study, "ada"))
+    submit(reader, 1, {"A": 1, "B": 2, "C": 3})
+    before = _stored(study)
+    bad = ["", " 1", "1 ", "\u00b2", "\u0661", "\uff11", "1" * 25, "-1", "+1", "1.0", "0x1", "1e3"]
+    for value in bad:
+        for route, form in (
+            ("/admin/reopen", {"reader_id": value, "position": "1"}),
+            ("/admin/reopen", {"reader_id": "1", "position": value}),
+            ("/admin/remove", {"reader_id": value, "confirm": "ada"}),
+        ):
+            resp = admin.post(route, data=form | {"csrf_token": csrf})
+            assert resp.status_code == 400, (route, form)
+            assert "must be a number" in resp.text
+    for route, form in (
+        ("/admin/reopen", {"reader_id": "999999999", "position": "1"}),
+        ("/admin/reopen", {"reader_id": "1", "position": "999999999"}),
+        ("/admin/remove", {"reader_id": "0", "confirm": "ada"}),
+    ):
+        assert admin.post(route, data=form | {"csrf_token": csrf}).status_code == 404
+    assert _stored(study) == before
+
+
+def test_image_data_is_sent_no_store(study):
+    """Issue 30.8: panels are never cached by the browser (they used to be kept a day)."""
+    client = make_app(study).test_client()
+    login(client, add_reader(study, "ned"))
+    _, data = case_page(client, 1)
+    resp = client.get(data["fixed"])
+    assert resp.status_code == 200 and resp.headers["Cache-Control"] == "no-store"
+
+
+def test_answers_csv_escapes_formulas(options_study, tmp_path):
+    """Issue 30.10: comments (and any text cell) starting with = + - @ reach the admin's CSV with
+    a leading ' (OWASP CSV injection); other text is unchanged."""
+    from benchmark.reader_study.admin import FORMULA_START, spreadsheet_safe
+
+    study = tmp_path / "s"
+    shutil.copytree(options_study, study)
+    app, admin, _ = _admin_client(study)
+    reader = app.test_client()
+    login(reader, add_reader(study, "=cmd|' /C calc'!A0"))
+    comments = ['=HYPERLINK("http://evil.example","x")', "+1+1", "-2+3", "@SUM(A1:A9)", "fine"]
+    conn = db.connect(study / db.DB_NAME)
+    n = len(db.assignments(conn, 1))
+    conn.close()
+    for pos in range(1, n + 1):
+        comment = comments[(pos - 1) % len(comments)]
+        assert submit(reader, pos, {}, cannot_judge="1", comment=comment).status_code == 302
+    table = pd.read_csv(io.StringIO(admin.get("/admin/answers.csv").get_data(as_text=True)))
+    assert set(table["reader"]) == {"'=cmd|' /C calc'!A0"}
+    for comment in table["comment"]:
+        assert not comment.startswith(FORMULA_START)
+        original = comment[1:] if comment.startswith("'") else comment
+        assert spreadsheet_safe(original) == comment and original in comments
+    assert {c for c in table["comment"] if not c.startswith("'")} == {"fine"}
+    for start in FORMULA_START:  # tab and CR as well (comments arrive stripped of them)
+        assert spreadsheet_safe(start + "1") == "'" + start + "1"
+
+
+def test_ended_session_answers_401_in_words_and_the_reader_logs_in_again(study):
+    """Issue 30.11 on the server: a save after the session idled out is refused with 401 and a
+    message in words (JSON for the page script, with a login CSRF token; a page otherwise); the
+    page script logs in again with a new invitation and saves with the new session's token."""
+    app = make_app(study, SESSION_IDLE_SECONDS=0.5)
+    client = app.test_client()
+    login(client, add_reader(study, "ida"))
+    page, _ = case_page(client, 1)
+    form = {"rank_A": "2", "rank_B": "1", "rank_C": "3", "csrf_token": csrf_of(page.text)}
+    as_json = {"Accept": "application/json"}
+    time.sleep(0.7)
+    resp = client.post("/case/1", data=form, headers=as_json)
+    assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Invitation")
+    assert "ended after 0.00833333 minutes without activity" in resp.json["error"]
+    assert "Nothing was saved" in resp.json["error"]
+    login_csrf = resp.json["login_csrf"]
+    html = client.post("/case/1", data=form)  # without the script: a page, in words
+    assert html.status_code == 401 and "Log in again" in html.text
+    assert "Your session has ended" in html.text and "Nothing was saved" in html.text
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 0
+    resp = client.post("/login", data={"token": "wrong", "csrf_token": login_csrf}, headers=as_json)
+    assert resp.status_code == 403 and "ask the study organiser" in resp.json["error"]
+    token = new_invitation(study, "ida")
+    resp = client.post("/login", data={"token": token, "csrf_token": login_csrf}, headers=as_json)
+    assert resp.status_code == 200 and resp.json["reader"] == "ida"
+    resp = client.post(
+        "/case/1", data=form | {"csrf_token": resp.json["csrf_token"]}, headers=as_json
+    )
+    assert resp.status_code == 200 and resp.json == {"next": "/case/2"}
+    # revoked: said so; a form with problems answers JSON errors, nothing stored
+    conn = db.connect(study / db.DB_NAME)
+    db.set_invitation(conn, 1, None, None)
+    conn.close()
+    resp = client.post("/case/2", data=form, headers=as_json)
+    assert resp.status_code == 401 and "the study organiser ended it" in resp.json["error"]
+    assert _count(study, "SELECT COUNT(*) FROM answers") == 3

@@ -2,8 +2,8 @@
 
 Playwright drives Debian's Chromium headless (no browser download: ``executable_path`` points at
 ``/usr/bin/chromium``, or at ``$READER_STUDY_CHROMIUM``) against the real server started with
-``bench reader-study serve`` (waitress) on a free loopback port. A reader logs in with the one-time
-link printed by ``add-reader`` (token in the URL fragment, removed from the address bar), scrolls
+``bench reader-study serve`` (waitress) on a free loopback port. A reader logs in by opening the
+one-time link printed by ``add-reader`` (token in the URL fragment; the page logs in at once), scrolls
 slices, changes window/level, zooms (Ctrl+wheel) and pans (pan tool), all panels in sync and the
 display checked pixel by pixel against the stored volume, switches to the coronal and sagittal
 views (checked against the volume too) through the crosshair point, switches views, is stopped by
@@ -12,6 +12,13 @@ study resumes at the first unranked case), finishes. A second reader, whose lett
 from the first reader's, ranks every case too: the panel under each letter is the right method's
 image for each of them, and the export unblinds exactly what each clicked. A screenshot of a case
 page is saved to ``test-artifacts/reader_study_case.png``.
+
+Issue 30 in the browser, with a real Chromium profile on disk where it matters: the invitation
+token leaves the tab's history before the page is parsed and an opened link is used up (a link read
+back from Chromium's History database no longer logs in; the same browser refuses a link it opened
+before without asking the server); patient images never reach the disk cache (each volume is
+fetched once per page); a session that ends while a reader ranks keeps the ranking in the page,
+says so, and lets the reader log in again in the page and save it.
 
 Marked ``browser`` so it can be selected (``-m browser``); it runs by default and is skipped
 only when the ``playwright`` package or Chromium is missing.
@@ -23,6 +30,7 @@ import os
 import re
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -36,7 +44,7 @@ from fake_run import make_fake_run
 
 from benchmark.cli import main
 from benchmark.reader_study import db
-from benchmark.reader_study.prepare import decode, load_key, load_study
+from benchmark.reader_study.prepare import decode, load_key, load_study, panel_tokens
 
 pytestmark = pytest.mark.browser
 
@@ -217,11 +225,10 @@ def _check_display(page, study: Path, token: str) -> None:
 
 
 def _login(page, link):
+    """Open the invitation link: the page logs in at once and resumes at a case."""
     page.goto(link)
-    page.wait_for_function("!location.hash")  # the token is gone from the address bar and history
-    assert "invite" not in page.url and page.input_value("#token") == link.split("#invite=")[1]
-    page.click("#login-button")
     page.wait_for_url(re.compile(r"/case/\d+$"))
+    assert "invite" not in page.url
 
 
 def _wait_loaded(page):
@@ -408,9 +415,8 @@ def test_reader_session_in_chromium(sync_playwright, server, capsys):
             assert page.url.endswith("/case/3")
             context.close()
             context, page = new_page()
-            page.goto(links["Dr Reader"])
-            page.click("#login-button")
-            assert "ask the study organiser" in page.inner_text("main")
+            page.goto(links["Dr Reader"])  # opened in another browser: the server refuses it
+            page.wait_for_selector("text=ask the study organiser")
             assert main(["reader-study", "rotate", str(study), "Dr Reader"]) == 0
             _login(page, _link(capsys.readouterr().out))
             assert page.url.endswith("/case/3")
@@ -441,7 +447,7 @@ def test_reader_session_in_chromium(sync_playwright, server, capsys):
                 }
                 _rank(page, CLICKS[pos])
                 page.click("#save-button")
-                page.wait_for_url(re.compile(r"/case/\d+$" if pos < 3 else r"/$"))
+                page.wait_for_url(re.compile(rf"/case/{pos + 1}$" if pos < 3 else r"/$"))
             page.click("#finish-button")
             page.wait_for_selector("#finished")
             context.close()
@@ -471,3 +477,171 @@ def test_reader_session_in_chromium(sync_playwright, server, capsys):
         want.sort_values(cols).reset_index(drop=True)[got.columns],
         check_dtype=False,
     )
+
+
+# ---------------------------------------------------------------- issue 30 in the browser
+def _persistent(p, profile: Path):
+    """A Chromium context on a profile folder (history database and disk cache on disk)."""
+    return p.chromium.launch_persistent_context(
+        str(profile),
+        executable_path=CHROMIUM,
+        args=CHROMIUM_ARGS,
+        headless=True,
+        viewport={"width": 1500, "height": 1100},
+    )
+
+
+def _history_urls(profile: Path) -> list[str]:
+    """Every URL in the profile's History database (Chromium closed)."""
+    copy = profile.parent / "History-copy"
+    shutil.copyfile(profile / "Default" / "History", copy)
+    conn = sqlite3.connect(copy)
+    try:
+        return [r[0] for r in conn.execute("SELECT url FROM urls")]
+    finally:
+        conn.close()
+
+
+def test_invitation_leaves_history_and_an_opened_link_is_used_up(sync_playwright, server, tmp_path):
+    """Issue 30.7: the token is out of the tab's history before the page is parsed; opening the
+    link uses it up, so the link Chromium's History database keeps no longer logs in (elsewhere),
+    and the same browser refuses a link it opened before without sending it to the server."""
+    base, study, links = server
+    link = links["Dr Reader"]
+    profile = tmp_path / "profile"
+    with sync_playwright() as p:
+        context = _persistent(p, profile)
+        seen: list[str] = []
+        context.expose_function("reportLocation", lambda href: seen.append(href))
+        # runs before the page's own scripts: what the DOM sees once it is parsed
+        context.add_init_script(
+            "document.addEventListener('DOMContentLoaded', () => "
+            "window.reportLocation(location.href + ' ' + history.length), {capture: true});"
+        )
+        page = context.pages[0] if context.pages else context.new_page()
+        posts: list[str] = []
+        page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+        _login(page, link)  # opening the link logged in
+        assert posts == [f"{base}/login"]
+        assert seen and not any("invite" in s for s in seen), seen
+        page.go_back()  # the tab's history has no entry with the token
+        page.wait_for_load_state()
+        assert "invite" not in page.url
+        # opened again in this browser: refused here, nothing sent
+        posts.clear()
+        page.goto(link)
+        page.wait_for_selector("text=opened in this browser before")
+        assert posts == [] and "invite" not in page.url
+        context.close()
+        stored = [u for u in _history_urls(profile) if "#invite=" in u]
+        assert stored, "Chromium's history does not keep the link: the attack below is moot"
+        # someone who reads the link back from the History database: used up on the server
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            thief = browser.new_context().new_page()
+            thief.goto(stored[0])
+            thief.wait_for_selector("text=ask the study organiser")
+            assert thief.url == f"{base}/login"
+            assert thief.goto(f"{base}/case/1").url == f"{base}/login"  # not logged in
+        finally:
+            browser.close()
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        logins = conn.execute(
+            "SELECT COUNT(*) FROM events WHERE kind = 'login' AND reader_id = 1"
+        ).fetchone()[0]
+    finally:
+        conn.close()
+    assert logins == 1
+
+
+def _probes(study: Path, tokens: list[str]) -> list[bytes]:
+    """From each panel file, the 256-byte window with the most distinct bytes (a fingerprint no
+    other file holds by chance)."""
+    out = []
+    for token in tokens:
+        raw = (study / "data" / f"{token}.bin").read_bytes()
+        best = max(range(0, len(raw) - 256, 128), key=lambda i: len(set(raw[i : i + 256])))
+        out.append(raw[best : best + 256])
+    return out
+
+
+def test_image_data_never_reaches_the_disk_cache(sync_playwright, server, tmp_path):
+    """Issue 30.8: panels are sent no-store, so after logout no byte of them is in the profile
+    folder; the page fetches each volume once and keeps it in memory while the reader works."""
+    base, study, links = server
+    profile = tmp_path / "profile"
+    with sync_playwright() as p:
+        context = _persistent(p, profile)
+        page = context.pages[0] if context.pages else context.new_page()
+        fetched: list[str] = []
+        page.on("request", lambda r: fetched.append(r.url) if "/data/" in r.url else None)
+        _login(page, links["Dr Reader"])
+        _wait_loaded(page)
+        case = next(c for c in load_study(study)["cases"] if c["id"] == page.inner_text(".case-id"))
+        data = _case_data(page)
+        urls = {data["fixed"], data["moving"], data["moving_subtraction"]}
+        urls |= {u for kinds in data["panels"].values() for u in kinds.values()}
+        # slices, planes, window: every panel redrawn from memory, nothing fetched again
+        page.keyboard.press("ArrowUp")
+        page.click("#plane-toggle button[data-plane='coronal']")
+        page.click("button.preset[data-kind='image'] >> nth=1")
+        page.click("#plane-toggle button[data-plane='axial']")
+        assert sorted(fetched) == sorted(f"{base}{u}" for u in urls)
+        response = page.request.get(f"{base}{data['fixed']}")
+        assert response.headers["cache-control"] == "no-store"
+        page.click("header form button")  # log out
+        page.wait_for_url(f"{base}/login")
+        context.close()
+    probes = _probes(study, panel_tokens(case))
+    found = [
+        str(path.relative_to(profile))
+        for path in profile.rglob("*")
+        if path.is_file() and any(probe in path.read_bytes() for probe in probes)
+    ]
+    assert not found, f"image data in the browser profile: {found}"
+
+
+def test_session_loss_keeps_the_ranking_and_the_reader_logs_in_again(
+    sync_playwright, server, capsys
+):
+    """Issue 30.11: the organiser ends the session while the reader ranks; Save keeps the ranking
+    in the page, says what happened in words, and after logging in again in the page (a link of
+    another reader is refused for this ranking) the ranking is saved."""
+    base, study, links = server
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_context(viewport={"width": 1500, "height": 1100}).new_page()
+            _login(page, links["Dr Reader"])
+            assert page.url.endswith("/case/1")
+            _wait_loaded(page)
+            _rank(page, CLICKS[1])
+            assert main(["reader-study", "revoke", str(study), "Dr Reader"]) == 0
+            page.click("#save-button")
+            page.wait_for_selector("#session-ended", state="visible")
+            text = page.inner_text("#session-ended")
+            assert "session has ended" in text and "kept in this page" in text
+            assert "organiser ended it" in text  # what happened, in words
+            assert page.url.endswith("/case/1")
+            assert all(page.is_checked(f"#rank_{k}_{r}") for k, r in CLICKS[1].items())
+            # another reader's link: logged in as them, but this ranking is not theirs
+            page.fill("#relogin-token", links["Dr Second 0"])
+            page.click("#relogin-button")
+            page.wait_for_selector("text=another reader's")
+            assert page.url.endswith("/case/1")
+            capsys.readouterr()
+            assert main(["reader-study", "rotate", str(study), "Dr Reader"]) == 0
+            page.fill("#relogin-token", _link(capsys.readouterr().out))
+            page.click("#relogin-button")
+            page.wait_for_url(re.compile(r"/case/2$"))
+        finally:
+            browser.close()
+    conn = db.connect(study / db.DB_NAME)
+    try:
+        first = db.assignments(conn, 1)[0]
+        answers = db.answers(conn, 1)
+        assert db.answers(conn, 2) == {}
+    finally:
+        conn.close()
+    assert answers == {first: {"state": "ranked", "comment": "", "ranks": CLICKS[1]}}

@@ -1,10 +1,15 @@
 """Admin blueprint: admin-token login, progress of every reader, reopening a case for a reader,
 removing a reader, and the blinded answers as CSV (letters and slots, never method names:
-unblinding stays with ``bench reader-study export``)."""
+unblinding stays with ``bench reader-study export``).
+
+The CSV holds readers' free text (comments), so every text cell that a spreadsheet would read as a
+formula is escaped (:func:`spreadsheet_safe`, OWASP's CSV-injection rule).
+"""
 
 from __future__ import annotations
 
 import io
+import re
 
 import pandas as pd
 from flask import (
@@ -39,6 +44,26 @@ ANSWER_COLUMNS = [
     "submissions",
     "finished",
 ]
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: An id or position of an admin form: ASCII digits, at most 9 of them.
+NUMBER_RE = re.compile(r"[0-9]{1,9}")
+
+
+def spreadsheet_safe(value):
+    """``value`` with a ``'`` in front when it is text starting with one of
+    :data:`FORMULA_START` (spreadsheets then show it as text); anything else unchanged.
+
+    Examples
+    --------
+    >>> spreadsheet_safe("=1+1"), spreadsheet_safe("@SUM(A1)"), spreadsheet_safe("fine")
+    ("'=1+1", "'@SUM(A1)", 'fine')
+    >>> spreadsheet_safe(-1)
+    -1
+    """
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def _admin_token(conn, token: str) -> bool | None:
@@ -66,22 +91,28 @@ def index():
     return render_template("admin.html", readers=readers)
 
 
-def _reader_id() -> int:
-    text = request.form.get("reader_id", "")
-    if not text.isdigit() or db.reader(db.get_db(), int(text)) is None:
-        abort(404, description=f"no reader with id {text[:20]!r}")
+def _number(field: str) -> int:
+    """The form field ``field`` as a number; 400 unless it is 1-9 ASCII digits."""
+    text = request.form.get(field, "")
+    if not NUMBER_RE.fullmatch(text):
+        abort(400, description=f"{field} must be a number (1-9 digits 0-9), got {text[:20]!r}")
     return int(text)
+
+
+def _reader_id() -> int:
+    reader_id = _number("reader_id")
+    if db.reader(db.get_db(), reader_id) is None:
+        abort(404, description=f"no reader with id {reader_id}")
+    return reader_id
 
 
 @bp.post("/reopen")
 @auth.admin_required
 def reopen():
     reader_id = _reader_id()
-    position = request.form.get("position", "")
-    if not position.isdigit():
-        abort(400, description=f"position must be a case number, got {position[:20]!r}")
+    position = _number("position")
     try:
-        db.reopen(db.get_db(), reader_id, int(position))
+        db.reopen(db.get_db(), reader_id, position)
     except BenchError as exc:
         abort(404, description=str(exc))
     flash(f"Case {position} reopened for reader {db.reader(db.get_db(), reader_id)['name']}.")
@@ -104,8 +135,9 @@ def remove():
 @auth.admin_required
 def answers_csv():
     rows = db.all_responses(db.get_db())
+    safe = [{k: spreadsheet_safe(v) for k, v in row.items()} for row in rows]
     buf = io.StringIO()
-    pd.DataFrame(rows, columns=ANSWER_COLUMNS).to_csv(buf, index=False)
+    pd.DataFrame(safe, columns=ANSWER_COLUMNS).to_csv(buf, index=False)
     db.log_event(db.get_db(), None, "admin-download", None, {"rows": len(rows)})
     return Response(
         buf.getvalue(),

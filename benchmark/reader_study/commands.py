@@ -111,7 +111,8 @@ def _print_invitation(name: str, base: str, token: str, days: float) -> None:
     print(f"invitation for {name!r} (works once, within {days:g} days; shown once):")
     print(f"login link: {base}/login#invite={token}")
     print(
-        "send it by a private channel; the token after '#' never reaches the server's logs. "
+        "send it by a private channel; opening it logs the reader in and uses it up (the token "
+        "after '#' never reaches the server's logs). "
         f"New link: bench reader-study rotate STUDY_DIR {name!r}"
     )
 
@@ -193,17 +194,27 @@ def trusted_hosts(host: str, public_url: str) -> list[str]:
 
 
 def serve(args: argparse.Namespace) -> int:
-    """Serve the study with waitress (a production WSGI server); loopback only unless ``--host``
-    says else. Refuses a study whose key or database other users can read (:func:`create_app`)."""
+    """Serve the study with waitress (a production WSGI server) under the body, header,
+    connection and timeout limits of :func:`benchmark.reader_study.limits.waitress_settings`;
+    loopback only unless ``--host`` says else; ``--trusted-proxy`` names the reverse proxy whose
+    ``X-Forwarded-For`` gives the client address. Refuses a study whose key or database other users
+    can read (:func:`create_app`)."""
     import waitress
 
-    from benchmark.reader_study import db
+    from benchmark.reader_study import db, limits
     from benchmark.reader_study.app import create_app
 
     if not 0 < args.port < 65536:
         raise BenchError(f"--port must be 1-65535, got {args.port}")
     if args.threads < 1:
         raise BenchError(f"--threads must be >= 1, got {args.threads}")
+    if args.trusted_proxy is not None:
+        try:
+            ipaddress.ip_address(args.trusted_proxy)
+        except ValueError:
+            raise BenchError(
+                f"--trusted-proxy must be an IP address (the proxy's), got {args.trusted_proxy!r}"
+            ) from None
     local = login_url(args.host, args.port, "")
     if args.public_url:
         public = check_url(args.public_url, "--public-url")
@@ -241,6 +252,7 @@ def serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         ident="reader-study",
         url_scheme="https" if public.startswith("https://") else "http",
+        **limits.waitress_settings(app, trusted_proxy=args.trusted_proxy),
     )
     return 0
 

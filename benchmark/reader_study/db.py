@@ -9,7 +9,8 @@ requests serialise instead of failing. Tables:
 - ``readers``: name, hashed one-time invitation (and its expiry), the seed of their case order,
   finish and removal times.
 - ``assignments``: each reader's items in order (position 1..n -> case id and read: ``1``, or
-  ``2`` for a repeated case).
+  ``2`` for a repeated case) and whether the item is locked (Finish locks every item of the
+  reader; the admin's reopen unlocks exactly the item named).
 - ``label_orders``: per reader, case and read, the result slot behind each letter.
 - ``answers``: the current rank of each letter, per reader, case and read.
 - ``responses``: per reader, case and read: state (``ranked``, ``cannot-judge``, ``reopened``),
@@ -64,6 +65,7 @@ CREATE TABLE assignments (
     position INTEGER NOT NULL,
     case_id TEXT NOT NULL,
     read INTEGER NOT NULL DEFAULT 1,
+    locked INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (reader_id, position),
     UNIQUE (reader_id, case_id, read)
 );
@@ -214,6 +216,21 @@ def init_db(path: str | os.PathLike, *, secret_key: str, admin_token_hash: str, 
             _log(conn, None, "create", None, {})
     finally:
         conn.close()
+
+
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a database written by an older version to the current schema: ``assignments.locked``
+    (added locked for the readers who had finished)."""
+    columns = {r["name"] for r in conn.execute("PRAGMA table_info(assignments)")}
+    if "locked" in columns:
+        return
+    with transaction(conn):
+        conn.execute("ALTER TABLE assignments ADD COLUMN locked INTEGER NOT NULL DEFAULT 0")
+        conn.execute(
+            "UPDATE assignments SET locked = 1 WHERE reader_id IN "
+            "(SELECT id FROM readers WHERE finished IS NOT NULL)"
+        )
+        _log(conn, None, "upgrade", None, {"added": "assignments.locked"})
 
 
 def setting(conn: sqlite3.Connection, key: str, default: str | None = None) -> str:
@@ -449,6 +466,22 @@ def assignments(conn: sqlite3.Connection, reader_id: int) -> list[tuple[str, int
     return [(r["case_id"], int(r["read"])) for r in rows]
 
 
+def assignment(
+    conn: sqlite3.Connection, reader_id: int, case_id: str, read: int
+) -> sqlite3.Row | None:
+    """The ``assignments`` row of one reader's item (position, locked...), None if unassigned."""
+    return conn.execute(
+        "SELECT * FROM assignments WHERE reader_id = ? AND case_id = ? AND read = ?",
+        (reader_id, case_id, read),
+    ).fetchone()
+
+
+def locked(conn: sqlite3.Connection, reader_id: int, case_id: str, read: int) -> bool:
+    """True when the reader's item is locked (finished and not reopened since)."""
+    row = assignment(conn, reader_id, case_id, read)
+    return bool(row is not None and row["locked"])
+
+
 def label_order(conn: sqlite3.Connection, reader_id: int, case_id: str, read: int) -> dict:
     """``{letter: slot}`` of one reader's item, letters in order."""
     rows = conn.execute(
@@ -511,8 +544,8 @@ def save_answer(
     The visit time is :func:`visit_seconds` (so two saves without a reload do not count the same
     time twice). ``active_seconds`` (browser clock) must be finite and >= 0 and is clamped to the
     visit time. Returns ``(seconds, active seconds)`` added. Raises BenchError when the reader has
-    finished the study (answers are then locked), the item is not assigned to them, or the time is
-    not a finite non-negative number.
+    finished the study or the item is locked (finished, and not the item the admin reopened), the
+    item is not assigned to them, or the time is not a finite non-negative number.
     """
     active_seconds = float(active_seconds)
     if not np.isfinite(active_seconds) or active_seconds < 0:
@@ -522,11 +555,14 @@ def save_answer(
         row = reader(conn, reader_id)
         if row is None or row["finished"]:
             raise BenchError("the study is finished for this reader; answers are locked")
-        if not conn.execute(
-            "SELECT 1 FROM assignments WHERE reader_id = ? AND case_id = ? AND read = ?",
-            (reader_id, case_id, read),
-        ).fetchone():
+        item = assignment(conn, reader_id, case_id, read)
+        if item is None:
             raise BenchError(f"case {case_id!r} is not assigned to this reader")
+        if item["locked"]:
+            raise BenchError(
+                "this case is locked: you finished the study, and the organiser reopened other "
+                "cases only"
+            )
         seconds = visit_seconds(conn, reader_id, case_id, read)
         active = min(active_seconds, seconds)
         conn.execute(
@@ -565,7 +601,8 @@ def save_answer(
 
 
 def finish(conn: sqlite3.Connection, reader_id: int, n_items: int) -> None:
-    """Lock the reader's answers; BenchError unless every assigned item is answered."""
+    """Lock the reader's answers (every item); BenchError unless every assigned item is
+    answered."""
     with transaction(conn):
         done = conn.execute(
             "SELECT COUNT(*) FROM responses WHERE reader_id = ? AND state IN (?, ?)",
@@ -577,12 +614,14 @@ def finish(conn: sqlite3.Connection, reader_id: int, n_items: int) -> None:
             "UPDATE readers SET finished = ? WHERE id = ? AND finished IS NULL",
             (now_iso(), reader_id),
         )
+        conn.execute("UPDATE assignments SET locked = 1 WHERE reader_id = ?", (reader_id,))
         _log(conn, reader_id, "finish", None, {})
 
 
 def reopen(conn: sqlite3.Connection, reader_id: int, position: int) -> tuple[str, int]:
-    """Reopen the reader's item at ``position``: its answer is cleared (kept in the event log)
-    and the reader must answer it and press Finish again. Returns the ``(case, read)``."""
+    """Reopen the reader's item at ``position``: its answer is cleared (kept in the event log),
+    exactly this item is unlocked (the reader's other items stay as they are), and the reader must
+    answer it and press Finish again. Returns the ``(case, read)``."""
     with transaction(conn):
         item = conn.execute(
             "SELECT case_id, read FROM assignments WHERE reader_id = ? AND position = ?",
@@ -599,6 +638,10 @@ def reopen(conn: sqlite3.Connection, reader_id: int, position: int) -> tuple[str
             "UPDATE responses SET state = 'reopened' WHERE reader_id = ? AND case_id = ? "
             "AND read = ?",
             key,
+        )
+        conn.execute(
+            "UPDATE assignments SET locked = 0 WHERE reader_id = ? AND position = ?",
+            (reader_id, position),
         )
         conn.execute("UPDATE readers SET finished = NULL WHERE id = ?", (reader_id,))
         _log(

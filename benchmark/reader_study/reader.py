@@ -3,18 +3,20 @@ finish and the panel data.
 
 A reader's items are ``(case, read)`` pairs in their own order (``read`` 2 marks a repeated case);
 on each item the letters map to the case's result slots by the reader's own permutation
-(:func:`benchmark.reader_study.db.label_order`).
+(:func:`benchmark.reader_study.db.label_order`). The case page's script saves with ``fetch`` and
+gets JSON (``{"next": URL}``, ``{"errors": [...]}``); a browser without scripts posts the form and
+gets pages and redirects.
 """
 
 from __future__ import annotations
 
-import math
 import re
 
 from flask import (
     Blueprint,
     Response,
     abort,
+    current_app,
     flash,
     g,
     redirect,
@@ -23,17 +25,39 @@ from flask import (
     session,
     url_for,
 )
+from werkzeug.routing import BaseConverter
 from werkzeug.wsgi import wrap_file
 
 from benchmark.core.errors import BenchError
 from benchmark.reader_study import auth, db, sessions
-from benchmark.reader_study.app import TOKEN_RE, get_study
+from benchmark.reader_study.study import TOKEN_RE, get_study
 
 bp = Blueprint("reader", __name__)
+
+
+class PositionConverter(BaseConverter):
+    """A case position in a URL: 1-9 ASCII digits (Werkzeug's ``int`` takes any script's
+    digits, so ``/case/\u0661`` would be case 1)."""
+
+    regex = r"[0-9]{1,9}"
+
+    def to_python(self, value: str) -> int:
+        return int(value)
+
+    def to_url(self, value: int) -> str:
+        return str(int(value))
+
+
+# before the routes: the app knows the converter when their rules are added
+bp.record_once(lambda state: state.app.url_map.converters.setdefault("position", PositionConverter))
 
 RANK_RE = re.compile(r"[0-9]{1,3}")
 #: Longest free-text comment (characters).
 MAX_COMMENT = 2000
+#: Largest ``active_ms`` (milliseconds the page was visible): one day. The server keeps at most
+#: the visit's own time (:func:`benchmark.reader_study.db.save_answer`).
+MAX_ACTIVE_MS = 24 * 3600 * 1000
+ACTIVE_MS_RE = re.compile(r"[0-9]{1,9}")
 
 
 def parse_ranks(form, labels: list[str]) -> tuple[dict[str, int], list[str]]:
@@ -72,17 +96,18 @@ def parse_ranks(form, labels: list[str]) -> tuple[dict[str, int], list[str]]:
 
 
 def parse_active_ms(text: str | None) -> tuple[float, list[str]]:
-    """Seconds of the ``active_ms`` field (empty: 0); a problem unless finite and >= 0."""
-    text = (text or "").strip()
+    """Seconds of the ``active_ms`` field (empty: 0); a problem unless it is ASCII digits only
+    (no sign, point, exponent, space or other script's digits) with a value of at most
+    :data:`MAX_ACTIVE_MS`."""
+    text = text or ""
     if not text:
         return 0.0, []
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value < 0:
-        return 0.0, [f"active_ms must be a finite number of milliseconds >= 0, got {text[:20]!r}"]
-    return value / 1000.0, []
+    if not ACTIVE_MS_RE.fullmatch(text) or int(text) > MAX_ACTIVE_MS:
+        return 0.0, [
+            f"active_ms must be a whole number of milliseconds 0-{MAX_ACTIVE_MS} in ASCII "
+            f"digits, got {text[:20]!r}"
+        ]
+    return int(text) / 1000.0, []
 
 
 @bp.before_app_request
@@ -199,6 +224,7 @@ def render_case(position: int, order, answered, *, form=None, errors=(), status=
             for label, slot in letters.items()
         },
     }
+    locked = bool(g.reader["finished"]) or db.locked(db.get_db(), reader_id, case_id, read)
     saved = answered.get((case_id, read), {})
     if form is not None:  # a rejected submission is shown again as sent
         ranks = form["ranks"]
@@ -221,12 +247,14 @@ def render_case(position: int, order, answered, *, form=None, errors=(), status=
         errors=list(errors),
         n_done=len(answered),
         finished=bool(g.reader["finished"]),
+        locked=locked,
+        idle_minutes=current_app.config["SESSION_IDLE_SECONDS"] / 60,
         prev=position - 1 if position > 1 else None,
         next=position + 1 if position < len(order) else None,
     ), status
 
 
-@bp.get("/case/<int:position>")
+@bp.get("/case/<position:position>")
 @auth.reader_required
 def case_page(position: int):
     order, answered, case_id, read = reader_item(position)
@@ -236,14 +264,21 @@ def case_page(position: int):
     return render_case(position, order, answered)
 
 
-@bp.post("/case/<int:position>")
+@bp.post("/case/<position:position>")
 @auth.reader_required
 def submit_case(position: int):
+    """Save the reader's answer to the item at ``position``: 409 when it is locked, 400 with the
+    problems when the form is not a valid answer (nothing saved), else on to the next unanswered
+    item."""
     order, answered, case_id, read = reader_item(position)
+    reader_id = int(g.reader["id"])
+    conn = db.get_db()
     if g.reader["finished"]:
         abort(409, description="You have finished the study; answers can no longer change.")
+    if db.locked(conn, reader_id, case_id, read):
+        abort(409, description="This case is locked: the organiser reopened other cases only.")
     study = get_study()
-    labels = list(db.label_order(db.get_db(), int(g.reader["id"]), case_id, read))
+    labels = list(db.label_order(conn, reader_id, case_id, read))
     cannot_judge = bool(study.options["cannot_judge"]) and request.form.get("cannot_judge") == "1"
     comment = (request.form.get("comment") or "").strip() if study.options["comment"] else ""
     if cannot_judge:
@@ -254,10 +289,10 @@ def submit_case(position: int):
     problems += time_problems
     if len(comment) > MAX_COMMENT:
         problems.append(f"comment has {len(comment)} characters, at most {MAX_COMMENT} allowed")
-    reader_id = int(g.reader["id"])
-    conn = db.get_db()
     if problems:
         db.log_event(conn, reader_id, "answer-rejected", case_id, {"problems": problems}, read=read)
+        if auth.wants_json():
+            return {"errors": problems}, 400
         form = {"ranks": ranks, "cannot_judge": cannot_judge, "comment": comment}
         return render_case(position, order, answered, form=form, errors=problems, status=400)
     try:
@@ -277,8 +312,10 @@ def submit_case(position: int):
     nxt = first_unanswered(order, answered, after=position)
     if nxt is None:
         flash("Every case is answered. Review your answers or press Finish.")
-        return redirect(url_for("reader.overview"))
-    return redirect(url_for("reader.case_page", position=nxt))
+        target = url_for("reader.overview")
+    else:
+        target = url_for("reader.case_page", position=nxt)
+    return {"next": target} if auth.wants_json() else redirect(target)
 
 
 @bp.post("/finish")
@@ -308,5 +345,6 @@ def data(tag: str):
         direct_passthrough=True,
     )
     response.content_length = size
-    response.headers["Cache-Control"] = "private, max-age=86400"
+    # patient images never go to the browser's disk cache: the page keeps each volume in memory
+    response.headers["Cache-Control"] = "no-store"
     return response

@@ -1,16 +1,21 @@
-"""Server-side sessions of the reader-study app (a Flask ``SessionInterface`` on ``study.db``).
+"""Server-side sessions of the reader-study app (a Flask ``SessionInterface`` on ``study.db``) and
+the login view of the reader and admin pages.
 
 The cookie holds only a random 256-bit session id; the database stores its SHA-256 with the
-session data (reader id or admin flag, CSRF token, flashed messages). A session therefore ends on
-the server: at logout (the row is deleted), after ``SESSION_IDLE_SECONDS`` without a request, after
-``SESSION_MAX_SECONDS`` in all, and when the organiser revokes, rotates or removes the reader. A
-captured cookie is worthless afterwards, also across server restarts. Logging in issues a new id
-(no session fixation).
+session data (reader id or admin flag, CSRF token, flashed messages). Only logged-in sessions are
+stored: an anonymous visitor (the login page) leaves nothing in the database (its CSRF state is a
+cookie, :mod:`benchmark.reader_study.auth`), and a failed login is counted in memory for the
+per-address limit (:mod:`benchmark.reader_study.limits`) and logged to the server's log, not to the
+database. A session therefore ends on the server: at logout (the row is deleted), after
+``SESSION_IDLE_SECONDS`` without a request, after ``SESSION_MAX_SECONDS`` in all, and when the
+organiser revokes, rotates or removes the reader. A captured cookie is worthless afterwards, also
+across server restarts. Logging in issues a new id (no session fixation).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 import sqlite3
 import time
@@ -22,6 +27,7 @@ from flask import (
     Request,
     Response,
     current_app,
+    g,
     redirect,
     render_template,
     request,
@@ -30,17 +36,22 @@ from flask import (
 )
 from flask.sessions import SessionInterface, SessionMixin
 from werkzeug.datastructures import CallbackDict
+from werkzeug.exceptions import TooManyRequests
 
-from benchmark.reader_study import db
-from benchmark.reader_study.auth import csrf_token, hash_token
+from benchmark.reader_study import db, limits
+from benchmark.reader_study.auth import csrf_token, hash_token, identified, wants_json
+
+log = logging.getLogger(__name__)
 
 #: Seconds between two ``last_seen`` updates of one session (saves a write per request).
 TOUCH_EVERY_S = 30.0
+#: Longest token a login form may send (tokens have 32 characters; longer ones fail unhashed).
+MAX_TOKEN_CHARS = 100
 
 
 def expire(conn, config) -> None:
     """Delete the sessions that ``config``'s idle or absolute lifetime has ended (at app start and
-    at each login, so anonymous sessions cannot pile up)."""
+    at each successful login, so ended sessions cannot pile up)."""
     db.sessions_expire(
         conn, idle_s=config["SESSION_IDLE_SECONDS"], max_age_s=config["SESSION_MAX_SECONDS"]
     )
@@ -57,25 +68,44 @@ def token_login(
 ):
     """The login view of the reader and of the admin pages.
 
-    GET shows the form ``template``. POST expires old sessions, then ``check(conn, token)``
-    (``token`` stripped, never empty) gives the value the session holds under ``key`` (the
-    reader id, or True for the admin), or None: the form again with ``error`` (403), logged as
-    ``"{event}-failed"``. On success the session starts afresh (new id, new CSRF token), the
-    login is logged as ``event``, and the browser goes to the endpoint ``then``.
+    GET shows the form ``template``. POST is refused with 429 (``Retry-After``) while the client
+    address has too many recent failures (:class:`benchmark.reader_study.limits.LoginLimiter`).
+    Otherwise ``check(conn, token)`` (``token`` stripped, never empty) gives the value the session
+    holds under ``key`` (the reader id, or True for the admin), or None: the form again with
+    ``error`` (403), the failure counted for the address and logged to the server's log (not the
+    database). On success old sessions are expired, the session starts afresh (new id, new CSRF
+    token), the login is logged as ``event``, and the browser goes to the endpoint ``then``
+    (a ``fetch`` asking for JSON gets ``{"csrf_token", "reader", "next"}`` instead).
     """
     if request.method == "GET":
         return render_template(template)
+    limiter = limits.login_limiter(current_app)
+    address = request.remote_addr or "unknown"
+    wait = limiter.retry_after(address)
+    if wait:
+        raise TooManyRequests(
+            description=f"Too many failed logins from your address; try again in {wait} s.",
+            retry_after=wait,
+        )
     token = request.form.get("token", "").strip()
     conn = db.get_db()
-    expire(conn, current_app.config)
-    value = check(conn, token) if token else None
+    value = check(conn, token) if token and len(token) <= MAX_TOKEN_CHARS else None
     if value is None:
-        db.log_event(conn, None, f"{event}-failed", None, {})
+        limiter.fail(address)
+        log.warning("%s failed from %s", event, address)
+        if wants_json():
+            return {"error": error}, 403
         return render_template(template, error=error), 403
+    expire(conn, current_app.config)
     session.regenerate()
     session[key] = value
-    csrf_token()
-    db.log_event(conn, session.get("reader_id"), event, None, {})
+    token = csrf_token()
+    reader_id = session.get("reader_id")
+    db.log_event(conn, reader_id, event, None, {})
+    if wants_json():
+        row = db.reader(conn, int(reader_id)) if reader_id is not None else None
+        name = row["name"] if row is not None else None
+        return {"csrf_token": token, "reader": name, "next": url_for(then)}
     return redirect(url_for(then))
 
 
@@ -112,9 +142,11 @@ class DatabaseSessionInterface(SessionInterface):
         if row is None:
             return ServerSession()
         idle = now - row["last_seen"]
-        if idle > app.config["SESSION_IDLE_SECONDS"] or (
-            now - row["created"] > app.config["SESSION_MAX_SECONDS"]
-        ):
+        if idle > app.config["SESSION_IDLE_SECONDS"]:
+            g.session_end = "idle"
+        elif now - row["created"] > app.config["SESSION_MAX_SECONDS"]:
+            g.session_end = "expired"
+        if g.get("session_end"):
             db.session_delete(conn, id_hash)
             return ServerSession()
         if idle > TOUCH_EVERY_S:
@@ -126,13 +158,14 @@ class DatabaseSessionInterface(SessionInterface):
         domain = self.get_cookie_domain(app)
         path = self.get_cookie_path(app)
         conn = db.get_db()
-        if session.sid and (session.renew or not session):  # login, logout, or emptied
+        stored = identified(session)
+        if session.sid and (session.renew or not stored):  # login, logout, or emptied
             db.session_delete(conn, hash_token(session.sid))
             session.sid = None
-            if not session:
+            if not stored:
                 response.delete_cookie(name, domain=domain, path=path)
-        if not session or (session.sid and not session.modified):
-            return
+        if not stored or (session.sid and not session.modified):
+            return  # anonymous sessions are never stored
         if session.sid is None:
             session.sid = secrets.token_urlsafe(32)
             session.created = time.time()

@@ -2,8 +2,12 @@
 // value = offset + q * scale) and draws every panel in one shared view state: plane (axial = k
 // slice, coronal = j, sagittal = i), crosshair point (i, j, k; its coordinate along the plane's
 // normal is the slice), zoom and pan, window/level per kind (image or subtraction). Every change
-// redraws all panels, so they stay in sync. Also checks the ranking (complete, distinct) before
-// submit and measures the time the page was visible.
+// redraws all panels, so they stay in sync. Each volume is fetched once per page and kept in
+// memory (the server sends image data "no-store": nothing of it reaches the browser's disk cache).
+// Also checks the ranking (complete, distinct) before saving, measures the time the page was
+// visible, and saves with fetch: when the save fails (the session ended, the server is away) the
+// ranking stays in the page, the reason is shown in words, and the reader can log in again here
+// with a new invitation link and save it.
 "use strict";
 (function () {
   const data = JSON.parse(document.getElementById("case-data").textContent);
@@ -387,12 +391,85 @@
       return valid;
     }
     form.addEventListener("change", check);
-    form.addEventListener("submit", (e) => {
-      if (!check()) { e.preventDefault(); return; }
+
+    function say(text) { message.className = "error"; message.textContent = text; }
+    let busy = false;
+    async function submitAnswer() {
+      if (busy) return;
+      busy = true;
       if (since !== null) activeMs += Date.now() - since;
-      document.getElementById("active-ms").value = String(Math.round(activeMs));
-      activeMs = 0;  // this time is now sent; a second save counts only what follows
       since = document.visibilityState === "visible" ? Date.now() : null;
+      document.getElementById("active-ms").value = String(Math.round(activeMs));
+      const body = new URLSearchParams(new FormData(form));
+      let response = null, answer = null;
+      try {
+        response = await fetch(form.action, {
+          method: "POST", body, credentials: "same-origin", headers: { Accept: "application/json" },
+        });
+        answer = await response.json();
+      } catch (err) {
+        answer = null;
+      }
+      busy = false;
+      if (response && response.ok && answer && answer.next) {
+        activeMs = 0;  // this time is now saved; a second save counts only what follows
+        window.location.assign(answer.next);
+        return;
+      }
+      // not saved: the ranking and the measured time stay in the page
+      if (response && response.status === 401) { sessionEnded(answer); return; }
+      if (!response) { say("The server could not be reached: nothing was saved, your ranking is kept in this page. Press Save again."); return; }
+      const problems = answer && (answer.errors || (answer.error ? [answer.error] : null));
+      say("Not saved: " + (problems ? problems.join(" ") : "the server answered " + response.status + "."));
+    }
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      if (check()) submitAnswer();
+    });
+
+    // the session ended: say so, keep the ranking, log in again in this page, then save
+    const ended = document.getElementById("session-ended");
+    const relogin = document.getElementById("relogin-message");
+    let loginCsrf = "";
+    function sessionEnded(answer) {
+      loginCsrf = (answer && answer.login_csrf) || "";
+      document.getElementById("session-ended-message").textContent =
+        (answer && answer.error) || "Your session has ended; nothing was saved.";
+      say("Not saved: your session has ended (see below). Your ranking is kept in this page.");
+      ended.hidden = false;
+      document.getElementById("relogin-token").focus();
+    }
+    document.getElementById("relogin-button").addEventListener("click", async () => {
+      const text = document.getElementById("relogin-token").value.trim();
+      const m = /#invite=([A-Za-z0-9_-]+)$/.exec(text) || /^([A-Za-z0-9_-]+)$/.exec(text);
+      if (!m) { relogin.textContent = "Paste the whole new invitation link (\u2026/login#invite=\u2026)."; return; }
+      let response = null, answer = null;
+      try {
+        response = await fetch(ended.dataset.login, {
+          method: "POST", body: new URLSearchParams({ token: m[1], csrf_token: loginCsrf }),
+          credentials: "same-origin", headers: { Accept: "application/json" },
+        });
+        answer = await response.json();
+      } catch (err) {
+        answer = null;
+      }
+      if (!response) { relogin.textContent = "The server could not be reached; try again."; return; }
+      if (!response.ok) {
+        if (answer && answer.login_csrf) loginCsrf = answer.login_csrf;
+        relogin.textContent = (answer && answer.error) || ("Login failed (" + response.status + ").");
+        return;
+      }
+      loginCsrf = answer.csrf_token;  // logged in: the session's own token from now on
+      document.getElementById("relogin-token").value = "";
+      if (answer.reader !== form.dataset.reader) {
+        relogin.textContent = "That invitation is another reader's (" + answer.reader + "); this " +
+          "ranking was not saved. Paste your own new link.";
+        return;
+      }
+      form.querySelector('input[name="csrf_token"]').value = answer.csrf_token;
+      relogin.textContent = "";
+      ended.hidden = true;
+      submitAnswer();
     });
     check();
   }
