@@ -3,8 +3,11 @@ folder, deterministic bytes, and a report that says what is missing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -344,3 +347,33 @@ def test_a_section_left_out_leaves_no_outputs_behind(tmp_path):
     assert again.pages == first.pages - sum(
         n for sid, n in first.sections if sid in ("table1", "readers_vs_metrics")
     )
+
+
+CD_SCRIPT = """
+import sys
+import pandas as pd
+from reports import figures
+from reports.pdf import report_style, write_png
+methods = ["identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc"]
+ranks = pd.Series([3.5, 1.2, 2.0, 2.4, 4.8, 5.1], index=methods)
+p = pd.DataFrame(0.9, index=methods, columns=methods)  # no pair differs: one bar joins all
+with report_style():
+    fig = figures.critical_difference_figure({"dice": ranks}, {"dice": p}, {"dice": 3.8})
+    write_png(sys.argv[1], fig)
+"""
+
+
+def test_critical_difference_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    """scikit-posthocs draws each bar through a set of method names, whose order changes with
+    Python's string hashing: the figure sorts the bars' points, so that two processes give the
+    same bytes (the report's promise of byte-identical files for the same inputs)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MPLBACKEND": "Agg"}
+    outputs = []
+    for seed in ("1", "2", "3"):
+        png = tmp_path / f"cd{seed}.png"
+        subprocess.run(
+            [sys.executable, "-c", CD_SCRIPT, str(png)],
+            env={**env, "PYTHONHASHSEED": seed}, check=True, timeout=300,
+        )
+        outputs.append(png.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
