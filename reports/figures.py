@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from reports.cases import CaseView
@@ -358,9 +359,22 @@ def critical_difference_figure(
             ax.axis("off")
             ax.set_title(f"{metric}: fewer than 3 methods or 2 cases", fontsize=9)
             continue
-        sp.critical_difference_diagram(
+        drawn = sp.critical_difference_diagram(
             ranks, p, ax=ax, alpha=alpha, label_props={"fontsize": 7}, color_palette=colours
         )
+        _sort_crossbars(drawn["crossbars"])
         cd = cds.get(metric, float("nan"))
         ax.set_title(f"{metric} (CD = {cd:.2f})", fontsize=9)
     return fig
+
+
+def _sort_crossbars(crossbars: list[list[Line2D]]) -> None:
+    """Order the points of each crossbar by rank. scikit-posthocs draws a bar through a *set* of
+    method names, whose order follows Python's string hashing (``PYTHONHASHSEED``): the same bar
+    then gave other PNG and PDF bytes in another process. The bar is horizontal, so its drawing
+    does not change."""
+    for lines in crossbars:
+        for line in lines:
+            x, y = (np.asarray(v, dtype=float) for v in line.get_data())
+            order = np.argsort(x, kind="stable")
+            line.set_data(x[order], y[order])

@@ -3,8 +3,11 @@ folder, deterministic bytes, and a report that says what is missing."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,10 +20,11 @@ from pypdf import PdfReader
 from benchmark.cli import main
 from benchmark.core.errors import BenchError
 from benchmark.core.images import read_displacement
-from reports.build import SECTION_TITLES, build_report
+from reports.build import build_report, make_context
 from reports.cases import select_cases
 from reports.dvf_colour import dvf_rgba
 from reports.runfolder import load_run
+from reports.sections import SECTIONS
 
 METHODS = ["identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc"]
 
@@ -111,8 +115,8 @@ def test_load_run_and_case_selection(fake_run):
 def test_report_sections_tables_and_figures(full_report):
     pages = _text(full_report.pdf)
     text = "\n".join(pages)
-    for title in SECTION_TITLES:
-        assert title in text, title
+    for spec in SECTIONS:  # with rankings: every section
+        assert spec.title in text, spec.title
     for method in METHODS:
         assert method in text
     assert "demo-acdc" in pages[0] and "2026-11-20" in pages[0] and "torch: 2.13.0" in pages[0]
@@ -145,6 +149,30 @@ def test_report_sections_tables_and_figures(full_report):
     assert set(summary["structure"]) == {"RV", "LVm", "LVb", "image"}
     assert tables["ranking_contingency"].set_index("method").loc["U-Net"].tolist() == [13, 12, 25]
     assert len(tables["nmi_vs_ncc"]) == 2 * (3 * 3 + 4)
+
+
+def test_the_declared_sections_are_the_contents_and_the_page_order(fake_run, full_report):
+    """The title page lists the table-of-contents line of every section of ``SECTIONS`` in the
+    declared order, and the PDF's pages are the sections' pages in that order, each section's
+    first page headed with its title."""
+    run, rankings = fake_run
+    pages = _text(full_report.pdf)
+    listed = pages[0][pages[0].index("Contents") :].splitlines()[1:]
+    ctx = make_context(load_run(run), rankings=rankings, n_cases=2, progress=False)
+    declared = [spec.contents_line(ctx) for spec in SECTIONS if spec.contents is not None]
+    assert [line.removeprefix("- ") for line in listed] == declared == list(ctx.contents)
+    assert "Figure 1/3 analogue: 2 example case(s)" in declared
+    assert [sid for sid, _ in full_report.sections] == [spec.id for spec in SECTIONS]
+    assert sum(n for _, n in full_report.sections) == full_report.pages == len(pages)
+    first = 0
+    for spec, (_, n) in zip(SECTIONS, full_report.sections, strict=True):
+        assert n > 0, spec.id  # every section has pages in this run
+        assert spec.title in pages[first], (spec.id, pages[first][:80])
+        first += n
+    figure_names = [p.name for p in full_report.figures]
+    table_names = [p.name for p in full_report.tables]
+    assert len(set(figure_names)) == len(figure_names)  # no section overwrites another's output
+    assert len(set(table_names)) == len(table_names)
 
 
 def test_report_page_images(full_report, tmp_path):
@@ -288,3 +316,64 @@ def test_report_sets_readers_ranks_beside_the_metrics(fake_run_dir, tmp_path):
     assert table["tau"].between(-1, 1).all()
     assert "critical_difference.png" in {p.name for p in report.figures}
     assert {"metric_ranks.csv", "dsc30.csv"} <= {p.name for p in report.tables}
+
+
+def test_a_section_left_out_leaves_no_outputs_behind(tmp_path):
+    """A build without rankings after one with them removes the reader-study sections' figure and
+    tables (their ``variable_outputs``) and keeps files the report does not write."""
+    run = make_fake_run(tmp_path, n_cases=2, methods=("identity", "elastix"), shape=(16, 16, 4))
+    rankings = tmp_path / "rankings.csv"
+    pd.DataFrame(
+        [
+            {"case": f"patient00{c}/ED-ES", "method": m, "rank": (i + c) % 2 + 1}
+            for c in (1, 2)
+            for i, m in enumerate(("identity", "elastix"))
+        ]
+    ).to_csv(rankings, index=False)
+    folder = run / "report"
+    reader_outputs = [
+        folder / "figures" / "table1_ranks.png",
+        *(folder / "tables" / f"ranking_{n}.csv" for n in ("contingency", "pairwise", "tests")),
+        folder / "tables" / "readers_vs_metrics.csv",
+    ]
+    first = build_report(run, rankings=rankings, n_cases=1, progress=False)
+    assert all(p.is_file() for p in reader_outputs)
+    assert {"table1", "readers_vs_metrics"} <= {sid for sid, _ in first.sections}
+    (folder / "tables" / "mine.csv").write_text("x\n")
+    again = build_report(run, n_cases=1, progress=False)
+    assert not any(p.exists() for p in reader_outputs)
+    assert (folder / "tables" / "mine.csv").is_file()
+    assert not {"table1", "readers_vs_metrics"} & {sid for sid, _ in again.sections}
+    assert again.pages == first.pages - sum(
+        n for sid, n in first.sections if sid in ("table1", "readers_vs_metrics")
+    )
+
+
+CD_SCRIPT = """
+import sys
+import pandas as pd
+from reports import figures
+from reports.pdf import report_style, write_png
+methods = ["identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolnet-ncc"]
+ranks = pd.Series([3.5, 1.2, 2.0, 2.4, 4.8, 5.1], index=methods)
+p = pd.DataFrame(0.9, index=methods, columns=methods)  # no pair differs: one bar joins all
+with report_style():
+    fig = figures.critical_difference_figure({"dice": ranks}, {"dice": p}, {"dice": 3.8})
+    write_png(sys.argv[1], fig)
+"""
+
+
+def test_critical_difference_bytes_do_not_depend_on_the_hash_seed(tmp_path):
+    """scikit-posthocs draws each bar through a set of method names, whose order changes with
+    Python's string hashing: the figure sorts the bars' points, so that two processes give the
+    same bytes (the report's promise of byte-identical files for the same inputs)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "MPLBACKEND": "Agg"}
+    outputs = []
+    for seed in ("1", "2", "3"):
+        png = tmp_path / f"cd{seed}.png"
+        subprocess.run(
+            [sys.executable, "-c", CD_SCRIPT, str(png)],
+            env={**env, "PYTHONHASHSEED": seed}, check=True, timeout=300,
+        )
+        outputs.append(png.read_bytes())
+    assert outputs[0] == outputs[1] == outputs[2]
