@@ -123,9 +123,10 @@ def make_context(
 
     table = ranking_stats = None
     if rankings is not None:
-        from benchmark.stats.ranking import analyze_rankings, read_rankings
+        from benchmark.stats.ranking import analyze_rankings, check_ranked_methods, read_rankings
 
         table = read_rankings(rankings)
+        check_ranked_methods(table, run.methods, source=str(rankings))
         ranking_stats = analyze_rankings(table, validate=False)
     selection, criterion = select_cases(run, n_cases, progress=progress)
     ctx = Context(

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fake_run import make_fake_run, paper_table1_rankings
+from fake_run import RUN_NAMES, make_fake_run, paper_table1_rankings
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pypdf import PdfReader
@@ -33,7 +33,7 @@ METHODS = ["identity", "elastix", "unet-nmi", "unet-ncc", "poolnet-nmi", "poolne
 def fake_run(fake_run_dir, tmp_path_factory):
     run = fake_run_dir  # the session fixture of conftest.py (tests/fake_run.py, default arguments)
     rankings = tmp_path_factory.mktemp("rankings") / "rankings.csv"
-    paper_table1_rankings().to_csv(rankings, index=False)
+    paper_table1_rankings(names=RUN_NAMES).to_csv(rankings, index=False)
     return run, rankings
 
 
@@ -147,7 +147,7 @@ def test_report_sections_tables_and_figures(full_report):
     summary = tables["summary"]
     assert set(summary["method"]) == set(METHODS)
     assert set(summary["structure"]) == {"RV", "LVm", "LVb", "image"}
-    assert tables["ranking_contingency"].set_index("method").loc["U-Net"].tolist() == [13, 12, 25]
+    assert tables["ranking_contingency"].set_index("method").loc["unet-nmi"].tolist() == [13, 12, 25]
     assert len(tables["nmi_vs_ncc"]) == 2 * (3 * 3 + 4)
 
 

@@ -256,7 +256,7 @@ def compare_methods(
     from scipy import stats
 
     check_choice("zero_method", zero_method, ZERO_METHODS)
-    results = check_results(results)
+    results = mean_over_seeds(check_results(results))  # seeds are repeats, not duplicates
     key = ["method", "case", "pair", "structure", "metric"]
     dup = results.duplicated(key, keep=False)
     if dup.any():

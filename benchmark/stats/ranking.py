@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,20 @@ def read_rankings(path: str | os.PathLike) -> pd.DataFrame:
     except Exception as exc:  # pandas raises several types for damaged CSVs
         raise BenchError(f"{path}: cannot read rankings CSV ({type(exc).__name__}: {exc})") from exc
     return validate_rankings(table, source=str(path))
+
+
+def check_ranked_methods(
+    rankings: pd.DataFrame, methods: Sequence[str], *, source: str = "rankings"
+) -> None:
+    """BenchError naming ``source`` when the rankings rank a method that is not among ``methods``
+    (a reader study of another run, or a renamed method), listing both."""
+    ranked = list(dict.fromkeys(rankings["method"]))
+    strange = [m for m in ranked if m not in set(methods)]
+    if strange:
+        raise BenchError(
+            f"{source}: ranks method(s) {', '.join(strange)} that the run does not have; the "
+            f"run's methods are {', '.join(methods)}"
+        )
 
 
 def _parse_rank(text: Any) -> int | None:
