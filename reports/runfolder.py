@@ -80,6 +80,14 @@ class RunFolder:
         return str(ds) if ds else "not recorded"
 
     @property
+    def contrast(self) -> str | None:
+        """The dataset's ``contrast`` (``same`` or ``different``) as ``run.json`` records it, or
+        None (an older run folder, a dataset that does not say)."""
+        ds = self.run.get("dataset")
+        value = ds.get("contrast") if isinstance(ds, dict) else None
+        return value if value in ("same", "different") else None
+
+    @property
     def date(self) -> str:
         for key in DATE_KEYS:
             if self.run.get(key):

@@ -342,6 +342,7 @@ def make_fake_run(
             "path": "data_manifests/demo-acdc.yaml",
             "sha256": "0" * 64,
             "labels": LABELS,
+            "contrast": "same",
         },
         "methods": {
             m: {

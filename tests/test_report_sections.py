@@ -18,6 +18,7 @@ from matplotlib.text import Text
 import reports.sections
 from benchmark.core.errors import BenchError
 from benchmark.runner.collect import COST_COLUMNS
+from benchmark.stats.claims import CLAIMS
 from reports.build import make_context
 from reports.context import Context, Section, fmt_mapping, safe_name
 from reports.pdf import report_style
@@ -187,6 +188,31 @@ def test_summary(ctx):
     assert "LVb / hd [mm]" in shown and "image / folding_pct [%]" in shown
     assert "RV / dice" in shown and "RV / dice [" not in shown  # unitless: no [1]
     assert "mean ± SD" in shown
+
+
+def test_claims(ctx, fake_run_dir, tmp_path, own_rankings):
+    import dataclasses
+    import json
+    import shutil
+
+    section = build("claims", ctx)
+    claims = section.tables[0][1]
+    assert names(section.tables) == ["claims"] and len(claims) == len(CLAIMS)
+    assert "Dataset contrast: same" in text(section)
+    shown = claims.set_index("claim")
+    assert shown.loc["cine-folding-unet-more", "verdict"] in ("holds", "does not hold")
+    assert shown.loc["dce-poolnet-on-par-elastix", "verdict"] == "not testable"
+    assert "NOT TESTABLE: breast DCE" in text(section)
+    # a run folder that states no contrast: every claim not testable, said why
+    run = tmp_path / "run"
+    shutil.copytree(fake_run_dir, run)
+    info = json.loads((run / "run.json").read_text())
+    del info["dataset"]["contrast"]
+    (run / "run.json").write_text(json.dumps(info))
+    bare = dataclasses.replace(ctx, run=load_run(run))
+    claims = build("claims", bare).tables[0][1]
+    assert (claims["verdict"] == "not testable").all()
+    assert claims["reason"].str.contains("states no contrast").all()
 
 
 def test_comparisons(ctx):

@@ -88,6 +88,11 @@ class RunLayout:
         return self.logs / "run.log"
 
     @property
+    def claims_csv(self) -> Path:
+        """The paper's claims on the run (:mod:`benchmark.stats.claims`)."""
+        return self.root / "claims.csv"
+
+    @property
     def lock(self) -> Path:
         """Held (``flock``) by the ``bench run`` working in the folder; names its process."""
         return self.root / ".lock"

@@ -52,6 +52,21 @@ def format_summary(summary) -> str:
         return table.to_string()
 
 
+def print_claims(layout) -> None:
+    """The verdict of each of the paper's claims that the run could test (``claims.csv``), and
+    how many it could not."""
+    import pandas as pd
+
+    if not layout.claims_csv.is_file():
+        return
+    claims = pd.read_csv(layout.claims_csv, keep_default_na=False)
+    tested = claims[claims["verdict"] != "not testable"]
+    print(f"\nThe paper's claims ({layout.claims_csv}): {len(tested)} tested, "
+          f"{len(claims) - len(tested)} not testable here")
+    for row in tested.itertuples(index=False):
+        print(f"  {row.verdict:<13} {row.statement}")
+
+
 def print_training_warnings(out: Path) -> None:
     """Name, on stderr, every trained model of the run that is worse than no registration on
     its validation pairs (``validation.csv``)."""
@@ -102,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nRun folder: {out}\nResults: {layout.results_csv} ({len(results)} rows)\n")
     if len(results):
         print(format_summary(summarize_metrics(results, methods=names)))
+    print_claims(layout)
     print_training_warnings(out)
     failed = results.attrs.get("failed", [])
     if failed:

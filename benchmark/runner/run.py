@@ -1,5 +1,6 @@
 """A whole benchmark run: check it, plan every fold's tasks, run those not up to date, and write
-the run folder's tables (``docs/conventions.md``, "Run folder").
+the run folder's tables (``docs/conventions.md``, "Run folder"), the paper's claims on the run
+among them (``claims.csv``, :mod:`benchmark.stats.claims`).
 
 ``run_benchmark`` is what ``bench run`` calls, ``plan_benchmark`` what ``bench run --dry-run``
 calls; both take one :class:`RunOptions`. A run is resumable and content-keyed
@@ -35,6 +36,7 @@ from benchmark.runner.fingerprint import FileHashes
 from benchmark.runner.lock import run_lock
 from benchmark.runner.plan import REGISTER, TRAIN, Task
 from benchmark.runner.runfiles import check_same_dataset, log_to_file, write_run_files
+from benchmark.stats.claims import evaluate_claims
 from methods.base import RunContext
 
 log = logging.getLogger(__name__)
@@ -270,5 +272,7 @@ def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.Da
     validation = with_other_methods(layout.validation_csv, collect_validation(tasks), **keep)
     if len(validation) or layout.validation_csv.is_file():
         write_table(layout.validation_csv, validation)
+    contrast = getattr(run.options.manifest, "contrast", None)
+    write_table(layout.claims_csv, evaluate_claims(results, contrast=contrast))
     results.attrs["failed"] = failed
     return results

@@ -35,6 +35,7 @@ import pandas as pd
 
 from benchmark.core.numbers import format_p
 from benchmark.stats.comparisons import ALL_STRUCTURES, case_level
+from benchmark.stats.ranking import RankingStats
 from benchmark.stats.results import check_results
 from metrics.catalog import HIGHER_IS_BETTER, IMAGE
 
@@ -85,14 +86,14 @@ class Claim:
 
 class Evidence:
     """What the claims are decided on: a run's results table (case level), the dataset's
-    contrast, and optionally a reader study's rankings."""
+    contrast, and optionally the statistics of a reader study's rankings."""
 
     def __init__(
         self,
         results: pd.DataFrame,
         *,
         contrast: str | None,
-        rankings: pd.DataFrame | None = None,
+        rankings: RankingStats | None = None,
         alpha: float = 0.05,
     ):
         self.results = check_results(results)
@@ -130,11 +131,11 @@ class Evidence:
 
 def _missing(evidence: Evidence, methods: Sequence[str], contrast: str) -> Verdict | None:
     """A ``not testable`` verdict when the run cannot test a claim about ``contrast`` with
-    ``methods``; None when it can."""
+    ``methods`` (no method: the contrast alone); None when it can."""
     if evidence.contrast is None:
         return Verdict(UNTESTABLE, reason="the dataset states no contrast (same or different)")
     if evidence.contrast != contrast:
-        what = "one contrast" if contrast == DIFFERENT else "changing contrast"
+        what = "changing contrast (breast DCE)" if contrast == DIFFERENT else "one contrast (cine)"
         return Verdict(
             UNTESTABLE, reason=f"the claim is about {what}; this dataset's is {evidence.contrast}"
         )
@@ -282,13 +283,13 @@ def _ranking_claim(kind: str):
     """A claim about the expert's ranking (a reader study of the breast data)."""
 
     def evaluate(evidence: Evidence) -> Verdict:
-        if evidence.rankings is None:
+        stats = evidence.rankings
+        wrong_data = _missing(evidence, (), DIFFERENT)
+        if wrong_data:
+            return wrong_data
+        if stats is None:
             return Verdict(UNTESTABLE, reason="no reader study given (bench report --rankings)")
-        from benchmark.stats.ranking import analyze_rankings
-
-        stats = analyze_rankings(evidence.rankings, validate=False)
-        needed = {"identity"} ^ {"identity"} | {UNET, POOLNET, "elastix"}
-        absent = sorted(needed - set(stats.methods))
+        absent = sorted({UNET, POOLNET, "elastix"} - set(stats.methods))
         if absent:
             return Verdict(UNTESTABLE, reason=f"not ranked in the reader study: {', '.join(absent)}")
         if kind == "difference":
@@ -315,9 +316,9 @@ def _ranking_claim(kind: str):
     return evaluate
 
 
-def _not_measured(reason: str):
+def _not_measured(reason: str, contrast: str):
     def evaluate(evidence: Evidence) -> Verdict:
-        return Verdict(UNTESTABLE, reason=reason)
+        return _missing(evidence, (), contrast) or Verdict(UNTESTABLE, reason=reason)
 
     return evaluate
 
@@ -353,7 +354,7 @@ CLAIMS: tuple[Claim, ...] = (
           "breast DCE: the U-Net deforms the tumour unrealistically (Figure 1)",
           DIFFERENT, (UNET,), "visual",
           _not_measured("a visual finding of Figure 1; the results table measures no "
-                        "realism of the deformation inside a structure")),
+                        "realism of the deformation inside a structure", DIFFERENT)),
     Claim("cine-networks-high-dice",
           "cardiac cine: all networks reach high Dice (label propagation, Figure 4)",
           SAME, (*NETWORKS, "elastix", "identity"), "dice", _networks_high_dice),
@@ -394,7 +395,7 @@ def evaluate_claims(
     results: pd.DataFrame,
     *,
     contrast: str | None,
-    rankings: pd.DataFrame | None = None,
+    rankings: RankingStats | None = None,
     alpha: float = 0.05,
 ) -> pd.DataFrame:
     """One row per claim of :data:`CLAIMS` (columns :data:`CLAIM_COLUMNS`) with its verdict on
@@ -407,8 +408,9 @@ def evaluate_claims(
     contrast : {"same", "different"} or None
         Whether the dataset's fixed and moving images share a contrast (the manifest's
         ``contrast``); None makes every claim not testable, saying so.
-    rankings : DataFrame, optional
-        A reader study's rankings (``case, method, rank[, reader]``), for the expert claims.
+    rankings : RankingStats, optional
+        The statistics of a reader study's rankings
+        (:func:`benchmark.stats.ranking.analyze_rankings`), for the expert claims.
     alpha : float
         Significance level of the tests.
     """

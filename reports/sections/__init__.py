@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from reports.context import Context, Section
 from reports.sections import (
     cases,
+    claims,
     comparisons,
     costs,
     figure2,
@@ -118,6 +119,12 @@ SECTIONS: tuple[SectionSpec, ...] = (
     SectionSpec("missing", missing.TITLE, missing.build, "Missing data"),
     SectionSpec(
         "summary", summary.TITLE, summary.build, "Summary tables (mean ± SD, median [IQR] per method)"
+    ),
+    SectionSpec(
+        "claims",
+        claims.TITLE,
+        claims.build,
+        "The paper's claims on this run (holds, does not hold, not testable)",
     ),
     SectionSpec(
         "comparisons",
