@@ -25,8 +25,8 @@ def _dataset_args(p: argparse.ArgumentParser) -> None:
         "--dataset",
         required=True,
         metavar="NAME_OR_PATH",
-        help="a manifest name from data_manifests/ (acdc, dce, demo-acdc, demo-dce) or a path to "
-        "a manifest .yaml",
+        help="a manifest name from data_manifests/ (acdc, dce, demo-acdc, demo-dce), a path to "
+        "a manifest .yaml, or a Learn2Reg task's PATH/TASK_dataset.json",
     )
     p.add_argument(
         "--root",
@@ -68,6 +68,10 @@ def _data_commands(sub: argparse._SubParsersAction) -> None:
         "check", help="validate a dataset and print cases, pairs, folds, spacings, labels"
     )
     _dataset_args(check)
+    check.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a dataset option (a Learn2Reg task's split=val|test) or a training setting",
+    )
     check.add_argument("--json", action="store_true", help="print the summary as JSON")
     _handler(check, "benchmark.data.commands:check")
     demo = data_sub.add_parser("demo", help="generate a deterministic demo dataset")
@@ -94,7 +98,8 @@ def _method_commands(sub: argparse._SubParsersAction) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a training setting, e.g. --set iterations=500 --set patch_size=64,64,8",
+        help="override a training setting, e.g. --set iterations=500 --set patch_size=64,64,8; "
+        "or a dataset option (a Learn2Reg task's split=val|test)",
     )
     train.add_argument("--out", metavar="DIR", default=None, help="model folder")
     train.add_argument("--resume", action="store_true", help="resume from the last checkpoint")
@@ -138,7 +143,8 @@ def _run_commands(sub: argparse._SubParsersAction) -> None:
         "--seeds", default=None, help="comma-separated seeds, each a repeated run (default: --seed)"
     )
     run.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting: KEY=VALUE (a training setting) or METHOD.KEY=VALUE"
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="a setting: KEY=VALUE (a training setting), METHOD.KEY=VALUE, or a dataset option "
+        "(a Learn2Reg task's split=val|test)"
     )
     _handler(run, "benchmark.runner.commands:run")
 
@@ -165,7 +171,7 @@ def _run_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _stats_commands(sub: argparse._SubParsersAction) -> None:
-    """``bench stats ranking|compare|rank``, ``bench report``."""
+    """``bench stats ranking|compare|rank|l2r``, ``bench report``."""
     stats = sub.add_parser("stats", help="statistics on rankings and results")
     stats_sub = stats.add_subparsers(dest="stats_command", metavar="SUBCOMMAND")
     ranking = stats_sub.add_parser(
@@ -195,6 +201,19 @@ def _stats_commands(sub: argparse._SubParsersAction) -> None:
         "--posthoc", default="nemenyi", help="post-hoc test after Friedman: nemenyi | conover"
     )
     _handler(rank, "benchmark.stats.commands:rank")
+    l2r = stats_sub.add_parser(
+        "l2r",
+        help="scores in MIRBench's and Learn2Reg's conventions side by side, and Learn2Reg's "
+        "ranking beside MIRBench's; writes RUN_DIR/l2r_scores.csv",
+    )
+    l2r.add_argument("run_dir", help="a run folder")
+    l2r.add_argument("--json", action="store_true", help="print one JSON object")
+    l2r.add_argument(
+        "--masked", choices=("auto", "yes", "no"), default="auto",
+        help="Learn2Reg's masked SDlogJ: auto = as its config for the task (else: when the "
+        "pairs have masks)",
+    )
+    _handler(l2r, "benchmark.stats.commands:l2r")
 
     # bench report
     report = sub.add_parser("report", help="build a PDF report from a run folder")

@@ -9,7 +9,9 @@ the first file that exists of
    the harness's own layout and convention (a run folder's ``pairs/METHOD/foldK`` or
    ``pairs/METHOD``; NIfTI vector field, mm along the array axes, fixed -> moving);
 3. ``DIR/disp_FIXED_MOVING.nii.gz`` (or ``.npz``): the Learn2Reg name and convention
-   (:func:`benchmark.core.learn2reg.l2r_name`, :func:`~benchmark.core.learn2reg.from_l2r`).
+   (:func:`benchmark.core.learn2reg.l2r_names`: the name ``bench export-fields`` writes, and the
+   short name of equal modalities that earlier Learn2Reg evaluations required;
+   :func:`~benchmark.core.learn2reg.from_l2r`).
 
 A pair without a file becomes a failed row (``failed: missing field ...``); a file with the wrong
 shape or grid stops the run with :class:`FieldFileError` naming the file.
@@ -23,7 +25,7 @@ import numpy as np
 
 from benchmark.core.errors import BenchError, FieldFileError
 from benchmark.core.images import read_displacement
-from benchmark.core.learn2reg import l2r_name, read_l2r_field
+from benchmark.core.learn2reg import l2r_names, read_l2r_field
 from benchmark.core.pairs import DISPLACEMENT_FILE, RegistrationPair
 from methods.base import Method, RegistrationFailed, RegistrationResult
 
@@ -67,8 +69,8 @@ class FieldsMethod(Method):
         if pair.fold is not None:
             out.append(root / f"fold{pair.fold}" / pair.case / pair.pair / DISPLACEMENT_FILE)
         if pair.fixed.path is not None and pair.moving.path is not None:
-            stem = l2r_name(pair.fixed.path, pair.moving.path, pair.case)
-            out += [root / f"{stem}.nii.gz", root / f"{stem}.npz"]
+            for stem in l2r_names(pair.fixed.path, pair.moving.path, pair.case):
+                out += [root / f"{stem}.nii.gz", root / f"{stem}.npz"]
         return out
 
     def register(self, pair: RegistrationPair) -> RegistrationResult:

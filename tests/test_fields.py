@@ -18,7 +18,14 @@ from scipy import ndimage
 from benchmark.cli import main
 from benchmark.core.errors import BenchError, FieldFileError
 from benchmark.core.images import Image, write_displacement
-from benchmark.core.learn2reg import from_l2r, l2r_name, read_l2r_field, to_l2r, write_l2r_field
+from benchmark.core.learn2reg import (
+    from_l2r,
+    l2r_name,
+    l2r_names,
+    read_l2r_field,
+    to_l2r,
+    write_l2r_field,
+)
 from benchmark.core.pairs import RegistrationPair
 from methods import registry
 from methods.base import Method, RegistrationFailed, RegistrationResult
@@ -39,10 +46,14 @@ def clean_registry(monkeypatch):
 
 
 def test_l2r_names_follow_learn2reg_and_the_documented_rule():
-    # Learn2Reg's evaluation: short name for equal modalities or 0000 -> 0001, else the full one
+    # Learn2Reg's evaluation (evaluation.py L42-64): the short name only for 0000 -> 0001, else
+    # the full one; the short name of equal modalities (its earlier rule) is still read
     assert l2r_name("img/AbdomenCTCT_0001_0000.nii.gz", "x/AbdomenCTCT_0004_0000.nii.gz", "c") == (
-        "disp_0001_0004"
+        "disp_0001_0000_0004_0000"
     )
+    assert l2r_names("img/OASIS_0395_0000.nii.gz", "OASIS_0396_0000.nii.gz", "c") == [
+        "disp_0395_0000_0396_0000", "disp_0395_0396"
+    ]
     assert l2r_name("LungCT_0003_0000.nii.gz", "LungCT_0003_0001.nii.gz", "c") == "disp_0003_0003"
     assert l2r_name("T_0002_0001.nii.gz", "T_0002_0000.nii.gz", "c") == "disp_0002_0001_0002_0000"
     # other files: their names, prefixed with the case unless they start with it

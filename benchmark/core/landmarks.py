@@ -9,6 +9,13 @@ Format (``docs/conventions.md``, "Landmarks")::
 One row per point: ``id`` (any text, unique in the file; the same id in the fixed and the moving
 image's file names corresponding points) and the point's voxel index coordinates along the array
 axes (``i, j`` for 2D images), 0-based, voxel centres at integers, fractions allowed.
+
+Learn2Reg's keypoint files (``keypointsTr/TASK_SSSS_MMMM.csv``) have no header and no ids: one
+point per row, ``i,j,k`` in the same voxel coordinates (its ``evaluation.py`` reads them with
+``np.loadtxt(path, delimiter=',')`` and maps them through the voxel field). A file whose first line
+is all numbers is read that way, the ids being the row numbers ``1, 2, ...``: row ``r`` of the
+fixed image's file corresponds to row ``r`` of the moving image's (:func:`has_row_ids` tells such a
+file).
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ AXES = ("i", "j", "k")
 def read_landmarks(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     """``(ids, points)`` of a landmarks CSV; ``points`` float64 of shape ``(n, ndim)``.
 
+    A headerless file of numbers (Learn2Reg keypoints) gives the row numbers ``"1", "2", ...`` as
+    ids (module docstring).
+
     Raises
     ------
     BenchError
@@ -41,6 +51,8 @@ def read_landmarks(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path}: cannot read landmarks ({type(exc).__name__}: {exc})") from exc
+    if _headerless(text):
+        return _read_rows(path, text)
     reader = csv.DictReader(io.StringIO(text))
     columns = [c.strip() for c in (reader.fieldnames or [])]
     axes = [a for a in AXES if a in columns]
@@ -63,6 +75,51 @@ def read_landmarks(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         ids.append(row["id"])
         points.append(point)
     return ids, np.asarray(points, dtype=np.float64).reshape(len(points), len(axes))
+
+
+def _numbers(fields: list[str]) -> list[float] | None:
+    try:
+        return [float(v) for v in fields]
+    except ValueError:
+        return None
+
+
+def _headerless(text: str) -> bool:
+    """True when the first non-empty line is all numbers (a Learn2Reg keypoint file)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    return bool(first) and _numbers(first.split(",")) is not None
+
+
+def _read_rows(path: Path, text: str) -> tuple[list[str], np.ndarray]:
+    """A headerless keypoint file: ids ``"1", "2", ...`` (row numbers), 2 or 3 coordinates a row,
+    the same number in every row."""
+    points: list[list[float]] = []
+    for line, row in enumerate(csv.reader(io.StringIO(text)), start=1):
+        if not row or not "".join(row).strip():
+            continue
+        point = _numbers(row)
+        if point is None:
+            raise BenchError(f"{path}:{line}: expected numbers i,j[,k], got {','.join(row)!r}")
+        if len(point) not in (2, 3) or (points and len(point) != len(points[0])):
+            expected = len(points[0]) if points else "2 or 3"
+            raise BenchError(
+                f"{path}:{line}: {len(point)} coordinate(s); expected {expected} (i,j[,k] voxel "
+                "coordinates, one point a row)"
+            )
+        if not all(math.isfinite(v) for v in point):
+            raise BenchError(f"{path}:{line}: non-finite coordinate {point}")
+        points.append(point)
+    ndim = len(points[0]) if points else 3
+    ids = [str(n) for n in range(1, len(points) + 1)]
+    return ids, np.asarray(points, dtype=np.float64).reshape(len(points), ndim)
+
+
+def has_row_ids(path: str | os.PathLike) -> bool:
+    """True for a headerless (Learn2Reg) keypoint file, whose ids are its row numbers."""
+    try:
+        return _headerless(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def write_landmarks(path: str | os.PathLike, ids: list[str], points: np.ndarray) -> Path:

@@ -10,6 +10,7 @@ export-fields`` take every path of a run folder from :class:`RunLayout`::
     RUN/results.csv         the tidy results (and results.parquet)
     RUN/validation.csv      each trained model's validation score
     RUN/costs.csv           one cost record per task (wall, CPU, memory, device)
+    RUN/l2r_scores.csv      per pair, MIRBench's and Learn2Reg's conventions (bench stats l2r)
     RUN/logs/run.log        the run's log
     RUN/models/METHOD/fold{F}[-seed{S}]/          a training (model.pt, model.json, task.json)
     RUN/pairs/METHOD/fold{F}[-seed{S}]/CASE/PAIR/ one registration (result.json last)
@@ -78,6 +79,11 @@ class RunLayout:
     @property
     def costs_csv(self) -> Path:
         return self.root / "costs.csv"
+
+    @property
+    def l2r_scores_csv(self) -> Path:
+        """Per pair, both conventions' scores (``bench stats l2r``)."""
+        return self.root / "l2r_scores.csv"
 
     @property
     def logs(self) -> Path:

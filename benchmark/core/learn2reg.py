@@ -5,6 +5,8 @@ disp.transpose(3, 0, 1, 2))``): a NIfTI (or ``.npz`` with ``arr_0``) array of sh
 moving. The harness's field is the same in mm: ``u_mm[c] = disp[..., c] * spacing[c]``.
 
 Read by the ``fields:`` method (:mod:`methods.fields`) and written by ``bench export-fields``.
+Image names (:func:`image_ids`) and keypoint files (:func:`keypoints_csv`) follow the task
+folders the Learn2Reg loader reads (:mod:`benchmark.data.loaders.learn2reg`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,17 @@ from benchmark.core.atomic import atomic_path
 from benchmark.core.checks import check_choice
 from benchmark.core.errors import FieldFileError
 
-__all__ = ["L2R_DTYPES", "l2r_name", "to_l2r", "from_l2r", "write_l2r_field", "read_l2r_field"]
+__all__ = [
+    "L2R_DTYPES",
+    "image_ids",
+    "keypoints_csv",
+    "l2r_name",
+    "l2r_names",
+    "to_l2r",
+    "from_l2r",
+    "write_l2r_field",
+    "read_l2r_field",
+]
 
 #: dtypes a Learn2Reg field may be written with (float64: the round trip is exact).
 L2R_DTYPES = ("float64", "float32", "float16")
@@ -35,31 +47,73 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def image_ids(path: str | Path) -> tuple[str, str] | None:
+    """``(subject, modality)`` of a Learn2Reg image name ``TASK_SSSS_MMMM.nii.gz`` (both 4
+    digits); None for any other name.
+
+    Examples
+    --------
+    >>> image_ids("imagesTr/AbdomenMRCT_0006_0001.nii.gz"), image_ids("patient001_frame01.nii.gz")
+    (('0006', '0001'), None)
+    """
+    match = _L2R_IMAGE.match(Path(path).name)
+    return None if match is None else (match["subject"], match["modality"])
+
+
+def keypoints_csv(path: str | Path) -> Path:
+    """The keypoint CSV a Learn2Reg dataset JSON means by ``path``: the path itself, its
+    ``.nii.gz`` suffix replaced by ``.csv`` (some task JSONs list ``keypoints01Tr/X.nii.gz`` for
+    the file ``keypoints01Tr/X.csv``; the evaluation's ``get_keypoint_path`` makes the same
+    replacement).
+
+    Examples
+    --------
+    >>> keypoints_csv("keypoints01Tr/ThoraxCBCT_0000_0000.nii.gz").as_posix()
+    'keypoints01Tr/ThoraxCBCT_0000_0000.csv'
+    """
+    path = Path(path)
+    name = path.name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return path.with_name(name[: -len(suffix)] + ".csv")
+    return path
+
+
 def l2r_name(fixed: str | Path, moving: str | Path, case: str) -> str:
     """The Learn2Reg file name (without suffix) of a pair's field: ``disp_FIXED_MOVING``.
 
     - Images named as in Learn2Reg (``TASK_SSSS_MMMM.nii.gz``, subject ``SSSS``, modality
-      ``MMMM``) give Learn2Reg's own names: ``disp_SSSS_SSSS`` (fixed, moving subject) when both
-      modalities are equal or fixed ``0000`` and moving ``0001``, else
-      ``disp_SSSS_MMMM_SSSS_MMMM``.
+      ``MMMM``) give the name the challenge's evaluation finds (``evaluation/evaluation.py``
+      L42-64 at commit 88475095): ``disp_SSSS_SSSS`` (fixed, moving subject) when fixed is
+      ``0000`` and moving ``0001``, else ``disp_SSSS_MMMM_SSSS_MMMM`` (the long name, always
+      accepted; the evaluation before February 2025 also took the short name for equal
+      modalities, see :func:`l2r_names`).
     - Other images are named by their file names without suffix, prefixed with the case unless
       the file name starts with it: ACDC ``patient001_frame01`` / ``patient001_frame12`` give
       ``disp_patient001_frame01_patient001_frame12``, demo-dce ``phase_00`` / ``phase_04`` of
       ``study001`` give ``disp_study001_phase_00_study001_phase_04``.
     """
+    return l2r_names(fixed, moving, case)[0]
+
+
+def l2r_names(fixed: str | Path, moving: str | Path, case: str) -> list[str]:
+    """The names a pair's Learn2Reg field may have, the one :func:`l2r_name` writes first; for
+    Learn2Reg images of equal modality also the short ``disp_SSSS_SSSS`` that earlier versions
+    of the evaluation required (read by ``fields:``)."""
     fixed, moving = Path(fixed), Path(moving)
     fm, mm = _L2R_IMAGE.match(fixed.name), _L2R_IMAGE.match(moving.name)
     if fm and mm:
         fs, fmod, ms, mmod = fm["subject"], fm["modality"], mm["subject"], mm["modality"]
-        if fmod == mmod or (fmod, mmod) == ("0000", "0001"):
-            return f"disp_{fs}_{ms}"
-        return f"disp_{fs}_{fmod}_{ms}_{mmod}"
+        short, long = f"disp_{fs}_{ms}", f"disp_{fs}_{fmod}_{ms}_{mmod}"
+        if (fmod, mmod) == ("0000", "0001"):
+            return [short, long]
+        return [long, short] if fmod == mmod else [long]
 
     def image_id(path: Path) -> str:
         stem = _stem(path)
         return stem if stem.startswith(case) else f"{case}_{stem}"
 
-    return f"disp_{image_id(fixed)}_{image_id(moving)}"
+    return [f"disp_{image_id(fixed)}_{image_id(moving)}"]
 
 
 def _spacing_column(spacing, ndim: int) -> np.ndarray:

@@ -31,6 +31,8 @@ PAIRS_TABLE_COLUMNS = (
     "moving_labels",
     "displacement",
     "mask",
+    "fixed_landmarks",
+    "moving_landmarks",
 )
 #: The columns of :data:`PAIRS_TABLE_COLUMNS` every ``pairs.csv`` has.
 PAIRS_TABLE_REQUIRED = ("fold", "case", "pair", "fixed", "moving")

@@ -14,23 +14,30 @@ log = logging.getLogger(__name__)
 
 
 def check(args: argparse.Namespace) -> int:
-    """``bench data check --dataset NAME_OR_PATH [--root DIR] [--json]``.
+    """``bench data check --dataset NAME_OR_PATH [--root DIR] [--set KEY=VALUE] [--json]``.
 
-    Validates every file of the dataset and the manifest's training presets, prints a summary
+    Validates every file of the dataset and the manifest's training presets (and the training
+    settings of ``--set``; a key the dataset takes itself, like a Learn2Reg task's ``split``,
+    chooses what is checked), prints a summary
     (text, or JSON with ``--json``) on stdout and every warning (``warning: ...``) on stderr. When
     there are problems they are all raised as one :class:`ValidationError`, which the CLI prints
     on stderr with exit status 2. Returns 0 for a valid dataset.
     """
     from benchmark.data.manifest import load_manifest
     from benchmark.data.validate import validate
+    from benchmark.runner.preflight import method_settings
     from methods.base import RunContext
-    from methods.registry import setting_problems
+    from methods.registry import parse_set, setting_problems
 
-    manifest = load_manifest(args.dataset, root=args.root)
+    settings = parse_set(getattr(args, "set", None) or [])
+    manifest = load_manifest(args.dataset, root=args.root, options=settings)
     report = validate(manifest, raise_on_problems=False)
     # the manifest's presets, checked by the methods that own them, as bench run checks them
     report.problems += setting_problems(
-        RunContext(presets=manifest.presets, source=f"manifest {manifest.path}")
+        RunContext(
+            presets=manifest.presets, overrides=method_settings(manifest, settings),
+            source=f"manifest {manifest.path}",
+        )
     )
     if getattr(args, "json", False):
         print(json.dumps(report.to_dict(), indent=2))

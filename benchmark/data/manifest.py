@@ -18,7 +18,9 @@ A manifest is a YAML mapping::
     landmarks: "{stem}_landmarks.csv"  # landmark CSV beside each image (optional; TRE metric)
 
 plus loader options (``subset``, ``require_labels`` for acdc; ``pattern`` for dce; ``pairs_csv``
-for explicit). Unknown keys are errors, so a typo never passes silently.
+for explicit; ``task_json``, ``task_split``, ... for learn2reg). Unknown keys are errors, so a typo
+never passes silently. A Learn2Reg task's
+``TASK_dataset.json`` is read without a manifest (:mod:`benchmark.data.loaders.learn2reg`).
 
 The data folder is, in this order: the ``root`` argument (``--root``), the environment variable
 named by ``root_env``, the manifest's ``root``, and for demo manifests a cache folder
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOADER_KINDS = ("acdc", "dce", "explicit")
+LOADER_KINDS = ("acdc", "dce", "explicit", "learn2reg")
 COMMON_KEYS = (
     "name",
     "description",
@@ -71,6 +73,7 @@ LOADER_KEYS = {
     "acdc": ("subset", "require_labels"),
     "dce": ("pattern",),
     "explicit": ("pairs_csv",),
+    "learn2reg": ("task_json", "task_split", "training_seed", "modalities", "contrast"),
 }
 CACHE_ENV = "MIRBENCH_CACHE"
 
@@ -171,6 +174,13 @@ class Manifest:
     _scan: Any = field(default=None, init=False, repr=False)
     _training_scan: Any = field(default=None, init=False, repr=False)
 
+    @property
+    def option_keys(self) -> tuple[str, ...]:
+        """``--set`` keys the dataset takes itself, not a method (a Learn2Reg task's ``split``)."""
+        from benchmark.data.loaders import option_keys
+
+        return option_keys(self.loader)
+
     # -- pairs and folds -------------------------------------------------------------------
     def scan(self) -> Scan:
         """Run the loader once (cached): a :class:`benchmark.data.loaders.Scan` with the pairs
@@ -231,9 +241,13 @@ class Manifest:
         """The manifest's fold rule (cv or hold-out split) applied to ``pairs``; with
         ``training_pairing``, the training cases' pairs follow that rule instead."""
         from benchmark.data.folds import make_folds, make_holdout
+        from benchmark.data.loaders import loader_folds
 
         if not pairs:
             raise BenchError(f"dataset {self.name}: no pairs found under {self.root}")
+        fixed = loader_folds(self, pairs)  # a task that fixes its own training and test pairs
+        if fixed is not None:
+            return fixed
         if self.split is not None:
             folds = make_holdout(
                 pairs, split=self.split.parts(), stratify=self.split.stratify, seed=self.split.seed
@@ -299,6 +313,7 @@ class Manifest:
             "presets": {k: dict(v) for k, v in self.presets.items()},
             "demo": vars(self.demo).copy() if self.demo else None,
             "landmarks": self.landmarks,
+            "loader_options": {k: self.raw[k] for k in LOADER_KEYS[self.loader] if k in self.raw},
         }
 
 
@@ -318,7 +333,7 @@ def find_manifest(name_or_path: str | os.PathLike) -> Path:
     """The manifest file for a shipped name (``acdc``) or a path to a ``.yaml``/``.yml`` file."""
     text = str(name_or_path)
     looks_like_path = (
-        text.endswith((".yaml", ".yml")) or os.sep in text or "/" in text or Path(text).is_file()
+        text.endswith((".yaml", ".yml", ".json")) or os.sep in text or "/" in text or Path(text).is_file()
     )
     if looks_like_path:
         path = Path(text).expanduser()
@@ -442,6 +457,8 @@ def _parse_pairing(path: Path, loader: str, raw: dict) -> list[str]:
 
 def parse_manifest(raw: dict, path: Path) -> dict[str, Any]:
     """Check a parsed manifest mapping; return the :class:`Manifest` fields except the root."""
+    from benchmark.data.loaders import labels_optional
+
     if not isinstance(raw, dict):
         _fail(path, f"expected a YAML mapping at the top level, got {type(raw).__name__}")
     loader = raw.get("loader")
@@ -459,7 +476,9 @@ def parse_manifest(raw: dict, path: Path) -> dict[str, Any]:
     return {
         "name": name,
         "loader": loader,
-        "labels": _parse_labels(path, raw.get("labels")),
+        "labels": {} if raw.get("labels") == {} and labels_optional(loader) else (
+            _parse_labels(path, raw.get("labels"))
+        ),
         "pairing": _parse_pairing(path, loader, raw),
         "training_pairing": (
             _parse_pairing(path, loader, {**raw, "pairs": raw["training_pairs"]})
@@ -612,7 +631,11 @@ def _resolve_root(fields: dict, raw: dict, path: Path, root, *, generate: bool) 
 
 
 def load_manifest(
-    name_or_path: str | os.PathLike, *, root: str | os.PathLike | None = None, generate: bool = True
+    name_or_path: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    generate: bool = True,
+    options: dict[str, Any] | None = None,
 ) -> Manifest:
     """Read a manifest by shipped name (``acdc``, ``demo-acdc``) or path and resolve its data folder.
 
@@ -625,6 +648,9 @@ def load_manifest(
     generate : bool, default True
         For demo manifests without a data folder: generate the demo into the cache if missing.
         With False the cache path is returned whether it exists or not.
+    options : dict, optional
+        The ``--set`` values; those the dataset takes itself (:attr:`Manifest.option_keys`) are
+        applied, the others are left to the methods.
 
     Raises
     ------
@@ -633,12 +659,18 @@ def load_manifest(
         key and the expected values), or no usable data folder (the message names the
         environment variable to set).
     """
+    from benchmark.data.loaders import apply_options, manifest_mapping
+
     path = find_manifest(name_or_path)
     data = path.read_bytes()
-    try:
-        raw = yaml.safe_load(data.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise BenchError(f"manifest {path}: not valid YAML ({exc})") from exc
+    if path.suffix.lower() == ".json":  # a dataset described by its own file (a Learn2Reg task)
+        raw = manifest_mapping(path)
+    else:
+        try:
+            raw = yaml.safe_load(data.decode("utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise BenchError(f"manifest {path}: not valid YAML ({exc})") from exc
+    raw = apply_options(raw, dict(options or {}))
     fields = parse_manifest(raw, path)
     data_root, source = _resolve_root(fields, raw, path, root, generate=generate)
     return Manifest(

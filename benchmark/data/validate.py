@@ -3,8 +3,9 @@
 :func:`validate` collects, for the whole dataset, layout problems from the loader (missing
 ``Info.cfg`` or frame files), unreadable or truncated files, grids that disagree (fixed vs moving,
 an image vs its labels, mask or ground-truth displacement), label values outside the manifest's
-set, non-integer label values, NaN or infinite voxels, duplicate or unsafe ids, and fold problems.
-Each problem names the file and the reason. The :class:`Report` also summarises the dataset
+set, non-integer label values, NaN or infinite voxels, duplicate or unsafe ids, fold problems, and
+landmark files that cannot be read, do not correspond (headerless files of another length) or
+hold points outside their image. Each problem names the file and the reason. The :class:`Report` also summarises the dataset
 (cases, pairs, groups, folds, spacings, shapes, label voxel counts) for ``bench data check``.
 """
 
@@ -23,6 +24,7 @@ import numpy as np
 from benchmark.core.atomic import write_text
 from benchmark.core.errors import BenchError, ValidationError
 from benchmark.core.images import Image, read_displacement, read_image, shear_degrees
+from benchmark.core.landmarks import has_row_ids, read_landmarks
 from benchmark.core.normalize import OUTLIER_FACTOR, outlier_bounds
 from benchmark.core.pairs import PairSpec
 from benchmark.data.manifest import Manifest, cache_dir
@@ -367,6 +369,52 @@ def _pair_problems(p: PairSpec, files: dict[tuple[Path, str], FileInfo]) -> list
     return out
 
 
+def _landmark_problems(
+    p: PairSpec, files: dict[tuple[Path, str], FileInfo]
+) -> tuple[list[str], list[str]]:
+    """``(problems, warnings)`` of a pair's landmark files: unreadable, another dimension than
+    the images, points outside their image's grid (``[0, n - 1]`` per axis, as the TRE needs),
+    headerless (row-matched) files of different lengths; no common id is a warning (no TRE)."""
+    if p.fixed_landmarks is None or p.moving_landmarks is None:
+        return [], []
+    problems, read = [], []
+    for path, image in ((p.fixed_landmarks, p.fixed), (p.moving_landmarks, p.moving)):
+        try:
+            ids, points = read_landmarks(path)
+        except BenchError as exc:
+            problems.append(str(exc))
+            continue
+        read.append((path, ids, points))
+        info = files.get((image, "image"))
+        if info is None or not info.ok:
+            continue
+        if points.shape[1] != len(info.shape):
+            problems.append(
+                f"{path}: {points.shape[1]}D landmarks for the {len(info.shape)}D image {image}"
+            )
+            continue
+        upper = np.asarray(info.shape, dtype=np.float64) - 1
+        outside = np.flatnonzero(np.any((points < 0) | (points > upper), axis=1))
+        if outside.size:
+            r = int(outside[0])
+            problems.append(
+                f"{path}: {outside.size} point(s) outside the image {image} of shape {info.shape} "
+                f"(first: id {ids[r]}, {points[r].tolist()}; voxel coordinates must lie in "
+                "[0, n - 1] along each axis)"
+            )
+    if problems or len(read) < 2:
+        return problems, []
+    (fp, f_ids, f_pts), (mp, m_ids, m_pts) = read
+    if (has_row_ids(fp) or has_row_ids(mp)) and len(f_ids) != len(m_ids):
+        return [
+            f"{fp} ({len(f_ids)} points) and {mp} ({len(m_ids)} points): keypoint files without "
+            "ids correspond row by row and must have the same number of rows"
+        ], []
+    if not set(f_ids) & set(m_ids):
+        return [], [f"{fp} and {mp}: no landmark id in both files; the pair gets no TRE"]
+    return [], []
+
+
 # -- summary ---------------------------------------------------------------------------------
 def _axis_stats(rows: list[tuple[float, ...]]) -> dict[str, list[float]]:
     if not rows:
@@ -439,6 +487,12 @@ def check_pairs(
             if key not in seen:
                 seen.add(key)
                 problems.append(f"{p.key}: {message}")
+        landmarks = (p.fixed_landmarks, p.moving_landmarks)
+        if landmarks not in seen:
+            seen.add(landmarks)
+            found, warned = _landmark_problems(p, files)
+            problems += [f"{p.key}: {m}" for m in found]
+            warnings += [f"{p.key}: {m}" for m in warned]
     return Checked(files, problems, warnings)
 
 

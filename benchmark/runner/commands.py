@@ -94,18 +94,20 @@ def run(args: argparse.Namespace) -> int:
     from benchmark.core.layout import RunLayout, default_run_folder
     from benchmark.data.manifest import load_manifest
     from benchmark.runner.plan import format_plan
+    from benchmark.runner.preflight import method_settings
     from benchmark.runner.run import RunOptions, plan_benchmark, run_benchmark
     from benchmark.stats.comparisons import summarize_metrics
     from methods.registry import parse_set, resolve_methods
 
     check_folder_option("--out", args.out)
-    manifest = load_manifest(args.dataset, root=args.root)
+    settings = parse_set(args.set)
+    manifest = load_manifest(args.dataset, root=args.root, options=settings)
     names = resolve_methods(args.methods)
     out = Path(args.out) if args.out is not None else default_run_folder(manifest.name)
     options = RunOptions(
         manifest=manifest, methods=names, out=out, preset=args.preset,
         folds=parse_folds(args.folds), jobs=args.jobs, seeds=parse_seeds(args.seeds, args.seed),
-        overrides=parse_set(args.set), scheduler=args.scheduler, force=args.force,
+        overrides=method_settings(manifest, settings), scheduler=args.scheduler, force=args.force,
         device=args.device, command=["bench", *sys.argv[1:]], prune=args.prune,
     )
     if args.dry_run:
@@ -135,14 +137,15 @@ def train(args: argparse.Namespace) -> int:
     validation beside no registration."""
     from benchmark.core.layout import RunLayout, default_run_folder
     from benchmark.data.manifest import load_manifest
-    from benchmark.runner.preflight import check_device, check_options
+    from benchmark.runner.preflight import check_device, check_options, method_settings
     from methods.base import RunContext, fit_method
     from methods.registry import get_method, parse_set
 
     check_folder_option("--out", args.out)
     check_device(args.device)
-    manifest = load_manifest(args.dataset, root=args.root)
-    overrides = parse_set(args.set)
+    settings = parse_set(args.set)
+    manifest = load_manifest(args.dataset, root=args.root, options=settings)
+    overrides = method_settings(manifest, settings)
     (fold,), classes = check_options(
         manifest, [args.method], preset=args.preset, folds=args.fold, overrides=overrides,
         fold_option="--fold", learning=True,

@@ -108,6 +108,15 @@ def select_folds(
     return [f for f in all_folds if f.index in selected]
 
 
+def method_settings(manifest, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``--set`` values left to the methods: all but the keys the dataset takes itself
+    (:attr:`benchmark.data.manifest.Manifest.option_keys`, applied when it was loaded with
+    ``load_manifest(..., options=settings)``). A key neither owns stays, so
+    :func:`check_settings` names it."""
+    owned = set(manifest.option_keys)
+    return {k: v for k, v in settings.items() if k not in owned}
+
+
 def check_settings(manifest, preset: str, overrides: Mapping[str, Any] | None) -> None:
     """Every setting of the manifest's presets and of ``--set``, checked by the methods that own
     them (:func:`methods.registry.setting_problems`), whether or not they run, so that a typo

@@ -24,6 +24,7 @@ from benchmark import __version__
 from benchmark.core.atomic import atomic_path, write_text
 from benchmark.core.errors import BenchError
 from benchmark.core.layout import RunLayout
+from benchmark.core.pairs import PAIRS_TABLE_COLUMNS
 from benchmark.runner.scoring import METHOD_CONVENTIONS
 from metrics.catalog import METRIC_CONVENTIONS
 
@@ -179,7 +180,14 @@ def write_run_files(
     rows = []
     for fold in (f for f in manifest.folds() if f.index in listed):
         for spec in fold.test:
-            files = spec.files()
+            files = {
+                **spec.files(),
+                **{
+                    role: getattr(spec, role)
+                    for role in ("fixed_landmarks", "moving_landmarks")
+                    if getattr(spec, role) is not None
+                },
+            }
             rows.append(
                 {
                     "fold": fold.index,
@@ -187,9 +195,7 @@ def write_run_files(
                     "pair": spec.pair,
                     **{
                         role: str(Path(files[role]).resolve()) if role in files else ""
-                        for role in (
-                            "fixed", "moving", "fixed_labels", "moving_labels", "displacement", "mask",
-                        )
+                        for role in PAIRS_TABLE_COLUMNS[3:]
                     },
                 }
             )

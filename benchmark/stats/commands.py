@@ -1,5 +1,6 @@
-"""``bench stats ranking`` and ``bench stats compare``: thin handlers printing the statistics of
-:mod:`benchmark.stats.ranking` and :mod:`benchmark.stats.comparisons`.
+"""``bench stats ranking``, ``compare``, ``rank`` and ``l2r``: thin handlers printing the
+statistics of :mod:`benchmark.stats.ranking`, :mod:`~benchmark.stats.comparisons`,
+:mod:`~benchmark.stats.metric_ranking` and :mod:`~benchmark.stats.learn2reg`.
 """
 
 from __future__ import annotations
@@ -125,4 +126,17 @@ def rank(args: argparse.Namespace) -> int:
         print(json.dumps(ranking.to_dict(), indent=2))
     else:
         sys.stdout.write(ranking.to_text() + "\n")
+    return 0
+
+
+def l2r(args: argparse.Namespace) -> int:
+    """Write ``RUN_DIR/l2r_scores.csv`` and print both conventions side by side and the two
+    rankings (text or ``--json``)."""
+    from benchmark.stats.learn2reg import stats_l2r
+
+    result = stats_l2r(args.run_dir, masked=args.masked)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        sys.stdout.write(result.to_text() + "\n")
     return 0

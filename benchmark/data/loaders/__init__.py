@@ -3,7 +3,13 @@
 A loader only looks at the folder layout (which files exist, ``Info.cfg``, CSV tables); it never
 reads image voxels. Every layout problem is collected into :attr:`Scan.problems` instead of being
 raised, so one check reports them all. Kinds: ``acdc`` (:mod:`.acdc`), ``dce`` (:mod:`.dce`),
-``explicit`` (:mod:`.explicit`).
+``explicit`` (:mod:`.explicit`), ``learn2reg`` (:mod:`.learn2reg`).
+
+A loader module defines ``pairing_rule(raw)`` and ``load(manifest)``; optionally ``OPTIONS``
+(``--set`` keys it takes, each the name of one of its manifest keys: a Learn2Reg task's ``split``
+is its ``task_split``), ``LABELS_OPTIONAL`` (``labels: {}`` allowed), ``folds(manifest, pairs)``
+(a loader whose task fixes its own training and test pairs) and ``manifest_mapping(path)`` (a
+dataset described by its own file, read without a manifest).
 """
 
 from __future__ import annotations
@@ -12,19 +18,23 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec
 
-if TYPE_CHECKING:
-    from benchmark.data.manifest import Manifest
+#: What the functions below take as ``manifest``: a :class:`benchmark.data.manifest.Manifest`
+#: (not imported here: the manifest module imports this package).
+Manifest = Any
 
 _MODULES = {
     "acdc": "benchmark.data.loaders.acdc",
     "dce": "benchmark.data.loaders.dce",
     "explicit": "benchmark.data.loaders.explicit",
+    "learn2reg": "benchmark.data.loaders.learn2reg",
 }
+#: Dataset files read without a manifest, by the end of their name: the loader that reads them.
+SELF_DESCRIBED = {"_dataset.json": "learn2reg"}
 
 #: Case and pair ids must be usable as folder names on every file system.
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -49,6 +59,52 @@ def _module(kind: str):
 def pairing_rule(kind: str, raw: dict[str, Any]) -> list[str]:
     """The normalised pairing rule of a manifest for loader ``kind`` (raises BenchError)."""
     return _module(kind).pairing_rule(raw)
+
+
+def option_keys(kind: str) -> tuple[str, ...]:
+    """The ``--set`` keys a dataset of loader ``kind`` takes itself (none for most loaders)."""
+    return tuple(getattr(_module(kind), "OPTIONS", {}))
+
+
+def labels_optional(kind: str) -> bool:
+    """Whether datasets of loader ``kind`` may have no labels (``labels: {}``; a Learn2Reg task
+    without label maps): the module's ``LABELS_OPTIONAL``, else False."""
+    return bool(getattr(_module(kind), "LABELS_OPTIONAL", False))
+
+
+def apply_options(raw: Any, options: dict[str, Any]) -> Any:
+    """The manifest mapping ``raw`` with the ``--set`` values its loader takes written into their
+    manifest keys (``split=test`` -> ``task_split: test``); anything else unchanged."""
+    kind = raw.get("loader") if isinstance(raw, dict) else None
+    if kind not in _MODULES:
+        return raw
+    module = _module(kind)
+    keys = getattr(module, "OPTIONS", {})
+    chosen = {keys[k]: v for k, v in options.items() if k in keys}
+    return module.check_options({**raw, **chosen}, options) if chosen else raw
+
+
+def self_described(path: Path) -> str | None:
+    """The loader of a dataset file read without a manifest (``TASK_dataset.json``), or None."""
+    return next((k for end, k in SELF_DESCRIBED.items() if path.name.endswith(end)), None)
+
+
+def manifest_mapping(path: Path) -> dict[str, Any]:
+    """The manifest mapping of a dataset file read without a manifest (:func:`self_described`)."""
+    kind = self_described(path)
+    if kind is None:
+        raise BenchError(
+            f"{path}: not a dataset file (expected a manifest .yaml or a Learn2Reg "
+            "TASK_dataset.json)"
+        )
+    return _module(kind).manifest_mapping(path)
+
+
+def loader_folds(manifest: Manifest, pairs: list[PairSpec]) -> list | None:
+    """The folds a loader fixes itself (a Learn2Reg task's training and evaluated pairs), or None
+    for loaders whose folds follow the manifest's ``cv`` / ``split``."""
+    rule = getattr(_module(manifest.loader), "folds", None)
+    return None if rule is None else rule(manifest, pairs)
 
 
 def scan(manifest: Manifest) -> Scan:
