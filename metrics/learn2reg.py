@@ -130,21 +130,38 @@ def l2r_dice(
     return out
 
 
+#: The 13 surface-element areas (spacing 1) of the marching-cubes cases of the surface-distance
+#: library (Google DeepMind), which Learn2Reg's evaluation uses; ``_SURFEL_CODES[code]`` is the
+#: index (a base-13 digit) of neighbour code ``code``'s area. Taken from MONAI's table of the same
+#: normals (``monai.metrics.utils``; ``tests/test_learn2reg_metrics.py`` checks they agree), so
+#: that scoring needs no MONAI.
+_AREA_VALUES = (
+    0.0,
+    0.21650635094610965,
+    0.4330127018922193,
+    0.649519052838329,
+    0.7071067811865476,
+    0.8660254037844386,
+    0.9236131321326573,
+    1.0,
+    1.149519052838329,
+    1.2990381056766578,
+    1.3660254037844386,
+    1.4142135623730951,
+    1.573132184970986,
+)
+_SURFEL_CODES = (
+    "011414281248488714282839266c6ca81248266c23896ac848876ca86ac8b664"
+    "1226486c236a89c8486c87a86ab6c864236a6ab635a3a36289c8c864a3626221"
+    "1226263a468c8c98263a3a536ba6a632468c6ba68a78c6848c98a632c6846221"
+    "466b8ca68ac678848ca69832c66284218ac6c662938282417884842182414110"
+)
+
+
 @functools.lru_cache(maxsize=1)
 def _surfel_areas() -> np.ndarray:
-    """Area of the surface element of each 2x2x2 neighbour code at spacing 1 (256 values): the
-    marching-cubes normals of the surface-distance library (Google DeepMind), as MONAI ships
-    them (``monai.metrics.utils``), summed in float64 as ``create_table_neighbour_code_to_
-    surface_area`` does; equal to the table Learn2Reg's evaluation builds (checked in
-    ``perf/l2r_scoring.py``)."""
-    try:
-        from monai.metrics.utils import _get_neighbour_code_to_normals_table as normals
-    except ImportError:  # another MONAI layout: its float32 areas (differ by < 1e-7)
-        from monai.metrics.utils import create_table_neighbour_code_to_surface_area as table
-
-        return np.asarray(table((1.0, 1.0, 1.0))[0].cpu().numpy(), dtype=np.float64)
-    c = np.asarray(normals().cpu().numpy(), dtype=np.float64)  # (256, 4, 3), zero-padded
-    return np.linalg.norm(c, axis=-1).sum(axis=-1)
+    """Area of the surface element of each 2x2x2 neighbour code at spacing 1 (256 values)."""
+    return np.array([_AREA_VALUES[int(d, 13)] for d in _SURFEL_CODES], dtype=np.float64)
 
 
 #: Weights of the 2x2x2 neighbour code: corner (a, b, c) contributes 2 ** (7 - (4a + 2b + c)).

@@ -373,3 +373,4 @@ def test_l2r_ranking_of_a_landmark_task_counts_tre_twice_and_a_failure_as_perfec
 
     tre = dict(zip(run.methods, _ranking_inputs(run)[0][1], strict=True))
     assert tre["failing"][:3].tolist() == [0.0, 0.0, 0.0]
+
