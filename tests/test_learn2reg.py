@@ -414,3 +414,22 @@ def test_stats_l2r_on_any_run_folder(fake_run_dir, tmp_path, capsys):
 def test_stats_l2r_refuses_a_folder_that_is_no_run(tmp_path, capsys):
     assert main(["stats", "l2r", str(tmp_path)]) == 2
     assert "not a run folder (run.json is missing)" in capsys.readouterr().err
+
+
+def test_the_report_of_a_task_has_the_l2r_conventions_section(tasks, tmp_path, capsys):
+    """One command from the downloaded folder to the report; the section shows both conventions
+    and both rankings and explains each difference."""
+    from pypdf import PdfReader
+
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "identity,elastix", "--dataset", str(tasks["oasis"]),
+                 "--preset", "quick", "--out", str(out)]) == 0
+    assert main(["report", str(out)]) == 0
+    capsys.readouterr()
+    report = out / "report"
+    methods = pd.read_csv(report / "tables" / "l2r_methods.csv")
+    ranking = pd.read_csv(report / "tables" / "l2r_ranking.csv")
+    assert set(methods["method"]) == set(ranking["method"]) == {"identity", "elastix"}
+    text = "\n".join(page.extract_text() for page in PdfReader(report / "report.pdf").pages)
+    assert "L2R conventions" in text and "L2R conventions: the differences" in text
+    assert "J + 3" in text or "J+3" in text  # the SDlogJ note cites Learn2Reg's formula

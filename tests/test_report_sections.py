@@ -215,6 +215,11 @@ def test_claims(ctx, fake_run_dir, tmp_path, own_rankings):
     assert claims["reason"].str.contains("states no contrast").all()
 
 
+def test_the_l2r_section_is_only_for_learn2reg_tasks(ctx):
+    assert "learn2reg" not in [spec.id for spec in active(ctx)]  # demo-acdc's fake run
+    assert not SPECS["learn2reg"].when(ctx)
+
+
 def test_comparisons(ctx):
     section = build("comparisons", ctx)
     assert names(section.tables) == ["comparisons"]

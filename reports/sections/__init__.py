@@ -43,6 +43,7 @@ from reports.sections import (
     costs,
     figure2,
     figure4,
+    learn2reg,
     method_settings,
     metric_ranking,
     missing,
@@ -125,6 +126,14 @@ SECTIONS: tuple[SectionSpec, ...] = (
         claims.TITLE,
         claims.build,
         "The paper's claims on this run (holds, does not hold, not testable)",
+    ),
+    SectionSpec(
+        "learn2reg",
+        learn2reg.TITLE,
+        learn2reg.build,
+        "L2R conventions (both conventions side by side, Learn2Reg's ranking beside MIRBench's)",
+        when=learn2reg.is_learn2reg,
+        variable_outputs=("tables/l2r_*.csv",),
     ),
     SectionSpec(
         "comparisons",
