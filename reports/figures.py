@@ -378,3 +378,25 @@ def _sort_crossbars(crossbars: list[list[Line2D]]) -> None:
             x, y = (np.asarray(v, dtype=float) for v in line.get_data())
             order = np.argsort(x, kind="stable")
             line.set_data(x[order], y[order])
+
+
+def timeline_figure(timeline: pd.DataFrame, methods: list[str]) -> Figure:
+    """The run's tasks per worker over time (:func:`reports.tables.task_timeline`): one row per
+    worker process, a bar per task from its start to its end, coloured by method, trainings
+    hatched; gaps are cores waiting."""
+    fig = _titled_page("Task timeline (tasks per worker; gaps: idle)")
+    ax = fig.add_axes((0.08, 0.14, 0.74, 0.74))
+    colours = method_colours(methods)
+    workers = sorted(timeline["worker"].unique())
+    for row in timeline.itertuples(index=False):
+        ax.barh(row.worker, row.end_s - row.start_s, left=row.start_s, height=0.7,
+                color=colours.get(row.method, (0.5, 0.5, 0.5, 1.0)), edgecolor="0.2",
+                linewidth=0.3, hatch="//" if row.kind == "train" else None)
+    ax.set_yticks(workers, [f"worker {w}" for w in workers])
+    ax.set_xlabel("seconds since the run's first task")
+    ax.invert_yaxis()
+    shown = [m for m in methods if m in set(timeline["method"])]
+    handles = [Patch(color=colours[m], label=m) for m in shown]
+    handles.append(Patch(facecolor="white", edgecolor="0.2", hatch="//", label="training"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig

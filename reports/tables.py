@@ -98,6 +98,56 @@ def cost_summary(costs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+#: Columns of :func:`task_timeline`.
+TIMELINE_COLUMNS = ("worker", "host", "pid", "kind", "method", "start_s", "end_s", "wall_s")
+
+
+def task_timeline(costs: pd.DataFrame, *, since: float | None = None) -> pd.DataFrame:
+    """The tasks of ``costs.csv`` that ran in one run (started at or after the UNIX time
+    ``since``; all when None), one row each: ``worker`` (0, 1, ... in order of their first task,
+    one per host and process), ``start_s`` / ``end_s`` (seconds since the run's first task) and
+    the task's kind, method and wall seconds. Empty when the records carry no start time
+    (older run folders)."""
+    if costs.empty or not {"started", "pid"} <= set(costs.columns):
+        return pd.DataFrame(columns=list(TIMELINE_COLUMNS))
+    c = costs[pd.to_numeric(costs["started"], errors="coerce").notna()].copy()
+    c["started"] = c["started"].astype(float)
+    if since is not None:
+        c = c[c["started"] >= since - 1.0]  # the run's start is recorded to the second
+    if c.empty:
+        return pd.DataFrame(columns=list(TIMELINE_COLUMNS))
+    c = c.sort_values("started", kind="stable")
+    origin = c["started"].min()
+    keys = list(zip(c["host"].astype(str), c["pid"].astype(str), strict=True))
+    workers = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return pd.DataFrame({
+        "worker": [workers[k] for k in keys],
+        "host": c["host"].astype(str).to_numpy(),
+        "pid": c["pid"].astype(str).to_numpy(),
+        "kind": c["kind"].to_numpy(),
+        "method": c["method"].to_numpy(),
+        "start_s": (c["started"] - origin).to_numpy(),
+        "end_s": (c["started"] - origin + c["wall_s"].astype(float)).to_numpy(),
+        "wall_s": c["wall_s"].astype(float).to_numpy(),
+    }).reset_index(drop=True)
+
+
+def timeline_summary(timeline: pd.DataFrame) -> pd.DataFrame:
+    """One row per worker of :func:`task_timeline`: tasks, busy seconds (sum of the tasks' wall
+    time), the span from the run's first task to the worker's last end, and the idle share of
+    the run's span (the time its cores waited)."""
+    columns = ["worker", "host", "pid", "tasks", "busy_s", "span_s", "idle_pct"]
+    if timeline.empty:
+        return pd.DataFrame(columns=columns)
+    span = float(timeline["end_s"].max())
+    rows = []
+    for worker, d in timeline.groupby("worker", sort=True):
+        busy = float(d["wall_s"].sum())
+        rows.append([worker, d["host"].iloc[0], d["pid"].iloc[0], len(d), busy,
+                     float(d["end_s"].max()), 100.0 * (1 - busy / span) if span else math.nan])
+    return pd.DataFrame(rows, columns=columns)
+
+
 def _page(title: str, subtitle: str | None) -> Figure:
     fig = new_page()
     w, h = fig.get_size_inches()

@@ -253,6 +253,32 @@ def test_costs(ctx):
     assert "elastix" in shown and "NaN" in shown
 
 
+def test_the_cost_section_draws_the_last_runs_timeline(ctx):
+    """Two workers: worker 0 busy 0-10 s and 12-20 s, worker 1 busy 0-5 s; a task of an
+    earlier run (started before run.json's start) is left out."""
+    import datetime
+
+    start = datetime.datetime.strptime(ctx.run.run["started"], "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    rows = [
+        {"kind": "train", "method": "unet-nmi", "wall_s": 10.0, "pid": 11, "started": start},
+        {"kind": "register", "method": "unet-nmi", "wall_s": 8.0, "pid": 11, "started": start + 12},
+        {"kind": "register", "method": "elastix", "wall_s": 5.0, "pid": 12, "started": start + 0.5},
+        {"kind": "register", "method": "elastix", "wall_s": 5.0, "pid": 12, "started": start - 99},
+    ]
+    costs = pd.DataFrame(rows, columns=list(COST_COLUMNS)).assign(
+        peak_rss_mb=512.0, peak_gpu_mb=0.0, device="cpu", host="h"
+    )
+    run = dataclasses.replace(ctx.run, costs=costs)
+    section = build("costs", dataclasses.replace(ctx, run=run))
+    assert names(section.tables) == ["costs", "task_timeline", "workers"]
+    assert names(section.figures) == ["task_timeline"]
+    timeline = section.tables[1][1]
+    assert len(timeline) == 3 and timeline["end_s"].max() == 20.0
+    workers = section.tables[2][1].set_index("worker")
+    assert workers.loc[0, "busy_s"] == 18.0 and workers.loc[0, "idle_pct"] == pytest.approx(10.0)
+    assert workers.loc[1, "busy_s"] == 5.0 and workers.loc[1, "idle_pct"] == pytest.approx(75.0)
+
+
 def test_seeds(ctx):
     section = build("seeds", ctx)
     assert not section.tables and "Every method ran with one seed" in text(section)

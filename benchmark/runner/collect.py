@@ -77,7 +77,7 @@ def sort_results(frame: pd.DataFrame) -> pd.DataFrame:
 #: ``costs.csv``: one row per task record (``docs/conventions.md``).
 COST_COLUMNS = (
     "kind", "method", "fold", "seed", "case", "pair", "status", "wall_s", "cpu_s", "peak_rss_mb",
-    "peak_gpu_mb", "device", "iterations", "iterations_per_s", "host",
+    "peak_gpu_mb", "device", "iterations", "iterations_per_s", "host", "pid", "started",
 )
 
 

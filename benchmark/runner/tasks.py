@@ -7,7 +7,8 @@ moment leaves no record, and the next run recomputes it. Both return an outcome 
 raise for a failure of their own (bad input, NaN loss, a method's error): the outcome says
 ``failed`` with the reason, and the run goes on with the independent tasks.
 
-Each record carries a cost (:func:`measure`): wall and CPU seconds, the process's peak RSS,
+Each record carries a cost (:func:`measure`): its start (UNIX time) and the process that ran it,
+wall and CPU seconds, the process's peak RSS,
 peak GPU memory (``torch.cuda.max_memory_allocated``), the device name and, for a training,
 iterations per second.
 """
@@ -67,11 +68,12 @@ def measure(device: str | None):
     cuda = _cuda(device) and torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    wall, cpu = time.perf_counter(), time.process_time()
+    started, wall, cpu = time.time(), time.perf_counter(), time.process_time()
     try:
         yield cost
     finally:
         cost.update(
+            started=started,
             wall_s=time.perf_counter() - wall,
             cpu_s=time.process_time() - cpu,
             # the process's peak so far (Linux: KiB); a worker's peak over the tasks it ran

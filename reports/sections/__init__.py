@@ -145,7 +145,10 @@ SECTIONS: tuple[SectionSpec, ...] = (
         "costs",
         costs.TITLE,
         costs.build,
-        "Cost per method (training time, time per registration, peak memory)",
+        "Cost per method (training time, time per registration, peak memory, task timeline)",
+        variable_outputs=(
+            "figures/task_timeline.png", "tables/task_timeline.csv", "tables/workers.csv",
+        ),
     ),
     SectionSpec("seeds", seeds.TITLE, seeds.build, "Spread over seeds"),
     SectionSpec(

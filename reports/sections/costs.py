@@ -1,9 +1,11 @@
 """Cost per method: training time and iterations/s, time per registration, peak GPU memory and
-peak RSS, from the cost records of ``costs.csv`` (:func:`reports.tables.cost_summary`)."""
+peak RSS, from the cost records of ``costs.csv`` (:func:`reports.tables.cost_summary`); and the
+timeline of the last run's tasks per worker with each worker's idle share
+(:func:`reports.tables.task_timeline`)."""
 
 from __future__ import annotations
 
-from reports import tables
+from reports import figures, tables
 from reports.context import Context, Section
 
 TITLE = "Cost per method"
@@ -34,4 +36,32 @@ def build(ctx: Context) -> Section:
         "peak GPU memory (torch.cuda.max_memory_allocated, MiB; 0 on CPU) and the peak RSS of "
         "the worker processes (MiB).",
     )
-    return Section(pages=pages, tables=[("costs", summary)])
+    timeline = tables.task_timeline(costs, since=_run_start(ctx.run.run))
+    if timeline.empty:
+        return Section(pages=pages, tables=[("costs", summary)])
+    workers = tables.timeline_summary(timeline)
+    shown = workers.copy()
+    for col in ("busy_s", "span_s", "idle_pct"):
+        shown[col] = [tables.fmt_num(v) for v in shown[col]]
+    pages += tables.table_pages(
+        f"{TITLE}: workers of the last run", [("per worker", shown.astype(str))],
+        subtitle=f"The run's {len(timeline)} task(s) of this run over "
+        f"{tables.fmt_num(float(timeline['end_s'].max()))} s; idle: the share of that span a "
+        "worker ran no task.",
+    )
+    fig = figures.timeline_figure(timeline, ctx.methods)
+    return Section(
+        pages=[*pages, fig], figures=[("task_timeline", fig)],
+        tables=[("costs", summary), ("task_timeline", timeline), ("workers", workers)],
+    )
+
+
+def _run_start(run_info: dict) -> float | None:
+    """The UNIX time of ``run.json``'s ``started`` (the last run's start), or None."""
+    import datetime
+
+    try:
+        return datetime.datetime.strptime(str(run_info.get("started")),
+                                          "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    except ValueError:
+        return None
