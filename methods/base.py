@@ -165,6 +165,10 @@ class RunContext:
         is a learned method's training setting; ``METHOD.KEY`` is a setting of ``METHOD``.
     source : str
         Where ``presets`` come from, for messages (``manifest PATH``).
+    contrast : {"same", "different"} or None
+        Whether the dataset's fixed and moving images share a contrast (the manifest's
+        ``contrast``): a method picks the similarity its authors recommend for it. None: not
+        stated (a method keeps its single-contrast default).
     """
 
     preset: str = "quick"
@@ -173,6 +177,7 @@ class RunContext:
     presets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     overrides: Mapping[str, Any] = field(default_factory=dict)
     source: str = "the dataset manifest"
+    contrast: str | None = None
 
 
 @dataclass(frozen=True)
