@@ -22,10 +22,19 @@ import numpy as np
 
 from benchmark.core.atomic import write_text
 from benchmark.core.errors import BenchError, ValidationError
-from benchmark.core.images import Image, read_displacement, read_image, shear_degrees
+from benchmark.core.images import (
+    Image,
+    read_displacement,
+    read_image,
+    shear_degrees,
+    size_problem,
+    spacing_check,
+)
+from benchmark.core.landmarks import corresponding_landmarks
 from benchmark.core.normalize import OUTLIER_FACTOR, outlier_bounds
 from benchmark.core.pairs import PairSpec
-from benchmark.data.manifest import Manifest, cache_dir
+from benchmark.data.cache import cache_dir
+from benchmark.data.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +43,8 @@ AFFINE_ATOL = 1e-4
 #: Affines whose axes are further than this from orthogonal get a warning (degrees).
 SHEAR_WARN_DEGREES = 0.01
 #: Version of the per-file checks; cached results of another version are not used.
-CHECK_VERSION = 1
+#: 2: images too small to register, implausible spacings and non-real voxel types.
+CHECK_VERSION = 2
 
 _ROLE_KIND = {
     "fixed": "image",
@@ -231,6 +241,10 @@ def _inspect(path: Path, kind: str) -> FileInfo:
     info.shape, info.affine = shape, affine
     info.spacing = Image(np.empty((1,) * 3), affine).spacing if image is None else image.spacing
     message = _finite_problem(path, array)
+    if kind == "image":
+        problem, warning = spacing_check(image)
+        info.problems += [p for p in (size_problem(image), problem) if p]
+        info.warnings += [warning] if warning else []
     if message:
         info.problems.append(message)
     elif kind == "image":
@@ -367,6 +381,41 @@ def _pair_problems(p: PairSpec, files: dict[tuple[Path, str], FileInfo]) -> list
     return out
 
 
+def _landmark_problems(
+    p: PairSpec, files: dict[tuple[Path, str], FileInfo]
+) -> list[tuple[Any, str]]:
+    """``(dedup key, message)`` for a pair's landmark files: unreadable, of another dimension
+    than the images, or with a point (of an id in both files) outside its image's grid."""
+    if p.fixed_landmarks is None or p.moving_landmarks is None:
+        return []
+    key = (p.fixed_landmarks, p.moving_landmarks)
+    try:
+        points = corresponding_landmarks(p.fixed_landmarks, p.moving_landmarks)
+    except BenchError as exc:
+        return [(str(exc), str(exc))]
+    out = []
+    for path, image, pts in zip(key, (p.fixed, p.moving), points, strict=True):
+        info = files[(image, "image")]
+        if not info.ok:
+            continue
+        if pts.shape[1] != len(info.shape):
+            message = f"{path}: {pts.shape[1]}D landmarks for the {len(info.shape)}D image {image}"
+            out.append(((path, image), message))
+            continue
+        inside = (pts >= -0.5) & (pts <= np.asarray(info.shape) - 0.5)
+        outside = np.flatnonzero(~inside.all(axis=1))
+        if outside.size:
+            first = tuple(float(v) for v in pts[outside[0]])
+            out.append(
+                (
+                    (path, image),
+                    f"{path}: {outside.size} landmark(s) outside the grid of {image} (shape "
+                    f"{info.shape}: voxel indices -0.5 .. n - 0.5), first at {first}",
+                )
+            )
+    return out
+
+
 # -- summary ---------------------------------------------------------------------------------
 def _axis_stats(rows: list[tuple[float, ...]]) -> dict[str, list[float]]:
     if not rows:
@@ -435,7 +484,7 @@ def check_pairs(
                 warnings += info.warnings
     seen: set = set()
     for p in pairs:
-        for key, message in _pair_problems(p, files):
+        for key, message in _pair_problems(p, files) + _landmark_problems(p, files):
             if key not in seen:
                 seen.add(key)
                 problems.append(f"{p.key}: {message}")
@@ -450,7 +499,7 @@ def stratify_problem(manifest: Manifest, pairs: list[PairSpec]) -> str | None:
     (``PairSpec.meta``), else the split would silently be unstratified.
     """
     section = "split" if manifest.split is not None else "cv"
-    field_name = manifest.split.stratify if manifest.split is not None else manifest.cv.stratify
+    field_name = manifest.stratify
     if field_name in (None, "group") or not pairs or any(field_name in p.meta for p in pairs):
         return None
     fields = sorted({"group"} | {k for p in pairs for k in p.meta})
@@ -519,7 +568,7 @@ def validate(manifest: Manifest, *, raise_on_problems: bool = True) -> Report:
 
     report.cases = sorted({p.case for p in pairs})
     report.pairs = [p.key for p in pairs]
-    stratify = manifest.split.stratify if manifest.split else manifest.cv.stratify
+    stratify = manifest.stratify
     strata: dict[str, str] = {}
     try:
         strata = case_strata(pairs, "group" if stratify is None else stratify)

@@ -12,19 +12,19 @@ import importlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec
-
-if TYPE_CHECKING:
-    from benchmark.data.manifest import Manifest
+from benchmark.data.spec import DatasetSource
 
 _MODULES = {
     "acdc": "benchmark.data.loaders.acdc",
     "dce": "benchmark.data.loaders.dce",
     "explicit": "benchmark.data.loaders.explicit",
 }
+#: The loader kinds a manifest's ``loader:`` may name.
+KINDS = tuple(_MODULES)
 
 #: Case and pair ids must be usable as folder names on every file system.
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -46,12 +46,18 @@ def _module(kind: str):
     return importlib.import_module(_MODULES[kind])
 
 
+def options(kind: str) -> tuple[str, ...]:
+    """The manifest keys loader ``kind`` adds to the common ones (its ``OPTIONS``)."""
+    return _module(kind).OPTIONS
+
+
 def pairing_rule(kind: str, raw: dict[str, Any]) -> list[str]:
-    """The normalised pairing rule of a manifest for loader ``kind`` (raises BenchError)."""
+    """The normalised pairing rule of a manifest for loader ``kind``, after checking the
+    loader's options (raises BenchError naming the key)."""
     return _module(kind).pairing_rule(raw)
 
 
-def scan(manifest: Manifest) -> Scan:
+def scan(manifest: DatasetSource) -> Scan:
     """Run the manifest's loader on its root; then check ids (safe, unique)."""
     result: Scan = _module(manifest.loader).load(manifest)
     result.problems.extend(check_ids(result.pairs))
@@ -90,6 +96,16 @@ def strip_image_suffix(name: str) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def separator_hint(columns: list[str] | None) -> str:
+    """``" (the header is separated by ';': ...)"`` when a CSV header read with commas is one
+    column holding ``;`` or tabs (a spreadsheet's export in some locales); else ``""``."""
+    if columns and len(columns) == 1:
+        for sep, name in ((";", "';'"), ("\t", "tabs")):
+            if sep in columns[0]:
+                return f" (the header is separated by {name}; the table must use commas)"
+    return ""
 
 
 def existing(path: Path) -> Path | None:
