@@ -1,4 +1,4 @@
 """Dataset manifests (YAML) shipped with MIRBench: ``acdc``, ``dce`` and the demo datasets.
 
-``benchmark.data.manifest.find_manifest(name)`` looks here for ``NAME.yaml``.
+``benchmark.data.parse.find_manifest(name)`` looks here for ``NAME.yaml``.
 """

@@ -305,6 +305,70 @@ def warned_once(text):
     return then
 
 
+def append_text(text: str):
+    """Append ``text`` to the manifest file as written (YAML that safe_dump would not write)."""
+
+    def apply(ds: Dataset, tmp: Path) -> None:
+        ds.manifest.write_text(ds.manifest.read_text() + text)
+
+    return apply
+
+
+def key_lines(key: str):
+    """Then: the message names both lines where the top-level ``key`` is written."""
+
+    def then(ds: Dataset, tmp: Path, outcome: Outcome) -> None:
+        lines = [n for n, line in enumerate(ds.manifest.read_text().splitlines(), 1)
+                 if line.startswith(f"{key}:")]  # fmt: skip
+        assert len(lines) == 2
+        assert f"key {key} appears twice (lines {lines[0]} and {lines[1]})" in outcome.err
+
+    return then
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """``description:`` holding ``width ** levels`` copies of one string through aliases."""
+    rows = ['  a0: &a0 "lol"'] + [
+        f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)
+    ]
+    return "description:\n" + "\n".join(rows) + "\n"
+
+
+def every_file(case: int, change: Callable[[np.ndarray, np.ndarray], tuple]):
+    """Rewrite all four files of ``case`` with ``change(array, affine) -> (array, affine)``."""
+
+    def apply(ds: Dataset, tmp: Path) -> None:
+        for role in ("ED", "ES", "ED_gt", "ES_gt"):
+            img = nib.load(ds.file(case, role))
+            write_image(ds.file(case, role), *change(np.asarray(img.dataobj), img.affine))
+
+    return apply
+
+
+def restore_case(case: int):
+    return both(*(restore(case, role) for role in ("ED", "ES", "ED_gt", "ES_gt")))
+
+
+def one_voxel(array, affine):
+    return array[:1, :1, :1], affine
+
+
+def spacing_of(*spacing):
+    return lambda array, affine: (array, np.diag([*spacing, 1.0]))
+
+
+def complex_image(ds: Dataset, tmp: Path) -> None:
+    array = np.asarray(nib.load(ds.file(0, "ED")).dataobj)
+    write_image(ds.file(0, "ED"), (array + 1j * array).astype(np.complex64), AFFINE)
+
+
+def pairs_csv_folder(ds: Dataset, tmp: Path) -> None:
+    raw = ds.raw()
+    raw.pop("pairs")
+    (ds.root / "pairs.csv").mkdir()
+    ds.write_manifest({**raw, "pairs_csv": "pairs.csv"})
+
+
 MANIFEST = [
     Case("unknown-dataset", lambda ds, tmp: ["data", "check", "--dataset", "nope"],
          expect=("unknown dataset 'nope'", "known manifests")),
@@ -381,12 +445,41 @@ MANIFEST = [
          expect=("case id 'c 1' is not file-system safe",), fix=restore_manifest),
     Case("preset-iterations-text", run,
          lambda ds, tmp: ds.edit(presets={"quick": {"iterations": "five"}}),
-         expect=("tiny.yaml: presets.quick.iterations='five'", "positive integer"),
+         expect=("tiny.yaml: presets.quick.iterations='five'", "iterations must be an integer >= 1"),
          fix=restore_manifest, then=no_run_json),
     Case("preset-iterations-text-check", check,
          lambda ds, tmp: ds.edit(presets={"quick": {"iterations": "five", "batch_size": 0}}),
          expect=("presets.quick.iterations='five'", "presets.quick.batch_size=0"),
          fix=restore_manifest),
+    # issue 30, 1: a repeated key is an error naming the file, the key and both lines
+    Case("duplicate-key-top-level", check, append_text("labels: {a: 2, b: 1}\n"),
+         expect=("tiny.yaml", "key labels appears twice"), then=key_lines("labels"),
+         fix=restore_manifest),
+    Case("duplicate-key-nested", check,
+         write("{root}/tiny.yaml", "loader: explicit\nlabels:\n  a: 1\n  b: 2\n  a: 3\n"),
+         expect=("tiny.yaml", "key labels.a appears twice (lines 3 and 5)"),
+         fix=restore_manifest),
+    # issue 30, 2: aliases are refused before anything expands them (9 ** 9 strings otherwise)
+    Case("alias-bomb", check, append_text(alias_bomb()),
+         expect=("tiny.yaml", "anchors and aliases (&name, *name) are not allowed"),
+         fix=restore_manifest),
+    Case("yaml-boolean-key", check,
+         lambda ds, tmp: ds.manifest.write_text(ds.manifest.read_text().replace("  a: 1", "  no: 1")),
+         expect=("tiny.yaml", "key no in labels is read as true/false", "quote it"),
+         fix=restore_manifest),
+    # issue 30, 17: seeds, folders
+    Case("cv-seed-negative", check, lambda ds, tmp: ds.edit(cv={"folds": 2, "seed": -1}),
+         expect=("tiny.yaml", "cv.seed must be an integer in 0..4294967295, got -1"),
+         fix=restore_manifest),
+    Case("cv-seed-negative-run", run, lambda ds, tmp: ds.edit(cv={"folds": 2, "seed": -1}),
+         expect=("cv.seed must be an integer in 0..4294967295",), fix=restore_manifest,
+         then=no_run_json),
+    Case("manifest-is-a-folder", lambda ds, tmp: ["data", "check", "--dataset", ds.root],
+         expect=("manifest {root}: is a folder (it holds tiny.yaml); expected a manifest file",),
+         absent=("not found",)),
+    Case("pairs-csv-is-a-folder", check, pairs_csv_folder,
+         expect=("{root}/pairs.csv (pairs_csv of {root}/tiny.yaml): is a folder; expected a CSV",),
+         absent=("not found", "IsADirectoryError")),
     Case("preset-unknown-setting", run,
          lambda ds, tmp: ds.edit(presets={"paper": {"iteratons": 5}}),
          expect=("presets.paper.iteratons=5", "unknown training setting"),
@@ -476,6 +569,28 @@ NIFTI = [
                 for r in ("ED", "ES", "ED_gt", "ES_gt"))),
          rc=0, expect=("{root}/c0_ES.nii.gz: pixdim[1,2,3] should be positive",),
          then=warned_once("c0_ES.nii.gz: pixdim[1,2,3] should be positive")),
+    # issue 30, 17: images too small to register, complex voxels, implausible spacings
+    Case("image-1x1x1-check", check, every_file(1, one_voxel),
+         expect=("{root}/c1_ED.nii.gz: image of shape (1, 1, 1) is too small to register",
+                 "at least 4 voxels along at least 2 axes"),
+         absent=("ok:",), fix=restore_case(1)),
+    Case("image-1x1x1-run", run, every_file(1, one_voxel),
+         expect=("{root}/c1_ES.nii.gz: image of shape (1, 1, 1) is too small to register",),
+         fix=restore_case(1), then=no_run_json),
+    Case("image-complex-check", check, complex_image,
+         expect=("{root}/c0_ED.nii.gz: complex-valued voxels (dtype complex64)",),
+         fix=restore(0, "ED")),
+    Case("image-complex-run", run, complex_image,
+         expect=("{root}/c0_ED.nii.gz: complex-valued voxels (dtype complex64)",),
+         fix=restore(0, "ED"), then=no_run_json),
+    Case("spacing-1.5e6-refused", check, every_file(2, spacing_of(1.5e6, 1.5e6, 3e6)),
+         expect=("{root}/c2_ED.nii.gz: voxel spacing i 1.5e+06, j 1.5e+06, k 3e+06 mm is outside",),
+         fix=restore_case(2)),
+    Case("spacing-1.5e6-run", run, every_file(2, spacing_of(1.5e6, 1.5e6, 3e6)),
+         expect=("{root}/c2_ES.nii.gz: voxel spacing",), fix=restore_case(2), then=no_run_json),
+    Case("spacing-implausible-warns", check, every_file(3, spacing_of(1.5, 1.5, 60.0)), rc=0,
+         expect=("warning: {root}/c3_ED.nii.gz: voxel spacing k 60 mm is outside 0.01..30 mm",
+                 "implausible")),
     Case("sheared-affine-explained", check,
          both(*(lambda ds, tmp, r=r: set_affine(ds.file(1, r), sform=[[1.5, 0.5, 0, 0],
                                                                      [0, 1.5, 0, 0],
@@ -498,7 +613,7 @@ CLI = [
     Case("out-below-a-file", lambda ds, tmp: run_args(ds, tmp / "f" / "run"), write("{tmp}/f", "x"),
          expect=("--out {tmp}/f/run: {tmp}/f is a file",), fix=lambda ds, tmp: (tmp / "f").unlink()),
     Case("set-not-a-number", lambda ds, tmp: run_args(ds, tmp / "run", "--set", "iterations=abc"),
-         expect=("--set iterations='abc'", "positive integer"), then=no_run_json),
+         expect=("--set iterations='abc'", "iterations must be an integer >= 1"), then=no_run_json),
     Case("set-fraction", lambda ds, tmp: run_args(ds, tmp / "run", "--set", "iterations=5.5"),
          expect=("--set iterations=5.5",)),
     Case("set-bad-patch", lambda ds, tmp: run_args(ds, tmp / "run", "--set", "patch_size=0,8,4"),

@@ -20,12 +20,9 @@ from benchmark.core.errors import BenchError, ValidationError
 from benchmark.core.images import write_image
 from benchmark.core.pairs import PairSpec
 from benchmark.data import folds as F
-from benchmark.data.manifest import (
-    demo_cache_path,
-    find_manifest,
-    known_manifests,
-    load_manifest,
-)
+from benchmark.data.cache import demo_cache_path
+from benchmark.data.manifest import load_manifest
+from benchmark.data.parse import find_manifest, known_manifests
 
 SHIPPED = ("acdc", "dce", "demo-acdc", "demo-dce")
 PRESET_KEYS = {"iterations", "batch_size", "patch_size", "unet_factors", "poolnet_grid"}
@@ -536,3 +533,109 @@ def test_dce_wide_pattern_skips_mask_labels_and_truth(tmp_path):
     pairs = load_manifest(path, root=root).pairs()
     assert [p.meta["phases"] for p in pairs] == [["phase_00", "phase_01", "phase_02"]] * 2
     assert pairs[0].displacement.name == "disp_phase_00-phase_02.nii.gz"
+
+
+# -- parsing and resolving are separate; the loaders import neither ----------------------------
+def test_no_import_cycle_in_the_data_package():
+    """An AST scan of every import of ``benchmark.data`` (inside functions and TYPE_CHECKING
+    blocks too): the module graph has no cycle; the loaders import no manifest module."""
+    from test_architecture import imported_modules, project_files, read
+
+    modules = {}
+    for path in project_files():
+        source, module, is_package = read(path)
+        if module.startswith("benchmark.data"):
+            modules[module] = imported_modules(source, module, is_package=is_package)
+    graph: dict[str, set[str]] = {}
+    for module, imports in modules.items():
+        graph[module] = set()
+        for _, target in imports:
+            while target and target not in modules:
+                target = target.rpartition(".")[0]
+            if target and target != module:
+                graph[module].add(target)
+    for module in modules:
+        if module.startswith("benchmark.data.loaders"):
+            assert not graph[module] & {"benchmark.data.manifest", "benchmark.data.parse"}, module
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        for nxt in graph[start] - seen:
+            seen.add(nxt)
+            if nxt == goal or reaches(nxt, goal, seen):
+                return True
+        return False
+
+    cycles = [m for m in graph if reaches(m, m, set())]
+    assert not cycles, f"modules on an import cycle: {cycles}"
+
+
+_KEY = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1)
+_SCALAR = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+_VALUE = st.recursive(
+    _SCALAR,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_KEY, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(_KEY, _VALUE, min_size=1, max_size=6))
+def test_strict_yaml_reads_what_safe_load_reads(tmp_path_factory, mapping):
+    """Any mapping with text keys that PyYAML writes is read back as ``yaml.safe_load`` reads it:
+    the strict reader refuses only constructs a writer never produces."""
+    from benchmark.data.yamlfile import load_mapping
+
+    path = tmp_path_factory.mktemp("yaml") / "m.yaml"
+    path.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
+    raw, data = load_mapping(path)
+    assert raw == yaml.safe_load(data.decode("utf-8"))
+    if not any(c in str(mapping) for c in "\x85\u2028\u2029"):  # YAML line breaks fold to " "
+        assert raw == mapping
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_manifests_read_as_safe_load_reads_them(name):
+    from benchmark.data.yamlfile import load_mapping
+
+    path = find_manifest(name)
+    assert load_mapping(path)[0] == yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def test_alias_bomb_is_refused_in_bounded_time_and_memory(tmp_path):
+    """Nine levels of nine aliases (9**9 strings once expanded: 3 GB and 48 s in the parser of
+    before) are refused while composing: milliseconds, kilobytes."""
+    import time
+    import tracemalloc
+
+    rows = ['  a0: &a0 "lol"'] + [
+        f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)
+    ]
+    path = write_manifest(tmp_path, BASE)
+    path.write_text(path.read_text() + "description:\n" + "\n".join(rows) + "\n")
+    tracemalloc.start()
+    start = time.perf_counter()
+    try:
+        with pytest.raises(BenchError, match="anchors and aliases") as err:
+            load_manifest(path, root=tmp_path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert time.perf_counter() - start < 5 and peak < 20 * 2**20
+    assert str(path) in str(err.value) and "line " in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("loader: explicit\nlabels: {a: 1}\nlabels: {a: 2}\n", "key labels appears twice (lines 2 and 3)"),
+        ("loader: explicit\ncv:\n  folds: 2\n  seed: 1\n  folds: 3\n", "key cv.folds appears twice (lines 3 and 5)"),
+        ("loader: explicit\npairs:\n  - {case: a, case: b}\n", "key pairs[0].case appears twice (lines 3 and 3)"),
+        ("loader: explicit\n'loader': dce\n", "key loader appears twice (lines 1 and 2)"),
+    ],
+)  # fmt: skip
+def test_duplicate_keys_name_the_key_and_both_lines(tmp_path, text, expected):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    with pytest.raises(BenchError) as err:
+        load_manifest(path, root=tmp_path)
+    assert str(err.value) == f"manifest {path.resolve()}: {expected}; keep one"

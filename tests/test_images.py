@@ -188,3 +188,62 @@ def test_image_object():
         Image(np.zeros((2, 2)), np.eye(3))
     with pytest.raises(BenchError, match=r"expected a 2D or 3D image, got shape \(2, 2, 2, 2\)"):
         Image(np.zeros((2, 2, 2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("array", "expected"),
+    [
+        (np.ones((4, 4, 2), np.complex64), "complex-valued voxels (dtype complex64)"),
+        (np.ones((4, 4, 2), np.complex128), "complex-valued voxels (dtype complex128)"),
+        (np.zeros((4, 4, 2), [("R", "u1"), ("G", "u1"), ("B", "u1")]), "fields R, G, B"),
+    ],
+)
+def test_voxels_that_are_not_real_numbers_name_the_file_and_dtype(tmp_path, array, expected):
+    path = tmp_path / "x.nii.gz"
+    header = nib.Nifti1Header()
+    header.set_data_dtype(array.dtype)
+    nib.save(nib.Nifti1Image(array, np.eye(4), header), str(path))
+    with pytest.raises(BenchError) as err:
+        read_image(path)
+    assert str(err.value).startswith(f"{path}: ") and expected in str(err.value)
+
+
+def test_real_voxel_types_are_read(tmp_path):
+    for dtype in (np.uint8, np.int16, np.int32, np.float32):  # write_image stores float64 as 32
+        write_image(tmp_path / "x.nii.gz", np.ones((4, 4, 2), dtype))
+        assert read_image(tmp_path / "x.nii.gz").array.dtype == dtype
+
+
+@pytest.mark.parametrize(
+    ("shape", "small"),
+    [
+        ((1, 1, 1), True), ((3, 3, 3), True), ((12, 1, 1), True), ((4, 3), True),
+        ((12, 3, 3), True), ((4, 4), False), ((4, 4, 1), False), ((12, 10, 1), False),
+        ((4, 1, 4), False), ((1, 4, 4), False), ((64, 64, 2), False),
+    ],
+)  # fmt: skip
+def test_images_too_small_to_register(shape, small):
+    from benchmark.core.images import size_problem
+
+    message = size_problem(Image(np.zeros(shape), path="im.nii.gz"))
+    assert (message is not None) == small
+    if small:
+        assert message.startswith(f"im.nii.gz: image of shape {shape} is too small to register")
+
+
+@pytest.mark.parametrize(
+    ("spacing", "refused", "warned"),
+    [
+        ((1.0, 1.0, 1.0), False, False), ((0.01, 0.5, 30.0), False, False),
+        ((1.5, 1.5, 30.1), False, True), ((0.0099, 1.0, 1.0), False, True),
+        ((1e-4, 1.0, 1.0), False, True), ((9e-5, 1.0, 1.0), True, False),
+        ((1.0, 1000.0, 1.0), False, True), ((1.0, 1.5e6, 1.0), True, False),
+    ],
+)  # fmt: skip
+def test_spacing_outside_the_plausible_range(spacing, refused, warned):
+    from benchmark.core.images import spacing_check
+
+    problem, warning = spacing_check(Image(np.zeros((4, 4, 4)), np.diag([*spacing, 1.0]), "f"))
+    assert (problem is not None, warning is not None) == (refused, warned)
+    message = problem or warning or ""
+    assert not message or (message.startswith("f: voxel spacing") and " mm is outside " in message)

@@ -27,6 +27,21 @@ _LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 #: singular (a zero column, or two axes pointing the same way).
 SINGULAR_RTOL = 1e-6
 
+#: The smallest image worth registering has at least ``MIN_EXTENT`` voxels along at least
+#: ``MIN_WIDE_AXES`` axes: a 4 x 4 patch is the support of one cubic B-spline (the smallest
+#: deformation model of the field) and leaves an interior for finite-difference Jacobians; a
+#: thinner axis (even a single slice, a 2D image stored as 3D) is allowed. A 1 x 1 x 1 or 3 x 3 x 3
+#: "image" has no structure to align, and scores on it (Dice 1.0) would mean nothing.
+MIN_EXTENT = 4
+MIN_WIDE_AXES = 2
+#: Voxel spacings (mm) outside this range are refused: no medical image has voxels of a metre or
+#: of a tenth of a micrometre, so the header is broken or in other units; registration methods
+#: that work in millimetres (elastix) silently do nothing on such grids.
+SPACING_LIMITS_MM = (1e-4, 1e3)
+#: Voxel spacings (mm) outside this range are warned about: from micro-CT (~0.01 mm) to thick
+#: slices (~10 mm) and PET (~5 mm); values beyond it usually mean metres or micrometres.
+SPACING_PLAUSIBLE_MM = (0.01, 30.0)
+
 log = logging.getLogger(__name__)
 #: (file, message) of reader warnings already logged: each is logged once per process.
 _WARNED: set[tuple[str, str]] = set()
@@ -142,6 +157,7 @@ def read_image(path: str | os.PathLike, *, dtype=None) -> Image:
         raise
     except Exception as exc:  # nibabel/ITK/zlib raise many types for damaged files
         raise BenchError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+    check_dtype(array.dtype, where=str(path))
     if array.ndim == 3 and array.shape[2] == 1 and suffix in ITK_SUFFIXES:
         array = array[:, :, 0]
     if array.ndim in (2, 3):  # other shapes are refused by Image, naming the shape
@@ -149,6 +165,58 @@ def read_image(path: str | os.PathLike, *, dtype=None) -> Image:
     if dtype is not None:
         array = array.astype(dtype, copy=False)
     return Image(array, affine, path)
+
+
+def check_dtype(dtype: np.dtype, *, where: str = "image") -> None:
+    """Raise :class:`BenchError` unless voxels of ``dtype`` are real numbers (bool, integer or
+    float): complex, RGB or other compound voxels cannot be registered or scored as intensities."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biuf":
+        return
+    if dtype.kind == "c":
+        what = "complex-valued voxels"
+        fix = "store the magnitude (abs) or the real part as a real-valued image"
+    elif dtype.fields is not None:
+        what = f"compound voxels with fields {', '.join(dtype.fields)} (e.g. RGB)"
+        fix = "store one real value per voxel (e.g. a grey-level image)"
+    else:
+        what = "voxels that are not numbers"
+        fix = "store integers or floats"
+    raise BenchError(
+        f"{where}: {what} (dtype {dtype}); expected real numbers (integers or floats): {fix}"
+    )
+
+
+def size_problem(image: Image) -> str | None:
+    """Why ``image`` is too small to register (see :data:`MIN_EXTENT`), or None."""
+    wide = sum(n >= MIN_EXTENT for n in image.shape)
+    if wide >= MIN_WIDE_AXES:
+        return None
+    return (
+        f"{image._where()}: image of shape {image.shape} is too small to register; expected at "
+        f"least {MIN_EXTENT} voxels along at least {MIN_WIDE_AXES} axes"
+    )
+
+
+def spacing_check(image: Image) -> tuple[str | None, str | None]:
+    """``(problem, warning)`` about ``image``'s voxel spacing: a problem outside
+    :data:`SPACING_LIMITS_MM`, else a warning outside :data:`SPACING_PLAUSIBLE_MM`."""
+    spacing = image.spacing
+    for (low, high), refuse in ((SPACING_LIMITS_MM, True), (SPACING_PLAUSIBLE_MM, False)):
+        outside = [f"{'ijk'[a]} {s:.4g}" for a, s in enumerate(spacing) if not low <= s <= high]
+        if not outside:
+            continue
+        message = (
+            f"{image._where()}: voxel spacing {', '.join(outside)} mm is outside "
+            f"{low:g}..{high:g} mm"
+        )
+        if refuse:
+            return message + ": no medical image has such voxels (a header in other units?)", None
+        return None, message + (
+            ", implausible for a medical image (metres or micrometres instead of millimetres?); "
+            "registration parameters in mm (elastix's grid spacing) may then not fit"
+        )
+    return None, None
 
 
 def check_affine(affine: np.ndarray, ndim: int, *, where: str = "image") -> None:
@@ -327,7 +395,10 @@ def read_displacement(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
     try:
         nii = nib.load(str(path))
+        check_dtype(nii.get_data_dtype(), where=str(path))
         data = np.asarray(nii.dataobj, dtype=np.float32)
+    except BenchError:
+        raise
     except Exception as exc:
         raise BenchError(f"{path}: cannot read displacement ({type(exc).__name__}: {exc})") from exc
     if data.ndim != 5 or data.shape[3] != 1 or data.shape[4] not in (2, 3):

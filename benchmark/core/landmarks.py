@@ -43,8 +43,9 @@ def read_landmarks(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     Raises
     ------
     BenchError
-        Missing or unreadable file, missing ``id``/``i``/``j`` column, duplicate ids, a coordinate
-        that is not a finite number (file, line and value named).
+        Missing or unreadable file, missing ``id``/``i``/``j`` column, a row with more or fewer
+        fields than the header, duplicate ids, a coordinate that is not a finite number (file,
+        line and value named).
     """
     path = Path(path)
     try:
@@ -63,7 +64,13 @@ def read_landmarks(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     ids: list[str] = []
     points: list[list[float]] = []
     for line, row in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        if None in row or None in row.values():
+            extra = row.get(None)
+            raise BenchError(
+                f"{path}:{line}: {'extra field(s) ' + repr(extra) if extra else 'missing field(s)'}"
+                f"; the header has {len(columns)} ({', '.join(columns)})"
+            )
+        row = {k.strip(): v.strip() for k, v in row.items()}
         if row["id"] in ids:
             raise BenchError(f"{path}:{line}: duplicate landmark id {row['id']!r}")
         try:

@@ -13,7 +13,7 @@ _EXPORTS = {
     "Fold": "benchmark.data.folds",
     "Manifest": "benchmark.data.manifest",
     "load_manifest": "benchmark.data.manifest",
-    "known_manifests": "benchmark.data.manifest",
+    "known_manifests": "benchmark.data.parse",
     "Report": "benchmark.data.validate",
     "validate": "benchmark.data.validate",
 }

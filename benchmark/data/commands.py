@@ -64,7 +64,7 @@ def demo(args: argparse.Namespace) -> int:
     Prints the data folder to use as ``--root``.
     """
     from benchmark.data.demo import generate
-    from benchmark.data.manifest import demo_spec
+    from benchmark.data.parse import demo_spec
 
     cases = args.cases
     if cases is not None and cases < 1:

@@ -23,11 +23,19 @@ import numpy as np
 
 from benchmark.core.atomic import write_text
 from benchmark.core.errors import BenchError, ValidationError
-from benchmark.core.images import Image, read_displacement, read_image, shear_degrees
+from benchmark.core.images import (
+    Image,
+    read_displacement,
+    read_image,
+    shear_degrees,
+    size_problem,
+    spacing_check,
+)
 from benchmark.core.landmarks import has_row_ids, read_landmarks
 from benchmark.core.normalize import OUTLIER_FACTOR, outlier_bounds
 from benchmark.core.pairs import PairSpec
-from benchmark.data.manifest import Manifest, cache_dir
+from benchmark.data.cache import cache_dir
+from benchmark.data.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +44,8 @@ AFFINE_ATOL = 1e-4
 #: Affines whose axes are further than this from orthogonal get a warning (degrees).
 SHEAR_WARN_DEGREES = 0.01
 #: Version of the per-file checks; cached results of another version are not used.
-CHECK_VERSION = 1
+#: 2: images too small to register, implausible spacings and non-real voxel types.
+CHECK_VERSION = 2
 
 _ROLE_KIND = {
     "fixed": "image",
@@ -233,6 +242,10 @@ def _inspect(path: Path, kind: str) -> FileInfo:
     info.shape, info.affine = shape, affine
     info.spacing = Image(np.empty((1,) * 3), affine).spacing if image is None else image.spacing
     message = _finite_problem(path, array)
+    if kind == "image":
+        problem, warning = spacing_check(image)
+        info.problems += [p for p in (size_problem(image), problem) if p]
+        info.warnings += [warning] if warning else []
     if message:
         info.problems.append(message)
     elif kind == "image":
@@ -504,7 +517,7 @@ def stratify_problem(manifest: Manifest, pairs: list[PairSpec]) -> str | None:
     (``PairSpec.meta``), else the split would silently be unstratified.
     """
     section = "split" if manifest.split is not None else "cv"
-    field_name = manifest.split.stratify if manifest.split is not None else manifest.cv.stratify
+    field_name = manifest.stratify
     if field_name in (None, "group") or not pairs or any(field_name in p.meta for p in pairs):
         return None
     fields = sorted({"group"} | {k for p in pairs for k in p.meta})
@@ -573,7 +586,7 @@ def validate(manifest: Manifest, *, raise_on_problems: bool = True) -> Report:
 
     report.cases = sorted({p.case for p in pairs})
     report.pairs = [p.key for p in pairs]
-    stratify = manifest.split.stratify if manifest.split else manifest.cv.stratify
+    stratify = manifest.stratify
     strata: dict[str, str] = {}
     try:
         strata = case_strata(pairs, "group" if stratify is None else stratify)

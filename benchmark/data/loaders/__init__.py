@@ -5,9 +5,10 @@ reads image voxels. Every layout problem is collected into :attr:`Scan.problems`
 raised, so one check reports them all. Kinds: ``acdc`` (:mod:`.acdc`), ``dce`` (:mod:`.dce`),
 ``explicit`` (:mod:`.explicit`), ``learn2reg`` (:mod:`.learn2reg`).
 
-A loader module defines ``pairing_rule(raw)`` and ``load(manifest)``; optionally ``OPTIONS``
-(``--set`` keys it takes, each the name of one of its manifest keys: a Learn2Reg task's ``split``
-is its ``task_split``), ``LABELS_OPTIONAL`` (``labels: {}`` allowed), ``folds(manifest, pairs)``
+A loader module defines ``MANIFEST_KEYS`` (the manifest keys it adds to the common ones),
+``pairing_rule(raw)`` and ``load(manifest)``; optionally ``SET_OPTIONS`` (``--set`` keys it takes,
+each the name of one of its manifest keys: a Learn2Reg task's ``split`` is its ``task_split``), ``LABELS_OPTIONAL`` (``labels: {}`` allowed),
+``folds(pairs, training)``
 (a loader whose task fixes its own training and test pairs) and ``manifest_mapping(path)`` (a
 dataset described by its own file, read without a manifest).
 """
@@ -16,16 +17,14 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec
-
-#: What the functions below take as ``manifest``: a :class:`benchmark.data.manifest.Manifest`
-#: (not imported here: the manifest module imports this package).
-Manifest = Any
+from benchmark.data.spec import DatasetSource
 
 _MODULES = {
     "acdc": "benchmark.data.loaders.acdc",
@@ -35,6 +34,8 @@ _MODULES = {
 }
 #: Dataset files read without a manifest, by the end of their name: the loader that reads them.
 SELF_DESCRIBED = {"_dataset.json": "learn2reg"}
+#: The loader kinds a manifest's ``loader:`` may name.
+KINDS = tuple(_MODULES)
 
 #: Case and pair ids must be usable as folder names on every file system.
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
@@ -56,14 +57,20 @@ def _module(kind: str):
     return importlib.import_module(_MODULES[kind])
 
 
+def manifest_keys(kind: str) -> tuple[str, ...]:
+    """The manifest keys loader ``kind`` adds to the common ones (its ``MANIFEST_KEYS``)."""
+    return tuple(_module(kind).MANIFEST_KEYS)
+
+
 def pairing_rule(kind: str, raw: dict[str, Any]) -> list[str]:
-    """The normalised pairing rule of a manifest for loader ``kind`` (raises BenchError)."""
+    """The normalised pairing rule of a manifest for loader ``kind``, after checking the
+    loader's options (raises BenchError naming the key)."""
     return _module(kind).pairing_rule(raw)
 
 
 def option_keys(kind: str) -> tuple[str, ...]:
     """The ``--set`` keys a dataset of loader ``kind`` takes itself (none for most loaders)."""
-    return tuple(getattr(_module(kind), "OPTIONS", {}))
+    return tuple(getattr(_module(kind), "SET_OPTIONS", {}))
 
 
 def labels_optional(kind: str) -> bool:
@@ -76,10 +83,10 @@ def apply_options(raw: Any, options: dict[str, Any]) -> Any:
     """The manifest mapping ``raw`` with the ``--set`` values its loader takes written into their
     manifest keys (``split=test`` -> ``task_split: test``); anything else unchanged."""
     kind = raw.get("loader") if isinstance(raw, dict) else None
-    if kind not in _MODULES:
+    if not isinstance(kind, str) or kind not in _MODULES:
         return raw
     module = _module(kind)
-    keys = getattr(module, "OPTIONS", {})
+    keys = getattr(module, "SET_OPTIONS", {})
     chosen = {keys[k]: v for k, v in options.items() if k in keys}
     return module.check_options({**raw, **chosen}, options) if chosen else raw
 
@@ -100,14 +107,17 @@ def manifest_mapping(path: Path) -> dict[str, Any]:
     return _module(kind).manifest_mapping(path)
 
 
-def loader_folds(manifest: Manifest, pairs: list[PairSpec]) -> list | None:
-    """The folds a loader fixes itself (a Learn2Reg task's training and evaluated pairs), or None
-    for loaders whose folds follow the manifest's ``cv`` / ``split``."""
-    rule = getattr(_module(manifest.loader), "folds", None)
-    return None if rule is None else rule(manifest, pairs)
+def loader_folds(
+    kind: str, pairs: list[PairSpec], training: Callable[[], list[PairSpec]]
+) -> list | None:
+    """The folds a loader of ``kind`` fixes itself (a Learn2Reg task's training pairs, from
+    ``training()``, and its evaluated ``pairs``), or None for loaders whose folds follow the
+    manifest's ``cv`` / ``split``."""
+    rule = getattr(_module(kind), "folds", None)
+    return None if rule is None else rule(pairs, training())
 
 
-def scan(manifest: Manifest) -> Scan:
+def scan(manifest: DatasetSource) -> Scan:
     """Run the manifest's loader on its root; then check ids (safe, unique)."""
     result: Scan = _module(manifest.loader).load(manifest)
     result.problems.extend(check_ids(result.pairs))
@@ -146,6 +156,16 @@ def strip_image_suffix(name: str) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def separator_hint(columns: list[str] | None) -> str:
+    """``" (the header is separated by ';': ...)"`` when a CSV header read with commas is one
+    column holding ``;`` or tabs (a spreadsheet's export in some locales); else ``""``."""
+    if columns and len(columns) == 1:
+        for sep, name in ((";", "';'"), ("\t", "tabs")):
+            if sep in columns[0]:
+                return f" (the header is separated by {name}; the table must use commas)"
+    return ""
 
 
 def existing(path: Path) -> Path | None:

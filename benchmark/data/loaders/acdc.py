@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec
 from benchmark.data.loaders import Scan, existing
+from benchmark.data.spec import DatasetSource
 
-if TYPE_CHECKING:
-    from benchmark.data.manifest import Manifest
-
+#: Manifest keys of this loader beside the common ones.
+MANIFEST_KEYS = ("subset", "require_labels")
 PAIRS = ("ED-ES", "ES-ED")
 SUBSETS = ("training", "testing")
 PATIENT = re.compile(r"^patient\d+$")
@@ -56,24 +56,33 @@ def parse_info_cfg(path: Path) -> dict[str, str]:
     """Read an ``Info.cfg`` into ``{key: value}`` (keys as written, values stripped).
 
     Lines are ``key: value`` with any spacing around the colon; blank lines, ``#`` comments and
-    lines without a colon are skipped, extra keys are kept. A repeated key keeps its last value.
+    lines without a colon are skipped, extra keys are kept. Keys are looked up without regard to
+    case (:func:`_lookup`), so a key repeated in any spelling must repeat its value.
 
     Raises
     ------
     BenchError
-        If the file cannot be read or decoded.
+        If the file cannot be read or decoded, or gives one key two different values (naming
+        both lines: ``ED: 1`` and later ``ED: 12`` would otherwise pick one silently).
     """
     try:
         text = path.read_text(encoding="utf-8", errors="strict")
     except (OSError, UnicodeDecodeError) as exc:
         raise BenchError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
     info: dict[str, str] = {}
-    for line in text.splitlines():
+    first: dict[str, tuple[int, str]] = {}  # lower-case key -> (line, value)
+    for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip().lstrip("\ufeff")
         if not line or line.startswith("#") or ":" not in line:
             continue
-        key, value = line.split(":", 1)
-        info[key.strip()] = value.strip()
+        key, value = (part.strip() for part in line.split(":", 1))
+        seen = first.setdefault(key.lower(), (number, value))
+        if seen[1] != value:
+            raise BenchError(
+                f"{path}: {key} is given twice with different values ({seen[1]!r} on line "
+                f"{seen[0]}, {value!r} on line {number}); keep one"
+            )
+        info[key] = value
     return info
 
 
@@ -119,7 +128,7 @@ def _image(folder: Path, stem: str) -> Path | None:
     return existing(folder / f"{stem}.nii.gz") or existing(folder / f"{stem}.nii")
 
 
-def load(manifest: Manifest) -> Scan:
+def load(manifest: DatasetSource) -> Scan:
     """Scan an ACDC folder: one pair per patient and pair id of the manifest.
 
     Problems (reported, never raised): no patient folders; missing or unreadable ``Info.cfg``;
@@ -147,11 +156,14 @@ def load(manifest: Manifest) -> Scan:
     return result
 
 
-def _patient_pairs(manifest: Manifest, patient: Path, problems: list[str]) -> list[PairSpec]:
+def _patient_pairs(manifest: DatasetSource, patient: Path, problems: list[str]) -> list[PairSpec]:
     """The pairs of one patient folder; none (and the reasons added to ``problems``) when its
     ``Info.cfg`` or files are unusable."""
     case = patient.name
     cfg = patient / "Info.cfg"
+    if cfg.is_dir():
+        problems.append(f"{cfg}: is a folder; expected the Info.cfg text file (ED, ES, Group)")
+        return []
     if not cfg.is_file():
         problems.append(f"{cfg}: missing Info.cfg (needs ED, ES and Group)")
         return []
@@ -164,8 +176,7 @@ def _patient_pairs(manifest: Manifest, patient: Path, problems: list[str]) -> li
     if frames is None:
         return []
     group = _lookup(info, "Group") or None
-    stratify = manifest.split.stratify if manifest.split else manifest.cv.stratify
-    if group is None and stratify == "group":
+    if group is None and manifest.stratify == "group":
         problems.append(
             f"{cfg}: no Group (the folds are stratified by group; set cv.stratify: null to skip)"
         )

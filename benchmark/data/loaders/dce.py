@@ -21,15 +21,22 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from benchmark.core.csvfile import ENCODING
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec
-from benchmark.data.loaders import Scan, existing, natural_key, strip_image_suffix
+from benchmark.data.loaders import (
+    Scan,
+    existing,
+    natural_key,
+    separator_hint,
+    strip_image_suffix,
+)
+from benchmark.data.spec import DatasetSource
 
-if TYPE_CHECKING:
-    from benchmark.data.manifest import Manifest
-
+#: Manifest keys of this loader beside the common ones.
+MANIFEST_KEYS = ("pattern",)
 RULES = ("pre-last", "pre-each")
 DEFAULT_PATTERN = "phase_*.nii.gz"
 LABEL_SUFFIX = "_labels"
@@ -64,12 +71,15 @@ def read_groups(path: Path) -> tuple[dict[str, str], list[str]]:
     problems: list[str] = []
     groups: dict[str, str] = {}
     try:
-        with path.open(newline="", encoding="utf-8") as f:
+        with path.open(newline="", encoding=ENCODING) as f:  # Excel writes a byte-order mark
             reader = csv.DictReader(f)
             columns = reader.fieldnames or []
             id_col = "study" if "study" in columns else "case" if "case" in columns else None
             if id_col is None or "group" not in columns:
-                return {}, [f"{path}: needs columns study (or case) and group, has {columns}"]
+                return {}, [
+                    f"{path}: needs columns study (or case) and group, has {columns}"
+                    + separator_hint(columns)
+                ]
             for line, row in enumerate(reader, start=2):
                 study = (row.get(id_col) or "").strip()
                 if not study:
@@ -83,14 +93,18 @@ def read_groups(path: Path) -> tuple[dict[str, str], list[str]]:
     return groups, problems
 
 
-def load(manifest: Manifest) -> Scan:
+def load(manifest: DatasetSource) -> Scan:
     """Scan a DCE folder: every sub-folder (not hidden) is a study and must hold >= 2 phases."""
     root = manifest.root
     pattern = manifest.raw.get("pattern", DEFAULT_PATTERN)
     rule = manifest.pairing[0]
     result = Scan()
     groups: dict[str, str] = {}
-    if (root / "studies.csv").is_file():
+    if (root / "studies.csv").is_dir():
+        result.problems.append(
+            f"{root / 'studies.csv'}: is a folder; expected a CSV file with columns study, group"
+        )
+    elif (root / "studies.csv").is_file():
         groups, problems = read_groups(root / "studies.csv")
         result.problems.extend(problems)
     studies = sorted(

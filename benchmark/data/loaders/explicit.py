@@ -18,23 +18,27 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchmark.core.csvfile import ENCODING
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec, as_path
-from benchmark.data.loaders import Scan
+from benchmark.data.loaders import Scan, separator_hint
+from benchmark.data.spec import DatasetSource
 
-if TYPE_CHECKING:
-    from benchmark.data.manifest import Manifest
-
+#: Manifest keys of this loader beside the common ones.
+MANIFEST_KEYS = ("pairs_csv",)
 REQUIRED = ("case", "pair", "fixed", "moving")
 OPTIONAL_FILES = ("fixed_labels", "moving_labels", "displacement", "mask")
 COLUMNS = (*REQUIRED, *OPTIONAL_FILES, "group")
 
 
 def pairing_rule(raw: dict[str, Any]) -> list[str]:
-    """Check that the manifest gives ``pairs`` (a list of mappings) or ``pairs_csv``, not both."""
+    """Check that the manifest gives ``pairs`` (a list of mappings) or ``pairs_csv``, not both.
+
+    In inline pairs the ids and file names must be text (YAML reads ``010`` as 8 and ``1:30`` as
+    90: quoting keeps them as written) and no value may be a list or a mapping.
+    """
     pairs, pairs_csv = raw.get("pairs"), raw.get("pairs_csv")
     if (pairs is None) == (pairs_csv is None):
         raise BenchError(
@@ -45,26 +49,67 @@ def pairing_rule(raw: dict[str, Any]) -> list[str]:
         not isinstance(pairs, list) or not pairs or not all(isinstance(p, dict) for p in pairs)
     ):
         raise BenchError(f"pairs must be a non-empty list of mappings with {', '.join(REQUIRED)}")
-    if pairs_csv is not None and not (isinstance(pairs_csv, str) and pairs_csv):
+    if pairs_csv is not None and not (isinstance(pairs_csv, str) and pairs_csv.strip()):
         raise BenchError(f"pairs_csv must be a file name, got {pairs_csv!r}")
+    for i, row in enumerate(pairs or []):
+        for column, value in row.items():
+            _check_value(f"pairs[{i}].{column}", column, value)
     return ["explicit"]
 
 
-def csv_path(manifest: Manifest) -> Path:
-    """The pairs CSV: beside the manifest file if it is there, else under the data root."""
+def _check_value(where: str, column: str, value: Any) -> None:
+    """Raise BenchError unless ``value`` suits ``column`` of an inline pair (``where``)."""
+    if value is None:
+        return
+    if column in (*REQUIRED, *OPTIONAL_FILES):
+        if not isinstance(value, str):
+            raise BenchError(
+                f"{where} must be text, got {value!r} ({type(value).__name__}); quote it "
+                "('...') so that YAML keeps it as written"
+            )
+    elif isinstance(value, (list, dict)):
+        raise BenchError(f"{where} must be a single value, got {value!r}")
+
+
+def _csv_candidates(manifest: DatasetSource) -> list[Path]:
+    """Where ``pairs_csv`` may be: beside the manifest file, then under the data root."""
     name = Path(manifest.raw["pairs_csv"]).expanduser()
     if name.is_absolute():
-        return name
-    beside = manifest.path.parent / name
-    return beside if beside.is_file() else manifest.root / name
+        return [name]
+    return list(dict.fromkeys([manifest.path.parent / name, manifest.root / name]))
 
 
-def _rows(manifest: Manifest, result: Scan) -> list[tuple[str, dict[str, Any]]]:
+def csv_path(manifest: DatasetSource) -> Path:
+    """The pairs CSV: beside the manifest file if it is there, else under the data root."""
+    candidates = _csv_candidates(manifest)
+    return next((p for p in candidates if p.is_file()), candidates[-1])
+
+
+def _csv_problem(manifest: DatasetSource) -> str | None:
+    """Why the pairs table cannot be read: a folder, or no such file (None when it is a file)."""
+    candidates = _csv_candidates(manifest)
+    if any(p.is_file() for p in candidates):
+        return None
+    expected = f"expected a CSV file with columns {', '.join(REQUIRED)}"
+    folders = [p for p in candidates if p.is_dir()]
+    if folders:
+        return f"{folders[0]} (pairs_csv of {manifest.path}): is a folder; {expected}"
+    return (
+        f"pairs_csv {manifest.raw['pairs_csv']!r} of {manifest.path}: file not found (looked "
+        f"for {' and '.join(str(p) for p in candidates)}); {expected}"
+    )
+
+
+def _rows(manifest: DatasetSource, result: Scan) -> list[tuple[str, dict[str, Any]]]:
     """``(where, row)`` for every listed pair; ``where`` names the row in messages."""
     if manifest.raw.get("pairs") is not None:
         return [
             (f"{manifest.path}: pairs[{i}]", row) for i, row in enumerate(manifest.raw["pairs"])
         ]
+    problem = _csv_problem(manifest)
+    if problem:
+        result.problems.append(problem)
+        return []
     path = csv_path(manifest)
     try:
         with path.open(newline="", encoding=ENCODING) as f:  # Excel writes a byte-order mark
@@ -73,6 +118,7 @@ def _rows(manifest: Manifest, result: Scan) -> list[tuple[str, dict[str, Any]]]:
             if missing:
                 result.problems.append(
                     f"{path}: missing column(s) {', '.join(missing)} (has {reader.fieldnames})"
+                    + separator_hint(reader.fieldnames)
                 )
                 return []
             rows = []
@@ -85,6 +131,9 @@ def _rows(manifest: Manifest, result: Scan) -> list[tuple[str, dict[str, Any]]]:
                         f"; the header has {len(reader.fieldnames)} ({', '.join(reader.fieldnames)})"
                     )
                     continue
+                if any("\x00" in value for value in row.values()):
+                    result.problems.append(f"{where}: a NUL byte (a damaged or binary file?)")
+                    continue
                 rows.append((where, row))
             return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
@@ -96,7 +145,7 @@ def _text(value) -> str:
     return "" if value is None else str(value).strip()
 
 
-def load(manifest: Manifest) -> Scan:
+def load(manifest: DatasetSource) -> Scan:
     """Build the listed pairs; rows with missing values or files are reported and skipped."""
     result = Scan()
     for where, row in _rows(manifest, result):

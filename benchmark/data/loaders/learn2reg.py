@@ -53,13 +53,15 @@ from benchmark.core.errors import BenchError
 from benchmark.core.learn2reg import image_ids, keypoints_csv
 from benchmark.core.pairs import PairSpec
 from benchmark.data.loaders import Scan
+from benchmark.data.spec import DatasetSource
 
 if TYPE_CHECKING:
     from benchmark.data.folds import Fold
-    from benchmark.data.manifest import Manifest
 
 #: ``--set`` keys the task takes, each the manifest key it sets.
-OPTIONS = {"split": "task_split"}
+#: Its manifest keys (written by :func:`manifest_mapping`).
+MANIFEST_KEYS = ("task_json", "task_split", "training_seed", "modalities", "contrast")
+SET_OPTIONS = {"split": "task_split"}
 #: A task may have no label maps (``labels: {}``: LungCT, NLST).
 LABELS_OPTIONAL = True
 #: ``split`` value -> the JSON list of evaluated pairs.
@@ -254,7 +256,7 @@ def _norm(rel: str) -> str:
 class _Task:
     """One task JSON and its data folder, with the look-ups of the pair builders."""
 
-    def __init__(self, manifest: Manifest, result: Scan):
+    def __init__(self, manifest: DatasetSource, result: Scan):
         raw = manifest.raw
         task = Path(raw["task_json"]).expanduser()
         self.path = task if task.is_absolute() else manifest.path.parent / task
@@ -518,7 +520,7 @@ class _Task:
         return out
 
 
-def load(manifest: Manifest) -> Scan:
+def load(manifest: DatasetSource) -> Scan:
     """The evaluated pairs (``pairs`` rule ``registration_val`` / ``registration_test``) or the
     training pairs (``training``) of the task; layout problems in :attr:`Scan.problems`."""
     result = Scan()
@@ -529,8 +531,8 @@ def load(manifest: Manifest) -> Scan:
     return result
 
 
-def folds(manifest: Manifest, pairs: list[PairSpec]) -> list[Fold]:
-    """One fold fixed by the task: its training pairs and the evaluated ``pairs``."""
+def folds(pairs: list[PairSpec], training: list[PairSpec]) -> list[Fold]:
+    """One fold fixed by the task: its ``training`` pairs and the evaluated ``pairs``."""
     from benchmark.data.folds import Fold
 
-    return [Fold(index=0, train=manifest.training_pairs(), test=list(pairs), holdout=True)]
+    return [Fold(index=0, train=list(training), test=list(pairs), holdout=True)]
