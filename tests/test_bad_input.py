@@ -81,8 +81,8 @@ def make_dataset(root: Path) -> Dataset:
         )  # fmt: skip
     ds = Dataset(root)
     ds.write_manifest(
-        {"name": "tiny", "loader": "explicit", "root": ".", "labels": dict(LABELS),
-         "cv": {"folds": 2, "stratify": None}, "pairs": pairs}
+        {"name": "tiny", "loader": "explicit", "contrast": "same", "root": ".",
+         "labels": dict(LABELS), "cv": {"folds": 2, "stratify": None}, "pairs": pairs}
     )  # fmt: skip
     return ds
 

@@ -49,8 +49,8 @@ def _explicit(root: Path) -> None:
              "moving": f"c{c}_ES.nii.gz", "fixed_labels": f"c{c}_ED_gt.nii.gz",
              "moving_labels": f"c{c}_ES_gt.nii.gz"}
         )  # fmt: skip
-    manifest = {"name": "tiny", "loader": "explicit", "root": ".", "labels": dict(LABELS),
-                "cv": {"folds": 2, "stratify": None}, "pairs": pairs}  # fmt: skip
+    manifest = {"name": "tiny", "loader": "explicit", "contrast": "same", "root": ".",
+                "labels": dict(LABELS), "cv": {"folds": 2, "stratify": None}, "pairs": pairs}  # fmt: skip
     (root / "tiny.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False))
 
 

@@ -419,6 +419,7 @@ def test_explicit_inline_pairs_and_problems(tmp_path):
     root = _own_data(tmp_path / "data", cases=("subj01", "subj02"))
     body = {
         "loader": "explicit",
+        "contrast": "same",
         "labels": {"organ": 1},
         "cv": {"folds": 2, "stratify": None},
         "pairs": [
@@ -443,7 +444,8 @@ def test_explicit_csv_beside_manifest_or_under_root(tmp_path):
     root = _own_data(tmp_path / "data", cases=("s1", "s2"))
     table = "case,pair,fixed,moving\ns1,p,s1/base.nii.gz,s1/follow.nii.gz\ns2,p,s2/base.nii.gz,s2/follow.nii.gz\n"
     (root / "list.csv").write_text(table)
-    body = {"loader": "explicit", "labels": {"a": 1}, "pairs_csv": "list.csv", "cv": {"folds": 2}}
+    body = {"loader": "explicit", "contrast": "same", "labels": {"a": 1}, "pairs_csv": "list.csv",
+            "cv": {"folds": 2}}
     m = load_manifest(write_manifest(tmp_path / "manifests", body), root=root)
     assert [p.case for p in m.pairs()] == ["s1", "s2"]
     (root / "list.csv").write_text("case,fixed\ns1,a\n")
@@ -639,3 +641,30 @@ def test_duplicate_keys_name_the_key_and_both_lines(tmp_path, text, expected):
     with pytest.raises(BenchError) as err:
         load_manifest(path, root=tmp_path)
     assert str(err.value) == f"manifest {path.resolve()}: {expected}; keep one"
+
+
+def test_every_dataset_states_its_contrast(tmp_path, capsys):
+    """ACDC and its demo: one contrast; DCE and its demo: the phases differ; own data must say
+    (a clear error naming the manifest); bench data check prints it."""
+    from benchmark.cli import main
+    from benchmark.data.parse import read_manifest
+
+    for name, contrast in (("acdc", "same"), ("demo-acdc", "same"), ("dce", "different"),
+                           ("demo-dce", "different")):
+        assert read_manifest(name).fields["contrast"] == contrast, name
+    own = tmp_path / "own.yaml"
+    own.write_text("loader: explicit\nlabels: {a: 1}\npairs: [{case: c, pair: p, fixed: f.nii.gz, "
+                   "moving: m.nii.gz}]\n")
+    with pytest.raises(BenchError, match=rf"manifest {own}: contrast is required"):
+        read_manifest(own)
+    own.write_text(own.read_text() + "contrast: T1-T2\n")
+    with pytest.raises(BenchError, match="contrast must be one of same, different, got 'T1-T2'"):
+        read_manifest(own)
+    acdc = tmp_path / "acdc.yaml"
+    acdc.write_text("loader: acdc\nlabels: {RV: 1}\ncontrast: different\n")
+    assert read_manifest(acdc).fields["contrast"] == "different"  # the manifest wins
+    root = tmp_path / "demo"
+    assert main(["data", "demo", "demo-dce", "--out", str(root), "--cases", "3"]) == 0
+    capsys.readouterr()
+    main(["data", "check", "--dataset", "demo-dce", "--root", str(root)])
+    assert "contrast different (fixed and moving images differ in contrast)" in capsys.readouterr().out

@@ -113,6 +113,7 @@ def test_valid_dataset_passes(tmp_path):
 def _explicit(tmp_path: Path, pairs: list[dict], labels=None) -> Path:
     body = {
         "loader": "explicit",
+        "contrast": "same",
         "labels": labels or {"a": 1, "b": 2},
         "cv": {"folds": 2, "stratify": None},
         "pairs": pairs,

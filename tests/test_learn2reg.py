@@ -63,7 +63,7 @@ def test_oasis_like_task_is_read_from_its_json(tasks):
     assert [p.key for p in m.pairs()] == ["0005/0005_0000-0006_0000", "0006/0006_0000-0007_0000"]
     first = m.pairs()[0]
     assert first.fixed_labels.name == "OASIS_0005_0000.nii.gz" and first.mask is not None
-    assert first.meta["contrast"] == "same" and m.describe()["loader_options"]["contrast"] == "same"
+    assert first.meta["contrast"] == "same" and m.contrast == m.describe()["contrast"] == "same"
     (fold,) = m.folds()
     evaluated = {p.fixed for p in fold.test} | {p.moving for p in fold.test}
     assert not evaluated & ({p.fixed for p in fold.train} | {p.moving for p in fold.train})
@@ -99,7 +99,7 @@ def test_split_option_chooses_the_evaluated_list(tasks):
 
 def test_paired_lung_task_has_masks_and_keypoints(tasks):
     m = load(tasks["lungct"])
-    assert m.labels == {} and m.describe()["loader_options"]["contrast"] == "same"
+    assert m.labels == {} and m.contrast == m.describe()["contrast"] == "same"
     pair = m.pairs()[0]
     assert pair.key == "0004/0004_0000-0004_0001"
     assert pair.fixed_landmarks.name == "LungCT_0004_0000.csv" and has_row_ids(pair.fixed_landmarks)
@@ -114,7 +114,7 @@ def test_paired_lung_task_has_masks_and_keypoints(tasks):
 
 def test_multimodal_hybrid_task_pairs_within_and_across_subjects(tasks):
     m = load(tasks["abdomen_mrct"])
-    assert m.describe()["loader_options"]["contrast"] == "different"
+    assert m.contrast == m.describe()["contrast"] == "different"
     assert m.describe()["loader_options"]["modalities"] == {"0": "MR", "1": "CT"}
     assert list(m.labels) == ["liver", "spleen", "right kidney", "left kidney"]
     assert m.pairs()[0].meta == {"fixed_modality": "MR", "moving_modality": "CT",

@@ -72,6 +72,10 @@ class Manifest:
         File-name pattern of each image's landmark CSV in the image's folder, ``{stem}`` standing
         for the image name without suffix (:func:`benchmark.core.landmarks.landmark_path`). A pair gets
         landmarks (and the ``tre_mm`` metric) when both its images have such a file.
+    contrast : {"same", "different"}
+        Whether a pair's fixed and moving images share one contrast (the manifest's
+        ``contrast``, or its loader's: :func:`benchmark.data.parse.parse_manifest`); the methods
+        pick their similarity by it and the paper's claims are about one or the other.
     """
 
     name: str
@@ -90,6 +94,7 @@ class Manifest:
     description: str = ""
     root_source: str = ""
     landmarks: str | None = None
+    contrast: str = "same"
     _scan: Any = field(default=None, init=False, repr=False)
     _training_scan: Any = field(default=None, init=False, repr=False)
 
@@ -229,6 +234,7 @@ class Manifest:
             "presets": {k: dict(v) for k, v in self.presets.items()},
             "demo": vars(self.demo).copy() if self.demo else None,
             "landmarks": self.landmarks,
+            "contrast": self.contrast,
             "loader_options": {k: self.raw[k] for k in manifest_keys(self.loader) if k in self.raw},
         }
 

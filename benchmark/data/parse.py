@@ -17,6 +17,8 @@ A manifest is a YAML mapping::
     presets: {quick: {...}, paper: {...}}                             # training settings
     demo: {generator: demo-acdc, cases: 8, seed: 0}                  # demo datasets only
     landmarks: "{stem}_landmarks.csv"  # landmark CSV beside each image (optional; TRE metric)
+    contrast: same                  # same | different: do fixed and moving share one contrast
+                                    # (default of acdc: same, dce: different; else required)
 
 plus loader options (``subset``, ``require_labels`` for acdc; ``pattern`` for dce; ``pairs_csv``
 for explicit; ``task_json``, ``task_split``, ... for learn2reg: each loader's ``MANIFEST_KEYS``).
@@ -56,7 +58,10 @@ COMMON_KEYS = (
     "presets",
     "demo",
     "landmarks",
+    "contrast",
 )
+#: Values of ``contrast``: whether a pair's fixed and moving images share one contrast.
+CONTRASTS = ("same", "different")
 #: Label values are stored as int16 (:func:`benchmark.core.pairs.read_labels`).
 LABEL_MAX = 2**15 - 1
 #: An environment variable name as POSIX shells accept it.
@@ -312,6 +317,22 @@ def _parse_description(path: Path, description) -> str:
     return description.strip()
 
 
+def _parse_contrast(path: Path, loader: str, contrast) -> str:
+    """``same`` or ``different``; a loader that knows its data's contrast (ACDC: one; DCE: the
+    phases) gives the default, any other manifest must say (the methods pick their similarity by
+    it, and the paper's claims are about one or the other)."""
+    if contrast is None:
+        known = loaders.default_contrast(loader)
+        if known is None:
+            _fail(path, "contrast is required: do a pair's fixed and moving images share one "
+                        "contrast? contrast: same (one MR sequence, CT-CT) or contrast: different "
+                        "(T1-T2, MR-CT, contrast-enhanced phases)")
+        return known
+    if contrast not in CONTRASTS:
+        _fail(path, f"contrast must be one of {', '.join(CONTRASTS)}, got {contrast!r}")
+    return contrast
+
+
 def parse_manifest(raw: dict, path: Path) -> dict[str, Any]:
     """Check a parsed manifest mapping; return the :class:`Manifest` fields except the root."""
     if not isinstance(raw, dict):
@@ -343,6 +364,7 @@ def parse_manifest(raw: dict, path: Path) -> dict[str, Any]:
         "presets": _parse_presets(path, raw.get("presets")),
         "demo": _parse_demo(path, raw.get("demo")),
         "description": _parse_description(path, raw.get("description")),
+        "contrast": _parse_contrast(path, loader, raw.get("contrast")),
         "landmarks": _parse_landmarks(path, raw.get("landmarks")),
     }
 

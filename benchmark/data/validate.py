@@ -88,6 +88,7 @@ class Report:
     dataset: str
     root: str
     manifest: str
+    contrast: str = ""
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     cases: list[str] = field(default_factory=list)
@@ -108,6 +109,7 @@ class Report:
             "dataset": self.dataset,
             "root": self.root,
             "manifest": self.manifest,
+            "contrast": self.contrast,
             "ok": self.ok,
             "problems": list(self.problems),
             "warnings": list(self.warnings),
@@ -126,6 +128,8 @@ class Report:
         lines = [
             f"dataset {self.dataset}: {self.manifest}",
             f"root     {self.root}",
+            f"contrast {self.contrast} (fixed and moving images "
+            + ("share one contrast)" if self.contrast == "same" else "differ in contrast)"),
             f"cases    {len(self.cases)}",
             f"pairs    {len(self.pairs)}"
             + (
@@ -566,7 +570,10 @@ def validate(manifest: Manifest, *, raise_on_problems: bool = True) -> Report:
     from benchmark.data.folds import case_strata
 
     scan = manifest.scan()
-    report = Report(dataset=manifest.name, root=str(manifest.root), manifest=str(manifest.path))
+    report = Report(
+        dataset=manifest.name, root=str(manifest.root), manifest=str(manifest.path),
+        contrast=manifest.contrast,
+    )
     report.problems.extend(scan.problems)
     pairs = scan.pairs
     if not pairs:

@@ -153,7 +153,7 @@ def train(args: argparse.Namespace) -> int:
     cls = classes[args.method]
     context = RunContext(
         preset=args.preset, seed=args.seed, presets=manifest.presets, overrides=overrides,
-        source=f"manifest {manifest.path}",
+        source=f"manifest {manifest.path}", contrast=manifest.contrast,
     )
     method = get_method(args.method, **cls.configure(context))
     workdir = (

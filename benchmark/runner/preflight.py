@@ -127,7 +127,7 @@ def check_settings(manifest, preset: str, overrides: Mapping[str, Any] | None) -
 
     context = RunContext(
         preset=preset, presets=manifest.presets, overrides=dict(overrides or {}),
-        source=f"manifest {manifest.path}",
+        source=f"manifest {manifest.path}", contrast=manifest.contrast,
     )
     problems = setting_problems(context)
     if problems:

@@ -133,6 +133,7 @@ def _prepare(options: RunOptions) -> _Prepared:
         presets=manifest.presets,
         overrides=dict(options.overrides or {}),
         source=f"manifest {manifest.path}",
+        contrast=manifest.contrast,
     )
     params = {name: cls.configure(context) for name, cls in classes.items()}
     return _Prepared(options, RunLayout(options.out), chosen, seeds, classes, params)
@@ -272,7 +273,7 @@ def _collect(run: _Prepared, tasks: Sequence[Task], failed: list[dict]) -> pd.Da
     validation = with_other_methods(layout.validation_csv, collect_validation(tasks), **keep)
     if len(validation) or layout.validation_csv.is_file():
         write_table(layout.validation_csv, validation)
-    contrast = getattr(run.options.manifest, "contrast", None)
-    write_table(layout.claims_csv, evaluate_claims(results, contrast=contrast))
+    write_table(layout.claims_csv,
+                evaluate_claims(results, contrast=run.options.manifest.contrast))
     results.attrs["failed"] = failed
     return results

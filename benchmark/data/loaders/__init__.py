@@ -6,7 +6,8 @@ raised, so one check reports them all. Kinds: ``acdc`` (:mod:`.acdc`), ``dce`` (
 ``explicit`` (:mod:`.explicit`), ``learn2reg`` (:mod:`.learn2reg`).
 
 A loader module defines ``MANIFEST_KEYS`` (the manifest keys it adds to the common ones),
-``pairing_rule(raw)`` and ``load(manifest)``; optionally ``SET_OPTIONS`` (``--set`` keys it takes,
+``pairing_rule(raw)`` and ``load(manifest)``; optionally ``CONTRAST`` (the
+contrast of its data when the manifest does not say), ``SET_OPTIONS`` (``--set`` keys it takes,
 each the name of one of its manifest keys: a Learn2Reg task's ``split`` is its ``task_split``), ``LABELS_OPTIONAL`` (``labels: {}`` allowed),
 ``folds(pairs, training)``
 (a loader whose task fixes its own training and test pairs) and ``manifest_mapping(path)`` (a
@@ -71,6 +72,12 @@ def pairing_rule(kind: str, raw: dict[str, Any]) -> list[str]:
 def option_keys(kind: str) -> tuple[str, ...]:
     """The ``--set`` keys a dataset of loader ``kind`` takes itself (none for most loaders)."""
     return tuple(getattr(_module(kind), "SET_OPTIONS", {}))
+
+
+def default_contrast(kind: str) -> str | None:
+    """The contrast a loader's data has when the manifest does not say (its module's
+    ``CONTRAST``: ACDC ``same``, DCE ``different``), None when it cannot know."""
+    return getattr(_module(kind), "CONTRAST", None)
 
 
 def labels_optional(kind: str) -> bool:

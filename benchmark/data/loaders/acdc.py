@@ -30,6 +30,8 @@ from benchmark.data.spec import DatasetSource
 
 #: Manifest keys of this loader beside the common ones.
 MANIFEST_KEYS = ("subset", "require_labels")
+#: The contrast of its pairs (cine frames of one MR sequence).
+CONTRAST = "same"
 PAIRS = ("ED-ES", "ES-ED")
 SUBSETS = ("training", "testing")
 PATIENT = re.compile(r"^patient\d+$")

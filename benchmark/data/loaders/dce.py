@@ -37,6 +37,8 @@ from benchmark.data.spec import DatasetSource
 
 #: Manifest keys of this loader beside the common ones.
 MANIFEST_KEYS = ("pattern",)
+#: The contrast of its pairs (the contrast agent changes the intensities between the phases).
+CONTRAST = "different"
 RULES = ("pre-last", "pre-each")
 DEFAULT_PATTERN = "phase_*.nii.gz"
 LABEL_SUFFIX = "_labels"

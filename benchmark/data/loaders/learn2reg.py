@@ -31,7 +31,8 @@ The task JSON (keys as in the challenge's downloads, e.g. ``OASIS_dataset.json``
   (:mod:`benchmark.core.landmarks`).
 - **Modalities**: each pair records its fixed and moving modality names (``meta``); the task's
   ``contrast`` (``same`` | ``different``: do the evaluated pairs' fixed and moving modality names
-  differ) is a manifest key, so ``run.json`` (``dataset.loader_options``) records it.
+  differ) is inferred from them and stated as the manifest's ``contrast``, which ``bench data
+  check`` prints and ``run.json`` records.
 
 A JSON that is not a task description (unreadable, no ``pairings``, bad ``labels``) is an error
 naming the file and key; entries that point nowhere, image names that are not Learn2Reg names, and
@@ -60,7 +61,7 @@ if TYPE_CHECKING:
 
 #: ``--set`` keys the task takes, each the manifest key it sets.
 #: Its manifest keys (written by :func:`manifest_mapping`).
-MANIFEST_KEYS = ("task_json", "task_split", "training_seed", "modalities", "contrast")
+MANIFEST_KEYS = ("task_json", "task_split", "training_seed", "modalities")
 SET_OPTIONS = {"split": "task_split"}
 #: A task may have no label maps (``labels: {}``: LungCT, NLST).
 LABELS_OPTIONAL = True
