@@ -82,8 +82,10 @@ def test_parse_set_and_errors():
         make_config("resnet", "nmi")
     with pytest.raises(BenchError, match="preset must be one of"):
         make_config("unet", "nmi", preset="fast")
-    with pytest.raises(BenchError, match=r"patch_size \(8, 8, 2\), unet_factors \(2, 2\)"):
-        make_config("unet", "nmi", overrides={"unet_factors": [2, 2], "patch_size": [8, 8, 2]})
+    with pytest.raises(BenchError, match=r"patch_size \(8, 8, 4\), unet_factors \(2, 2\)"):
+        make_config("unet", "nmi", overrides={"unet_factors": [2, 2], "patch_size": [8, 8, 4]})
+    with pytest.raises(BenchError, match=r"patch_size must be at least 3 voxels.*\(8, 8, 2\)"):
+        make_config("unet", "nmi", overrides={"patch_size": [8, 8, 2]})
     with pytest.raises(BenchError, match=r"poolnet_grid must be 2 or 3 positive integers.*\(8, 0\)"):
         make_config("poolnet", "nmi", overrides={"poolnet_grid": [8, 0]})
 
