@@ -1,6 +1,14 @@
 """The ``ants-syn`` method: ANTs symmetric normalisation (SyN) with Mattes mutual information,
 through antspyx (``pip install antspyx``). ANTs is imported only when a registration runs.
 
+The metric is Mattes mutual information (32 bins) whatever the data's contrast, as ANTs' authors
+set SyN up for any pair of images: ANTsPy's ``ants.registration`` (ANTsX) defaults to
+``syn_metric="mattes"``, ``syn_sampling=32`` for its SyN stage, and ANTs'
+``Scripts/antsRegistrationSyNQuick.sh`` registers its SyN stage with mutual information of 32 bins
+(``MI[fixed,moving,1,32]``); ``Scripts/antsRegistrationSyN.sh`` uses the neighbourhood
+cross-correlation ``CC[fixed,moving,1,4]`` instead, a metric for one contrast. Mutual information
+suits both contrasts, so ``RunContext.contrast`` changes nothing here.
+
 The images go to ``antsRegistration`` as ANTs images with their real geometry (the LPS spacing,
 origin and direction of :func:`methods.elastix.conversion.itk_geometry`; ANTs arrays are indexed
 ``(i, j, k)`` like the project's). ANTs' forward transforms map fixed-space points to moving-space
@@ -15,14 +23,22 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from benchmark.core.checks import check_choice
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import RegistrationPair
-from methods.base import Method, RegistrationFailed, RegistrationResult
+from methods.base import (
+    Method,
+    RegistrationFailed,
+    RegistrationResult,
+    method_summary,
+    preset_or_user,
+)
 from methods.conventional import (
     captured_output,
     check_levels,
@@ -138,7 +154,8 @@ def registration_args(
 
 
 class AntsSyN(Method):
-    """ANTs SyN (symmetric diffeomorphic normalisation) with Mattes mutual information.
+    """ANTs SyN (symmetric diffeomorphic normalisation) with Mattes mutual information (32 bins)
+    for every dataset, same or different contrast (the module docstring says why).
 
     Parameters
     ----------
@@ -183,6 +200,26 @@ class AntsSyN(Method):
             preset=preset,
             iterations=its,
             **check_tool_settings("ants-syn", threads=threads, use_mask=use_mask, seed=seed),
+        )
+
+    @classmethod
+    def summary(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Mattes MI, SyN, the preset's levels and iterations
+        (:func:`methods.base.method_summary`) of the ANTs SyN configured with ``params``."""
+        preset = params.get("preset", "paper")
+        cfg = PRESETS[check_choice("ants-syn preset", preset, PRESETS)]
+        its = params.get("iterations")
+        return method_summary(
+            metric=f"Mattes MI ({BINS} bins)",
+            transform="SyN (symmetric diffeomorphic)",
+            settings={
+                "preset": preset,
+                "shrink_factors": list(cfg["shrink"]),
+                "iterations": list(cfg["iterations"] if its is None else its),
+                "syn": [cfg["gradient_step"], cfg["flow_sigma"], cfg["total_sigma"]],
+            },
+            chosen_by=preset_or_user(cls.name, params, ["iterations"]),
+            assumes_one_contrast=False,
         )
 
     @classmethod

@@ -13,9 +13,10 @@ for its settings (:meth:`Method.setting_keys`, :meth:`Method.configure`,
 :meth:`Method.setting_problems`), for the settings that determine a trained artefact
 (:meth:`Method.training_params`), whether the artefacts of a training folder are usable
 (:meth:`Method.artefact_problem`), for a trained model's validation
-(:meth:`Method.validation`) and for the figures it adds to the report
-(:meth:`Method.report_figures`). Every hook has a default that suits a method which does not
-learn.
+(:meth:`Method.validation`), for the figures it adds to the report
+(:meth:`Method.report_figures`) and for what the report's methods table says of it
+(:meth:`Method.summary`, built with :func:`method_summary`). Every hook has a default that suits a
+method which does not learn.
 """
 
 from __future__ import annotations
@@ -42,14 +43,23 @@ __all__ = [
     "ValidationSummary",
     "check_result",
     "fit_method",
+    "method_summary",
+    "user_choice",
+    "preset_or_user",
     "resolve_device",
     "HARNESS_PARAMS",
+    "SUMMARY_KEYS",
 ]
 
 #: ``__init__`` keywords the harness fills from the run itself (:meth:`Method.configure`):
-#: the preset, the seed, the worker's thread count and a learned method's merged training
-#: settings. Every other keyword-only parameter of ``__init__`` is a setting of the method.
-HARNESS_PARAMS = ("preset", "seed", "threads", "settings")
+#: the preset, the seed, the worker's thread count, the dataset's contrast
+#: (:attr:`RunContext.contrast`), a learned method's merged training settings, and a method's
+#: record of who chose its settings (``chosen_by``, written by its own ``configure``). Every other
+#: keyword-only parameter of ``__init__`` is a setting of the method.
+HARNESS_PARAMS = ("preset", "seed", "threads", "contrast", "settings", "chosen_by")
+
+#: The keys of :meth:`Method.summary`'s answer (:func:`method_summary`).
+SUMMARY_KEYS = ("metric", "transform", "settings", "chosen_by", "assumes_one_contrast")
 
 
 class RegistrationFailed(BenchError):
@@ -263,10 +273,15 @@ class Method(abc.ABC):
 
     @classmethod
     def configure(cls, context: RunContext) -> dict[str, Any]:
-        """The keyword arguments of ``__init__`` for a run: the run's preset, seed and threads
-        where ``__init__`` takes them, and this method's ``--set NAME.KEY`` settings."""
+        """The keyword arguments of ``__init__`` for a run: the run's preset, seed, threads and
+        the dataset's contrast where ``__init__`` takes them, and this method's
+        ``--set NAME.KEY`` settings."""
         accepted = inspect.signature(cls).parameters
-        offered: dict[str, Any] = {"preset": context.preset, "seed": context.seed}
+        offered: dict[str, Any] = {
+            "preset": context.preset,
+            "seed": context.seed,
+            "contrast": context.contrast,
+        }
         if context.threads is not None:
             offered["threads"] = context.threads
         params = {k: v for k, v in offered.items() if k in accepted}
@@ -291,6 +306,15 @@ class Method(abc.ABC):
         except (BenchError, TypeError, ValueError) as exc:
             return [f"--set {prefix}*: {exc}"]
         return []
+
+    @classmethod
+    def summary(cls, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        """What the report's methods table and ``run.json`` say of this method configured with
+        ``params`` (:meth:`configure`'s answer): a dict with the keys of :func:`method_summary`
+        (similarity metric, transformation model, key settings, who chose them, whether the
+        metric assumes one contrast), or None when the method does not say (the default, e.g.
+        a plug-in)."""
+        return None
 
     @classmethod
     def training_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -403,6 +427,95 @@ class Method(abc.ABC):
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self._params.items())
         return f"{type(self).__name__}({args})"
+
+
+def method_summary(
+    *,
+    metric: str,
+    transform: str,
+    settings: Mapping[str, Any],
+    chosen_by: str,
+    assumes_one_contrast: bool | None,
+) -> dict[str, Any]:
+    """The answer of :meth:`Method.summary`, checked: keys :data:`SUMMARY_KEYS`.
+
+    Parameters
+    ----------
+    metric : str
+        The similarity the method optimises (or was trained with), e.g. ``"NMI"``,
+        ``"local NCC (radius 2 voxels)"``; ``"none"`` or ``"unknown"`` where there is none or it
+        is not known.
+    transform : str
+        The transformation model, e.g. ``"B-spline"``, ``"rigid (-dof 6) + greedy dense field"``.
+    settings : mapping
+        The key settings (JSON-able values).
+    chosen_by : str
+        Who chose the metric and settings: ``"preset"`` (the method's own default for the
+        run's preset), ``"contrast (same)"`` / ``"contrast (different)"`` (the dataset's
+        contrast), ``"user (--set NAME.KEY=VALUE)"``, ``"method"`` (fixed by the method, e.g.
+        ``unet-ncc``) or ``"unknown"``; several joined by ``"; "``.
+    assumes_one_contrast : bool or None
+        True when the metric assumes that fixed and moving share a contrast (NCC, SSD: run on a
+        ``different`` dataset the report labels it); None: not known.
+
+    Raises
+    ------
+    BenchError
+        When ``settings`` is not JSON-able, or a text is empty.
+    """
+    for name, text in (("metric", metric), ("transform", transform), ("chosen_by", chosen_by)):
+        if not isinstance(text, str) or not text:
+            raise BenchError(f"method summary: {name} must be a non-empty string, got {text!r}")
+    if assumes_one_contrast is not None and not isinstance(assumes_one_contrast, bool):
+        raise BenchError(
+            f"method summary: assumes_one_contrast must be true, false or null, got "
+            f"{assumes_one_contrast!r}"
+        )
+    try:
+        json.dumps(dict(settings), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise BenchError(
+            f"method summary: settings must be JSON-serialisable, got {settings!r} ({exc})"
+        ) from exc
+    return {
+        "metric": metric,
+        "transform": transform,
+        "settings": dict(settings),
+        "chosen_by": chosen_by,
+        "assumes_one_contrast": assumes_one_contrast,
+    }
+
+
+def user_choice(method: str, key: str, value: Any) -> str:
+    """How a summary's ``chosen_by`` names a setting the user gave: ``"user (--set
+    METHOD.KEY=VALUE)"``, the value written as ``--set`` reads it (a string as is, a list comma
+    separated, anything else as JSON).
+
+    >>> user_choice("greedy", "metric", "ncc"), user_choice("greedy", "rigid_init", False)
+    ('user (--set greedy.metric=ncc)', 'user (--set greedy.rigid_init=false)')
+    >>> user_choice("ants-syn", "iterations", [5, 4, 3])
+    'user (--set ants-syn.iterations=5,4,3)'
+    """
+
+    def text(v: Any) -> str:
+        return v if isinstance(v, str) else json.dumps(v)
+
+    shown = ",".join(map(text, value)) if isinstance(value, (list, tuple)) else text(value)
+    return f"user (--set {method}.{key}={shown})"
+
+
+def preset_or_user(method: str, params: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """A summary's ``chosen_by`` for a method whose settings come from its preset unless the user
+    gave one of ``keys`` (a value other than None in ``params``): ``"preset"``, then
+    :func:`user_choice` of each one given, joined by ``"; "``.
+
+    >>> preset_or_user("elastix", {"iterations": 7, "grid_spacing": None}, ["grid_spacing"])
+    'preset'
+    >>> preset_or_user("elastix", {"iterations": 7}, ["grid_spacing", "iterations"])
+    'preset; user (--set elastix.iterations=7)'
+    """
+    given = [user_choice(method, k, params[k]) for k in keys if params.get(k) is not None]
+    return "; ".join(["preset", *given])
 
 
 def resolve_device(device: str | None):

@@ -19,7 +19,9 @@ shape or grid stops the run with :class:`FieldFileError` naming the file.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -27,7 +29,7 @@ from benchmark.core.errors import BenchError, FieldFileError
 from benchmark.core.images import read_displacement
 from benchmark.core.learn2reg import l2r_names, read_l2r_field
 from benchmark.core.pairs import DISPLACEMENT_FILE, RegistrationPair
-from methods.base import Method, RegistrationFailed, RegistrationResult
+from methods.base import Method, RegistrationFailed, RegistrationResult, method_summary
 
 __all__ = ["FieldsMethod", "fields_class", "parse_fields_spec"]
 
@@ -58,6 +60,17 @@ class FieldsMethod(Method):
 
     def __init__(self):
         super().__init__(directory=self.directory)
+
+    @classmethod
+    def summary(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """Fields computed elsewhere: metric, transform and who chose them are not known."""
+        return method_summary(
+            metric="unknown",
+            transform="unknown (fields computed elsewhere)",
+            settings={"directory": cls.directory},
+            chosen_by="unknown",
+            assumes_one_contrast=None,
+        )
 
     def __reduce__(self):  # the class is made at run time: rebuild it in worker processes
         return (_rebuild, (self.name, self.directory))

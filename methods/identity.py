@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
 from benchmark.core.pairs import RegistrationPair
-from methods.base import Method, RegistrationResult
+from methods.base import Method, RegistrationResult, method_summary
 
 __all__ = ["Identity"]
 
@@ -24,6 +26,17 @@ class Identity(Method):
 
     def __init__(self):
         super().__init__()
+
+    @classmethod
+    def summary(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """No metric, no transform, nothing to choose."""
+        return method_summary(
+            metric="none",
+            transform="none (zero field)",
+            settings={},
+            chosen_by="method",
+            assumes_one_contrast=False,
+        )
 
     def register(self, pair: RegistrationPair) -> RegistrationResult:
         start = time.perf_counter()

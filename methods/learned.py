@@ -19,7 +19,16 @@ import numpy as np
 
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import PairSpec, RegistrationPair
-from methods.base import Method, RegistrationResult, RunContext, ValidationSummary
+from methods.base import (
+    Method,
+    RegistrationResult,
+    RunContext,
+    ValidationSummary,
+    method_summary,
+)
+
+#: The transformation model of each network, for :meth:`LearnedMethod.summary`.
+TRANSFORMS = {"unet": "dense field (U-Net)", "poolnet": "B-spline control points (PoolNet)"}
 
 
 class LearnedMethod(Method):
@@ -90,6 +99,39 @@ class LearnedMethod(Method):
             "preset": context.preset,
             "settings": merge_settings(section, cls._training_overrides(context)),
         }
+
+    @classmethod
+    def summary(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """The training loss's similarity (the method's: NMI or NCC), the network's transform
+        and the key training settings (:func:`methods.base.method_summary`) of the method
+        configured with ``params`` (:meth:`configure`'s: preset and merged settings). NCC
+        assumes one contrast."""
+        from methods.training.config import make_config
+
+        preset = params.get("preset", "quick")
+        config = make_config(
+            cls.network, cls.similarity, preset=preset, overrides=params.get("settings")
+        )
+        if config.similarity == "nmi":
+            metric = f"NMI (Parzen, {config.nmi_bins} bins, sigma {config.nmi_sigma:g})"
+        elif config.ncc_window is None:
+            metric = "NCC (global per patch)"
+        else:
+            metric = f"NCC (local, window {config.ncc_window} voxels)"
+        settings: dict[str, Any] = {
+            "preset": preset,
+            "iterations": config.iterations,
+            "batch_size": config.batch_size,
+            "bending_weight": config.bending_weight,
+            "instance_steps": config.instance_steps,
+        }
+        return method_summary(
+            metric=metric,
+            transform=TRANSFORMS[config.network],
+            settings=settings,
+            chosen_by="method",
+            assumes_one_contrast=config.similarity == "ncc",
+        )
 
     @classmethod
     def setting_problems(cls, context: RunContext) -> list[str]:

@@ -4,12 +4,15 @@ single-threaded, measured in the same run on the same pairs.
 
 Not a test: run it by hand (the demo is generated on first use)::
 
-    OMP_NUM_THREADS=1 python perf/conventional.py [--pairs 2] [--preset quick] [--root DIR]
+    OMP_NUM_THREADS=1 python perf/conventional.py [--pairs 2] [--preset quick] [--root DIR] \
+        [--contrast different]
 
 The time is ``RegistrationResult.runtime_s`` (the registration itself plus the dense field; no
 file I/O); the error is the mean Euclidean distance to the demo's ground-truth field over the
 whole fixed grid (``metrics.displacement_error``), in mm. Prints a Markdown table, one row per
-method and pair, and the mean per method.
+method and pair, and the mean per method. Each method is configured as ``bench run`` configures it
+(``Method.configure``) for the dataset's contrast (``--contrast``: demo-dce's ``different`` by
+default, so ``greedy`` runs its multi-contrast setup).
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", choices=("quick", "paper"), default="quick")
     parser.add_argument("--root", default=None, help="demo-dce folder (default: the cache)")
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--contrast", choices=("same", "different"), default="different")
     args = parser.parse_args(argv)
 
     from benchmark.data.manifest import load_manifest
+    from methods.base import RunContext
     from methods.registry import available_methods, get_method
     from metrics import displacement_error
 
@@ -51,9 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ok:
             print(f"{name}: skipped ({why})", file=sys.stderr)
             continue
-        accepted = cls.__init__.__code__.co_varnames
-        params = {k: v for k, v in (("preset", args.preset), ("threads", 1)) if k in accepted}
-        method = get_method(name, **params)
+        context = RunContext(preset=args.preset, threads=1, contrast=args.contrast)
+        method = get_method(name, **cls.configure(context))
         for spec in specs:
             pair = spec.load()
             print(f"{name} on {pair.key} ...", file=sys.stderr, flush=True)
@@ -64,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; CPU: {platform.processor() or platform.machine()}; "
         f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, method threads 1; "
-        f"preset {args.preset}; demo-dce test pairs: {', '.join(s.key for s in specs)}.\n"
+        f"preset {args.preset}; contrast {args.contrast}; demo-dce test pairs: "
+        f"{', '.join(s.key for s in specs)}.\n"
     )
     print("| method | pair | runtime (s) | displacement error (mm) |")
     print("| --- | --- | --- | --- |")

@@ -1,7 +1,10 @@
 """The ``ants-syn`` (antspyx) and ``greedy`` (picsl-greedy) adapters: their fields are converted
 exactly to the harness's convention (checked against each tool's own resampling of the moving
 image on a rotated, flipped, anisotropic grid), point the right way for known translations (3D and
-2D), keep the tools' console output in the log, and validate their settings."""
+2D), keep the tools' console output in the log, and validate their settings. Greedy picks its
+metric and stages from the dataset's contrast (an explicit ``--set`` wins), and its multi-contrast
+recipe (rigid NMI, then stationary-velocity NMI, composed) recovers a known rigid + smooth motion
+between images of inverted contrast."""
 
 from __future__ import annotations
 
@@ -17,10 +20,13 @@ from benchmark.core.errors import BenchError
 from benchmark.core.images import Image
 from benchmark.core.normalize import percentile_normalize
 from benchmark.core.pairs import RegistrationPair
+from benchmark.data.demo.deform import GaussianBumps, Rigid, compose_sum, invert_map
+from benchmark.data.demo.phantom import rotation_matrix
 from methods.ants_syn import AntsSyN, registration_args
-from methods.base import RegistrationFailed
+from methods.base import RegistrationFailed, RunContext
+from methods.conventional import captured_output
 from methods.greedy import Greedy, greedy_command, usable_levels
-from methods.registry import get_method
+from methods.registry import get_method, setting_problems
 
 #: As in test_elastix: axes 0 and 1 swapped and flipped, spacing (1.5, 1.2, 4.0) mm, off-centre.
 ROTATED = np.array(
@@ -155,7 +161,9 @@ def test_greedy_command_and_levels():
         ("ants-syn", {"iterations": [10, 5]}, "must have 4 levels for preset 'paper'"),
         ("ants-syn", {"iterations": [10, -1, 2, 1]}, "iterations must be a list of integers"),
         ("ants-syn", {"threads": 0}, "threads must be an integer >= 1"),
-        ("greedy", {"metric": "mi"}, "metric must be one of 'ncc', 'nmi'; got 'mi'"),
+        ("greedy", {"metric": "cc"}, "metric must be one of 'ncc', 'nmi', 'mi'; got 'cc'"),
+        ("greedy", {"stationary_velocity": "yes"}, "stationary_velocity must be true or false"),
+        ("greedy", {"rigid_mask": None}, "rigid_mask must be true or false"),
         ("greedy", {"ncc_radius": 0}, "ncc_radius must be an integer >= 1"),
         ("greedy", {"seed": -2}, "seed must be an integer >= 0"),
     ],
@@ -222,3 +230,226 @@ def test_ants_failure_is_a_failed_pair_with_itks_reason():
     ) as info:
         _tool("ants-syn").register(pair)
     assert "MattesMutualInformation" in info.value.log
+
+
+# ----------------------------------------------------------------- Greedy's settings by contrast
+
+
+def _greedy_params(contrast=None, *, seed=0, **overrides):
+    """Greedy's parameters for a quick run on data of ``contrast`` with ``--set greedy.KEY``."""
+    context = RunContext(
+        preset="quick",
+        seed=seed,
+        contrast=contrast,
+        overrides={f"greedy.{k}": v for k, v in overrides.items()},
+    )
+    return Greedy.configure(context)
+
+
+@pytest.mark.parametrize(
+    ("contrast", "metric", "staged", "who"),
+    [
+        (None, "ncc", False, "preset"),
+        ("same", "ncc", False, "contrast (same)"),
+        ("different", "nmi", True, "contrast (different)"),
+    ],
+)
+def test_the_contrast_picks_greedys_metric_and_stages(contrast, metric, staged, who):
+    params = _greedy_params(contrast)
+    assert params["metric"] == metric and params["contrast"] == contrast
+    assert params["rigid_init"] is staged and params["stationary_velocity"] is staged
+    settings = ("metric", "rigid_init", "stationary_velocity")
+    assert params["chosen_by"] == dict.fromkeys(settings, who)
+    assert params["preset"] == "quick" and params["rigid_mask"] is False
+    # what configure records is what a worker builds the method from
+    assert Greedy(**params).params == params
+
+
+def test_an_explicit_set_wins_over_the_contrast():
+    params = _greedy_params("different", metric="ncc", stationary_velocity=False)
+    assert (params["metric"], params["rigid_init"], params["stationary_velocity"]) == (
+        "ncc", True, False
+    )
+    assert params["chosen_by"] == {
+        "metric": "user (--set greedy.metric=ncc)",
+        "rigid_init": "contrast (different)",
+        "stationary_velocity": "user (--set greedy.stationary_velocity=false)",
+    }
+    same = _greedy_params("same", metric="mi", rigid_init=True)
+    assert (same["metric"], same["rigid_init"], same["stationary_velocity"]) == ("mi", True, False)
+    # the contrast and the record of who chose are the harness's, not --set keys
+    keys = Greedy.setting_keys()
+    assert "greedy.rigid_init" in keys and "greedy.rigid_mask" in keys
+    assert "greedy.contrast" not in keys and "greedy.chosen_by" not in keys
+    bad = RunContext(overrides={"greedy.rigid_init": 1})
+    assert any("rigid_init must be true or false; got 1" in p for p in setting_problems(bad))
+    with pytest.raises(BenchError, match="chosen_by must map metric, rigid_init"):
+        Greedy(chosen_by={"metric": "me"})
+    with pytest.raises(BenchError, match="contrast must be one of 'same', 'different'"):
+        Greedy(contrast="mixed")
+
+
+def _shape_pair(shape) -> RegistrationPair:
+    img = np.zeros(shape, np.float32)
+    return RegistrationPair(Image(img), Image(img.copy()), case="c", pair="p")
+
+
+def test_greedy_command_lines_for_each_setting():
+    pair = _shape_pair((64, 64, 32))
+    # one contrast: the single deformable stage of before this choice (same numbers)
+    (deformable, written), (reslice, outputs) = Greedy(
+        **_greedy_params("same", threads=2)
+    ).stages(pair, mask=True)
+    assert deformable == (
+        "-d 3 -i fixed moving -m NCC 2x2x2 -n 100x50x20 -s 1.732vox 0.7071vox -wp 0 -seed 1 "
+        "-o warp -gm mask -threads 2"
+    )
+    assert reslice == "-rf fixed -rm moving warped -r warp -rc field"
+    assert written == ("warp",) and outputs == ("warped", "field")
+    # different contrasts: rigid NMI from the headers on the whole image, then -it rigid -sv
+    stages = Greedy(**_greedy_params("different", threads=2, seed=4)).stages(pair, mask=True)
+    assert [c for c, _ in stages] == [
+        "-d 3 -a -dof 6 -ia-identity -i fixed moving -m NMI -n 100x50x10 -seed 5 -o rigid "
+        "-threads 2",
+        "-d 3 -i fixed moving -it rigid -m NMI -n 100x50x20 -s 1.732vox 0.7071vox -sv -wp 0 "
+        "-seed 5 -o warp -gm mask -threads 2",
+        "-rf fixed -rm moving warped -r warp rigid -rc field",
+    ]
+    assert [w for _, w in stages] == [("rigid",), ("warp",), ("warped", "field")]
+    # the rigid stage with the mask, MI, a paper preset on a 10-slice volume (two levels)
+    masked_params = _greedy_params("different", rigid_mask=True, metric="mi")
+    masked = Greedy(**{**masked_params, "preset": "paper"})
+    rigid, deformable = (c for c, _ in masked.stages(_shape_pair((64, 64, 10)), mask=True)[:2])
+    assert rigid == (
+        "-d 3 -a -dof 6 -ia-identity -i fixed moving -m MI -n 50x10 -seed 1 -o rigid -gm mask"
+    )
+    assert "-m MI -n 100x50 " in deformable and "-it rigid" in deformable
+    # 2D: Greedy's -dof 6 is rigid in 2D too; without a mask no -gm anywhere
+    flat = Greedy(**_greedy_params("different")).stages(_shape_pair((48, 40)), mask=False)
+    assert flat[0][0].startswith("-d 2 -a -dof 6 ") and "-m NCC" not in flat[1][0]
+    assert not any("-gm" in c for c, _ in flat)
+
+
+#: The multi-contrast pair: grid, spacing (mm) and a rotated, flipped RAS affine.
+MC_SHAPE = (48, 44, 28)
+MC_SPACING = (1.5, 1.5, 2.0)
+MC_AFFINE = np.array(
+    [[0.0, -1.5, 0.0, 30.0], [-1.5, 0.0, 0.0, 12.0], [0.0, 0.0, 2.0, -7.0], [0.0, 0.0, 0.0, 1.0]]
+)
+
+
+def _object_and_blobs(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An ellipsoidal object (soft edge) and a smooth texture of 40 Gaussian blobs, at
+    ``points`` (mm)."""
+    extent = np.array(MC_SHAPE) * np.array(MC_SPACING)
+    rel = (points - (extent / 2).reshape(3, 1, 1, 1)) / (0.38 * extent).reshape(3, 1, 1, 1)
+    inside = 1.0 / (1.0 + np.exp((np.sqrt((rel**2).sum(0)) - 1.0) / 0.05))
+    rng = np.random.default_rng(3)
+    texture = np.zeros(points.shape[1:])
+    for _ in range(40):
+        c, s = rng.uniform(0.2, 0.8, 3) * extent, rng.uniform(4.0, 7.0, 3)
+        r2 = sum(((points[d] - c[d]) / s[d]) ** 2 for d in range(3))
+        texture += rng.uniform(0.5, 1.0) * np.exp(-0.5 * r2)
+    return inside, texture
+
+
+@pytest.fixture(scope="module")
+def multi_contrast_pair() -> tuple[RegistrationPair, np.ndarray, np.ndarray]:
+    """Fixed: an object with a blob texture; moving: the texture's contrast inverted inside the
+    object (dark background in both), moved by a rigid motion (4 degrees about the centre,
+    (2, -1.5, 1) mm) plus three smooth bumps of 1.5 mm. Returns the pair, the true field (mm,
+    fixed -> moving, by fixed-point inversion of the analytic motion) and the interior
+    foreground where it is scored."""
+    points = np.indices(MC_SHAPE, dtype=np.float64) * np.reshape(MC_SPACING, (3, 1, 1, 1))
+    extent = np.array(MC_SHAPE) * np.array(MC_SPACING)
+    rotation = rotation_matrix(np.array([0.3, -0.5, 1.0]), np.deg2rad(4.0))
+    rigid = Rigid(rotation, np.array([2.0, -1.5, 1.0]), extent / 2)
+    bumps = GaussianBumps.random(
+        np.random.default_rng(1), extent, bumps=3, amplitude_mm=1.5, sigma_mm=(10.0, 14.0)
+    )
+    motion = compose_sum(rigid, bumps)
+    inside, texture = _object_and_blobs(points)
+    fixed = inside * (0.3 + texture)
+    inside_m, texture_m = _object_and_blobs(points + motion(points))
+    moving = inside_m * (1.6 - texture_m)  # bright blobs turn dark
+    truth = invert_map(motion, points, MC_SPACING, tol_voxels=0.01)
+    scored = fixed > 0.25 * fixed.max()
+    interior = np.zeros_like(scored)
+    interior[4:-4, 4:-4, 3:-3] = True
+    pair = RegistrationPair(
+        Image(fixed.astype(np.float32), MC_AFFINE), Image(moving.astype(np.float32), MC_AFFINE),
+        case="c", pair="multi-contrast",
+    )
+    return pair, truth, scored & interior
+
+
+def test_the_multi_contrast_recipe_recovers_a_rigid_and_smooth_motion(multi_contrast_pair):
+    """Greedy's different-contrast setup (rigid NMI, then stationary-velocity NMI from it) returns
+    the composition of both stages: within 0.5 voxel of the true motion (90th percentile) where
+    local NCC fails and the deformable stage alone does not get the rigid part; and the composed
+    field is Greedy's own transform (its reslice of the moving image through both stages)."""
+    pair, truth, scored = multi_contrast_pair
+    voxels = np.reshape(MC_SPACING, (3, 1, 1, 1))
+
+    def p90_error(params):
+        result = get_method("greedy", **params).register(pair)
+        err = np.linalg.norm((result.displacement - truth) / voxels, axis=0)[scored]
+        return float(np.percentile(err, 90)), result
+
+    before = float(np.percentile(np.linalg.norm(truth / voxels, axis=0)[scored], 90))
+    assert before > 2.0
+    error, result = p90_error({**_greedy_params("different"), "threads": 1})
+    assert error < 0.5, error
+    assert len(result.meta["rigid_matrix_ras"]) == 4
+    u = result.displacement / voxels
+    coords = np.indices(MC_SHAPE, dtype=np.float64) + u
+    ours = ndimage.map_coordinates(
+        percentile_normalize(pair.moving.array), coords, order=1, mode="constant"
+    )
+    inside = np.all((coords >= 0) & (coords <= np.reshape(MC_SHAPE, (3, 1, 1, 1)) - 1), axis=0)
+    np.testing.assert_allclose(ours[inside], result.warped[inside], atol=1e-4)
+    # the same pair with one contrast's setting, and without the rigid stage
+    assert p90_error({**_greedy_params("same"), "threads": 1})[0] > 2.0
+    assert p90_error({**_greedy_params("different", rigid_init=False), "threads": 1})[0] > 1.0
+
+
+def test_greedy_composes_the_rigid_stage_after_the_warp(multi_contrast_pair):
+    """Independent reference for the composed field: for the rigid matrix ``A`` (Greedy's RAS
+    physical matrix) and the warp ``w`` (LPS mm) of the deformable stage started from it, the
+    reslice stage must give ``A(x + w(x)) - x`` at every fixed voxel ``x`` (the deformable stage
+    ran on the moving image resampled through ``A``), computed here in NumPy; ``A`` applied
+    before the warp would give another field on this pair."""
+    _tool("greedy")
+    import io
+
+    import picsl_greedy
+    import SimpleITK as sitk
+
+    from methods.elastix.conversion import itk_geometry
+    from methods.greedy import _sitk_image
+
+    pair = multi_contrast_pair[0]
+    method = Greedy(**{**_greedy_params("different"), "threads": 1})
+    geom = itk_geometry(pair.fixed.affine, 3)
+    images = {
+        role: _sitk_image(percentile_normalize(image.array).astype(np.float32), geom, sitk)
+        for role, image in (("fixed", pair.fixed), ("moving", pair.moving))
+    }
+    g, log = picsl_greedy.Greedy3D(), io.StringIO()
+    with captured_output():
+        for command, written in method.stages(pair, mask=False):
+            g.execute(command, out=log, err=log, **images, **dict.fromkeys(written))
+            images = {}
+    warp_image, matrix = g["warp"], np.asarray(g["rigid"], dtype=np.float64)
+    warp, field = (sitk.GetArrayFromImage(im) for im in (warp_image, g["field"]))
+    index = np.indices(pair.fixed.shape).reshape(3, -1).T[::7]
+    points = np.array([warp_image.TransformIndexToPhysicalPoint(tuple(map(int, i))) for i in index])
+    lps_to_ras = np.array([-1.0, -1.0, 1.0])
+
+    def rigid(p):  # Greedy's RAS matrix on LPS points
+        return ((p * lps_to_ras) @ matrix[:3, :3].T + matrix[:3, 3]) * lps_to_ras
+
+    w = warp[index[:, 2], index[:, 1], index[:, 0]]
+    expected = rigid(points + w) - points
+    np.testing.assert_allclose(field[index[:, 2], index[:, 1], index[:, 0]], expected, atol=1e-6)
+    assert np.abs(rigid(points) + w - points - expected).max() > 0.05

@@ -1,5 +1,10 @@
 """The ``elastix`` method: conventional B-spline registration with itk-elastix (the paper's
 baseline). ITK is imported only when a registration runs or a parameter file is validated.
+
+The metric depends on the preset, not on the data's contrast (both are mutual information, which
+suits one contrast and different ones): ``paper`` registers with elastix's
+``NormalizedMutualInformation`` (the paper's), ``quick`` with ``AdvancedMattesMutualInformation``
+(:mod:`methods.elastix.parameters` says why); a user's parameter file brings its own.
 """
 
 from __future__ import annotations
@@ -7,9 +12,10 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,15 @@ import numpy as np
 from benchmark.core.checks import check_choice, check_int
 from benchmark.core.errors import BenchError
 from benchmark.core.pairs import RegistrationPair
-from methods.base import Method, RegistrationFailed, RegistrationResult, RunContext
+from methods.base import (
+    Method,
+    RegistrationFailed,
+    RegistrationResult,
+    RunContext,
+    method_summary,
+    preset_or_user,
+    user_choice,
+)
 from methods.conventional import (
     check_tool_settings,
     error_reason,
@@ -32,6 +46,10 @@ __all__ = ["Elastix"]
 log = logging.getLogger(__name__)
 
 _INSTALL_HINT = "itk-elastix is not installed (pip install itk-elastix)"
+
+#: elastix metrics that assume one contrast, and metrics for different contrasts.
+ONE_CONTRAST_METRICS = ("AdvancedMeanSquares", "AdvancedNormalizedCorrelation")
+MULTI_CONTRAST_METRICS = ("AdvancedMattesMutualInformation", "NormalizedMutualInformation")
 
 
 def _elastix_available() -> tuple[bool, str]:
@@ -83,14 +101,16 @@ def _read_parameter_files(paths: Sequence[str]):
 
 
 class Elastix(Method):
-    """B-spline registration with elastix (itk-elastix), normalized mutual information.
+    """B-spline registration with elastix (itk-elastix): normalized mutual information with the
+    ``paper`` preset, Mattes mutual information with ``quick``.
 
     Parameters
     ----------
     preset : {"paper", "quick"}
         ``paper``: the paper's map (3 resolutions, 1,000 iterations each, 4,096 random samples per
-        iteration in a random region, 64-bin NMI); ``quick``: 2 resolutions of 500 iterations,
-        2,048 samples (demo data). See :mod:`methods.elastix.parameters`.
+        iteration in a random region, 64-bin ``NormalizedMutualInformation``); ``quick``: 2
+        resolutions of 500 iterations, 2,048 samples, 64-bin
+        ``AdvancedMattesMutualInformation`` (demo data). See :mod:`methods.elastix.parameters`.
     parameter_file : str or list of str, optional
         The user's own elastix parameter file(s) (several: applied in sequence, e.g. affine then
         B-spline); replaces the preset's map. Validated when the method is created.
@@ -183,6 +203,40 @@ class Elastix(Method):
         params.setdefault("threads", os.cpu_count() or 1)
         return params
 
+    @classmethod
+    def summary(cls, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The preset's metric and B-spline settings, or those a user's parameter files name
+        (:func:`methods.base.method_summary`), of the elastix configured with ``params``."""
+        files = params.get("parameter_file")
+        if files:
+            metrics = _file_entries(files, "Metric")
+            transforms = _file_entries(files, "Transform")
+            one = [m for m in metrics if m in ONE_CONTRAST_METRICS]
+            multi = [m for m in metrics if m in MULTI_CONTRAST_METRICS]
+            return method_summary(
+                metric=", ".join(metrics) or "unknown (parameter file)",
+                transform=", ".join(transforms) or "unknown (parameter file)",
+                settings={"parameter_file": list(files)},
+                chosen_by=user_choice(cls.name, "parameter_file", list(files)),
+                assumes_one_contrast=True if one else (False if multi else None),
+            )
+        preset = params.get("preset", "paper")
+        cfg = PRESETS[check_choice("elastix preset", preset, PRESETS)]
+        given = {k: params.get(k) for k in ("grid_spacing", "iterations")}
+        return method_summary(
+            metric=f"{cfg['metric']} (64 bins)",
+            transform="B-spline",
+            settings={
+                "preset": preset,
+                "resolutions": len(cfg["pyramid"]),
+                "iterations": given["iterations"] or cfg["iterations"],
+                "samples": cfg["samples"],
+                "grid_spacing": "auto" if given["grid_spacing"] is None else given["grid_spacing"],
+            },
+            chosen_by=preset_or_user(cls.name, params, list(given)),
+            assumes_one_contrast=cfg["metric"] in ONE_CONTRAST_METRICS,
+        )
+
     def parameter_object(self, shape: Sequence[int], spacing: Sequence[float]):
         """The ``itk.ParameterObject`` used for an image of ``shape`` and ``spacing``."""
         import itk
@@ -261,6 +315,20 @@ class Elastix(Method):
             log=text,
             meta={"threads": int(threads), "final_metric": _final_metric(text)},
         )
+
+
+def _file_entries(paths: Sequence[str], key: str) -> list[str]:
+    """The values of ``(KEY "A" "B")`` in elastix parameter files, in order, each once; none
+    for a file that cannot be read (it was checked when the method was made)."""
+    found: list[str] = []
+    for path in paths:
+        try:
+            text = Path(path).read_text(errors="replace")
+        except OSError:
+            continue
+        for match in re.finditer(rf"^\s*\(\s*{key}\s+([^)]*)\)", text, flags=re.MULTILINE):
+            found += re.findall(r'"([^"]*)"', match.group(1))
+    return list(dict.fromkeys(found))
 
 
 def _read_logs(folder: str) -> str | None:
