@@ -44,6 +44,7 @@ __all__ = [
     "check_result",
     "fit_method",
     "method_summary",
+    "contrast_label",
     "user_choice",
     "preset_or_user",
     "resolve_device",
@@ -516,6 +517,22 @@ def preset_or_user(method: str, params: Mapping[str, Any], keys: Sequence[str]) 
     """
     given = [user_choice(method, k, params[k]) for k in keys if params.get(k) is not None]
     return "; ".join(["preset", *given])
+
+
+def contrast_label(summary: Mapping[str, Any] | None, contrast: str | None) -> str | None:
+    """The label of a method whose similarity assumes one contrast (``summary``'s
+    ``assumes_one_contrast``, :meth:`Method.summary`) run on a dataset whose ``contrast`` is
+    ``different``: ``"METRIC on a multi-contrast dataset"`` (the metric's name without its
+    details); None otherwise, also when the method does not say.
+
+    >>> s = method_summary(metric="NCC (local, window 9 voxels)", transform="dense field",
+    ...                    settings={}, chosen_by="method", assumes_one_contrast=True)
+    >>> contrast_label(s, "different"), contrast_label(s, "same"), contrast_label(None, "different")
+    ('NCC on a multi-contrast dataset', None, None)
+    """
+    if contrast != "different" or not summary or summary.get("assumes_one_contrast") is not True:
+        return None
+    return f"{str(summary['metric']).split(' (')[0]} on a multi-contrast dataset"
 
 
 def resolve_device(device: str | None):

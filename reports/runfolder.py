@@ -87,6 +87,20 @@ class RunFolder:
         value = ds.get("contrast") if isinstance(ds, dict) else None
         return value if value in ("same", "different") else None
 
+    def method_entry(self, method: str) -> dict[str, Any]:
+        """The method's entry of ``run.json`` (class, description, params, summary, label;
+        :func:`benchmark.runner.runfiles.method_entry`), empty when none is recorded."""
+        methods = self.run.get("methods")
+        entry = methods.get(method) if isinstance(methods, dict) else None
+        return entry if isinstance(entry, dict) else {}
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Method -> its label on this dataset recorded in ``run.json`` (e.g. "NCC on a
+        multi-contrast dataset"), for the methods that have one."""
+        found = {m: self.method_entry(m).get("label") for m in self.methods}
+        return {m: label for m, label in found.items() if isinstance(label, str) and label}
+
     @property
     def date(self) -> str:
         for key in DATE_KEYS:

@@ -33,3 +33,13 @@ def fake_run_dir(tmp_path_factory):
     from fake_run import make_fake_run
 
     return make_fake_run(tmp_path_factory.mktemp("fake_run"))
+
+
+@pytest.fixture
+def clean_registry(monkeypatch):
+    """Methods registered by a test (fields, test doubles) do not leak into other tests."""
+    from methods import registry
+
+    registry.available_methods()
+    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
+    return registry

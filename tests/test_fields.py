@@ -33,15 +33,6 @@ from methods.fields import FieldsMethod, parse_fields_spec
 from methods.registry import get_method, resolve_methods
 from methods.transforms import warp_array
 
-
-@pytest.fixture
-def clean_registry(monkeypatch):
-    """Fields methods registered by a test do not leak into other tests."""
-    registry.available_methods()
-    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
-    return registry
-
-
 # ------------------------------------------------------------------------------ convention
 
 

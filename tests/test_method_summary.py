@@ -127,3 +127,45 @@ def test_identity_and_precomputed_fields(tmp_path):
     assert fields["metric"] == "unknown" and fields["chosen_by"] == "unknown"
     assert fields["assumes_one_contrast"] is None
     assert fields["settings"] == {"directory": str(tmp_path.resolve())}
+
+
+class _SsdPlugIn(_PlugIn):
+    """A plug-in whose similarity (SSD) assumes one contrast, and says so."""
+
+    name = "ssd-plug-in"
+    description = "zero field, says it optimises SSD"
+
+    @classmethod
+    def summary(cls, params):
+        return method_summary(metric="SSD (sum of squared differences)", transform="none",
+                              settings={}, chosen_by="method", assumes_one_contrast=True)
+
+
+@pytest.mark.parametrize("demo, labelled", [("demo-dce", True), ("demo-acdc", False)])
+def test_a_run_labels_a_one_contrast_similarity_only_on_a_multi_contrast_dataset(
+    demo, labelled, tmp_path, clean_registry, monkeypatch, capsys
+):
+    """``bench run`` records each method's summary and label in run.json and prints the label;
+    the report's methods table reads them."""
+    from benchmark.cli import main
+    from methods import registry
+    from reports.build import make_context
+    from reports.runfolder import load_run
+    from reports.sections import method_settings
+
+    monkeypatch.setitem(registry._REGISTERED, _SsdPlugIn.name, _SsdPlugIn)
+    root, out = tmp_path / "data", tmp_path / "run"
+    assert main(["data", "demo", demo, "--out", str(root), "--cases", "4"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--methods", "identity,ssd-plug-in", "--dataset", demo, "--root",
+                 str(root), "--folds", "0", "--out", str(out), "--preset", "quick"]) == 0
+    printed = capsys.readouterr().out
+    entries = json.loads((out / "run.json").read_text())["methods"]
+    assert entries["identity"]["summary"]["metric"] == "none"
+    assert entries["identity"]["label"] is None
+    label = "SSD on a multi-contrast dataset" if labelled else None
+    assert entries["ssd-plug-in"]["label"] == label
+    assert (f"label: ssd-plug-in: {label}" in printed) == labelled
+    table = method_settings.methods_table(make_context(load_run(out), n_cases=0, progress=False))
+    assert list(table["label"]) == ["", label or ""]
+    assert list(table["metric"]) == ["none", "SSD (sum of squared differences)"]

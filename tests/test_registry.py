@@ -20,14 +20,6 @@ from methods.base import Method, RegistrationResult, check_result
 from methods.registry import available_methods, get_method, register_method, resolve_methods
 
 
-@pytest.fixture
-def clean_registry(monkeypatch):
-    """Let a test register classes without leaking them into the other tests."""
-    registry.available_methods()  # built-ins imported once
-    monkeypatch.setattr(registry, "_REGISTERED", dict(registry._REGISTERED))
-    return registry
-
-
 def _plugin(tmp_path, monkeypatch, module: str, source: str, entry_points: str) -> None:
     """Install a fake distribution (dist-info with entry_points.txt) and its module on sys.path."""
     (tmp_path / f"{module}.py").write_text(source)

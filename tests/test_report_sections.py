@@ -128,12 +128,50 @@ def test_title(ctx):
 def test_method_settings(ctx):
     section = build("method_settings", ctx)
     shown = text(section)
-    assert section.pages and not section.tables
+    assert names(section.tables) == ["methods"]
+    table = section.tables[0][1]
+    assert list(table["method"]) == ctx.methods
+    # the fake run's entries predate the methods' summaries: said so, no label column
+    assert set(table["metric"]) == {"not recorded"} and set(table["label"]) == {""}
+    assert "label" not in shown.split("Methods\n", 1)[-1].split("\n", 1)[0]
     for method in ctx.methods:
         assert f"synthetic {method}" in shown
     assert "params: iterations: 10, seed: 0" in shown
     bare = dataclasses.replace(ctx, run=dataclasses.replace(ctx.run, run={}))
     assert text(build("method_settings", bare)).count("no configuration recorded") == 6
+
+
+def test_method_settings_from_the_methods_summaries_on_a_multi_contrast_dataset(ctx):
+    """The entries ``bench run`` writes (``method_entry``) for demo-dce's contrast: one row per
+    method with its metric and who chose it, the NCC networks labelled, nothing else; the
+    summary section marks the labelled methods."""
+    from benchmark.runner.runfiles import method_entry
+    from methods.base import RunContext
+    from methods.registry import available_methods
+
+    context = RunContext(preset="quick", contrast="different")
+    entries = {}
+    for method in ctx.methods:
+        cls = available_methods()[method]
+        entries[method] = method_entry(cls, cls.configure(context), "different")
+    run_json = {**ctx.run.run, "methods": entries, "dataset": {"contrast": "different"}}
+    labelled = dataclasses.replace(ctx, run=dataclasses.replace(ctx.run, run=run_json))
+    section = build("method_settings", labelled)
+    table = section.tables[0][1].set_index("method")
+    ncc = [m for m in ctx.methods if m.endswith("-ncc")]
+    assert ncc and set(table.index[table["label"] != ""]) == set(ncc)
+    assert all(table.loc[m, "label"].endswith("on a multi-contrast dataset") for m in ncc)
+    assert table.loc["unet-nmi", "metric"].startswith("NMI")
+    assert table.loc["elastix", "metric"].startswith("AdvancedMattesMutualInformation")
+    if "greedy" in table.index:
+        assert table.loc["greedy", "metric"] == "NMI"
+        assert table.loc["greedy", "chosen by"] == "contrast (different)"
+    shown = text(section)
+    assert "Dataset contrast: different" in shown and "on a multi-contrast dataset" in shown
+    summary = text(build("summary", labelled))
+    for m in ctx.methods:
+        assert (f"{m} *" in summary) == (m in ncc), m
+    assert f"{ncc[0]}: {table.loc[ncc[0], 'label']}" in summary
 
 
 def test_training(ctx, tmp_path):

@@ -52,6 +52,21 @@ def format_summary(summary) -> str:
         return table.to_string()
 
 
+def print_labels(layout) -> None:
+    """Each method's label on this dataset recorded in ``run.json`` (e.g. "unet-ncc: NCC on a
+    multi-contrast dataset"): a similarity that assumes one contrast, run as asked."""
+    from benchmark.runner.runfiles import read_run_json
+
+    methods = (read_run_json(layout) or {}).get("methods")
+    labels = {
+        name: entry["label"]
+        for name, entry in (methods.items() if isinstance(methods, dict) else ())
+        if isinstance(entry, dict) and entry.get("label")
+    }
+    for name, label in labels.items():
+        print(f"label: {name}: {label} (its similarity assumes one contrast; run as asked)")
+
+
 def print_claims(layout) -> None:
     """The verdict of each of the paper's claims that the run could test (``claims.csv``), and
     how many it could not."""
@@ -119,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"\nRun folder: {out}\nResults: {layout.results_csv} ({len(results)} rows)\n")
     if len(results):
         print(format_summary(summarize_metrics(results, methods=names)))
+    print_labels(layout)
     print_claims(layout)
     print_training_warnings(out)
     failed = results.attrs.get("failed", [])

@@ -26,6 +26,7 @@ from benchmark.core.errors import BenchError
 from benchmark.core.layout import RunLayout
 from benchmark.core.pairs import PAIRS_TABLE_COLUMNS
 from benchmark.runner.scoring import METHOD_CONVENTIONS
+from methods.base import contrast_label
 from metrics.catalog import METRIC_CONVENTIONS
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,22 @@ def check_same_dataset(layout: RunLayout, manifest, preset: str) -> None:
         )
 
 
+def method_entry(cls: type, params: dict[str, Any], contrast: str | None) -> dict[str, Any]:
+    """A method's entry in ``run.json``: its class, description and settings, what it says of
+    itself for the report's methods table (``summary``: metric, transform, key settings, who
+    chose them; :meth:`methods.base.Method.summary`, null when it does not say) and its
+    ``label`` on this dataset (e.g. "NCC on a multi-contrast dataset":
+    :func:`methods.base.contrast_label`; null for none)."""
+    summary = cls.summary(params)
+    return {
+        "class": f"{cls.__module__}.{cls.__qualname__}",
+        "description": cls.description,
+        "params": params,
+        "summary": summary,
+        "label": contrast_label(summary, contrast),
+    }
+
+
 def write_run_files(
     layout: RunLayout,
     manifest,
@@ -151,11 +168,7 @@ def write_run_files(
         "provenance": provenance(),
         "dataset": manifest.describe(),
         "methods": {
-            name: {
-                "class": f"{cls.__module__}.{cls.__qualname__}",
-                "description": cls.description,
-                "params": params[name],
-            }
+            name: method_entry(cls, params[name], manifest.contrast)
             for name, cls in methods.items()
         },
         "conventions": {"metrics": METRIC_CONVENTIONS, "methods": METHOD_CONVENTIONS},

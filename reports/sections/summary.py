@@ -12,19 +12,22 @@ TITLE = "Summary tables"
 
 
 def build(ctx: Context) -> Section:
-    """Table pages, one block per structure and metric (headed with the unit), and the
-    ``summary`` table."""
+    """Table pages, one block per structure and metric (headed with the unit; a method with a
+    label on this dataset, e.g. "NCC on a multi-contrast dataset", marked ``*`` and its label
+    under the title), and the ``summary`` table."""
     summary = ctx.summary
-    blocks = [
-        (f"{s} / {m}{_unit(summary, s, m)}", frame)
-        for (s, m), frame in tables.summary_display(summary).items()
-    ]
-    pages = tables.table_pages(
-        TITLE,
-        blocks,
-        subtitle="Per structure and metric: n finite values (pairs), NaN count, mean ± SD "
-        "(ddof 1), median [25th, 75th percentile].",
+    labels = ctx.run.labels
+    blocks = []
+    for (s, m), frame in tables.summary_display(summary).items():
+        frame = frame.assign(method=[f"{x} *" if x in labels else x for x in frame["method"]])
+        blocks.append((f"{s} / {m}{_unit(summary, s, m)}", frame))
+    subtitle = (
+        "Per structure and metric: n finite values (pairs), NaN count, mean ± SD "
+        "(ddof 1), median [25th, 75th percentile]."
     )
+    if labels:
+        subtitle += " * " + "; ".join(f"{m}: {label}" for m, label in labels.items()) + "."
+    pages = tables.table_pages(TITLE, blocks, subtitle=subtitle)
     return Section(pages=pages, tables=[("summary", summary)])
 
 
