@@ -20,8 +20,9 @@ Settings by contrast (:data:`BY_CONTRAST`, from ``RunContext.contrast``; an expl
   worth it"), with Greedy's default smoothing ``-s 1.732vox 0.7071vox``.
 
 The images go to Greedy as SimpleITK images with their real geometry (LPS spacing, origin and
-direction of :func:`methods.elastix.conversion.itk_geometry`). The returned field is Greedy's own
-composition of the stages (reslice mode, ``-r warp rigid -rc field``): a displacement field on
+direction of :func:`methods.elastix.conversion.itk_geometry`). The returned field is Greedy's
+deformable output, after a rigid stage Greedy's own composition of both stages (reslice mode,
+``-r warp rigid -rc field``): a displacement field on
 the fixed grid whose vectors are physical (LPS, mm) offsets from a fixed-space point to the
 moving-space point it samples, i.e. fixed -> moving (the rigid matrix applied after the warp:
 ``rigid(x + warp(x)) - x``). The warp is written at full precision (``-wp 0``; Greedy rounds to
@@ -71,6 +72,7 @@ __all__ = [
     "rigid_command",
     "greedy_command",
     "reslice_command",
+    "field_name",
 ]
 
 #: Presets: iterations per level of the deformable stage and of the rigid stage (coarse to fine;
@@ -255,11 +257,19 @@ def greedy_command(
 
 def reslice_command(*, rigid: bool) -> str:
     """Greedy's reslice mode after the registration: the moving image warped by every stage
-    (``warped``, Greedy's own linear interpolation, for the record) and the stages composed into
-    one displacement field on the fixed grid (``field``; ``-r`` lists the last stage applied to
-    a point first, so ``warp rigid`` maps ``x`` to ``rigid(x + warp(x))``)."""
-    chain = "warp rigid" if rigid else "warp"
-    return f"-rf fixed -rm moving warped -r {chain} -rc field"
+    (``warped``, Greedy's own linear interpolation, for the record) and, after a rigid stage,
+    both stages composed into one displacement field on the fixed grid (``field``; ``-r`` lists
+    the last stage applied to a point first, so ``warp rigid`` maps ``x`` to
+    ``rigid(x + warp(x))``). Without one the deformable stage's ``warp`` is the field itself
+    (resampling it through ``-rc`` would change its last float digits)."""
+    if rigid:
+        return "-rf fixed -rm moving warped -r warp rigid -rc field"
+    return "-rf fixed -rm moving warped -r warp"
+
+
+def field_name(*, rigid: bool) -> str:
+    """The Greedy object that holds the returned displacement field (:func:`reslice_command`)."""
+    return "field" if rigid else "warp"
 
 
 def _sitk_image(array: np.ndarray, geom, sitk):
@@ -442,7 +452,8 @@ class Greedy(Method):
             stationary_velocity=p["stationary_velocity"],
         )
         out.append((deformable, ("warp",)))
-        out.append((reslice_command(rigid=p["rigid_init"]), ("warped", "field")))
+        written = ("warped", "field") if p["rigid_init"] else ("warped",)
+        out.append((reslice_command(rigid=p["rigid_init"]), written))
         return out
 
     def register(self, pair: RegistrationPair) -> RegistrationResult:
@@ -478,7 +489,7 @@ class Greedy(Method):
                     outputs = dict.fromkeys(written)  # None: Greedy keeps the result in memory
                     g.execute(command, out=out, err=out, **inputs, **outputs)
                     inputs = {}  # Greedy keeps the images it was given for the later commands
-                field = sitk.GetArrayFromImage(g["field"])
+                field = sitk.GetArrayFromImage(g[field_name(rigid=p["rigid_init"])])
         except Exception as exc:  # the binding raises RuntimeError with Greedy's message
             text = _log(commands, console, out)
             reason = " ".join(str(exc).split())

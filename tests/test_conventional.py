@@ -304,8 +304,8 @@ def test_greedy_command_lines_for_each_setting():
         "-d 3 -i fixed moving -m NCC 2x2x2 -n 100x50x20 -s 1.732vox 0.7071vox -wp 0 -seed 1 "
         "-o warp -gm mask -threads 2"
     )
-    assert reslice == "-rf fixed -rm moving warped -r warp -rc field"
-    assert written == ("warp",) and outputs == ("warped", "field")
+    assert reslice == "-rf fixed -rm moving warped -r warp"  # the warp is the field itself
+    assert written == ("warp",) and outputs == ("warped",)
     # different contrasts: rigid NMI from the headers on the whole image, then -it rigid -sv
     stages = Greedy(**_greedy_params("different", threads=2, seed=4)).stages(pair, mask=True)
     assert [c for c, _ in stages] == [
