@@ -105,7 +105,8 @@ class LearnedMethod(Method):
         """The training loss's similarity (the method's: NMI or NCC), the network's transform
         and the key training settings (:func:`methods.base.method_summary`) of the method
         configured with ``params`` (:meth:`configure`'s: preset and merged settings). NCC
-        assumes one contrast."""
+        assumes one contrast. ``chosen_by`` names the key settings that differ from the
+        built-in preset (set by the manifest's ``presets`` or by ``--set``)."""
         from methods.training.config import make_config
 
         preset = params.get("preset", "quick")
@@ -118,18 +119,19 @@ class LearnedMethod(Method):
             metric = "NCC (global per patch)"
         else:
             metric = f"NCC (local, window {config.ncc_window} voxels)"
-        settings: dict[str, Any] = {
-            "preset": preset,
-            "iterations": config.iterations,
-            "batch_size": config.batch_size,
-            "bending_weight": config.bending_weight,
-            "instance_steps": config.instance_steps,
-        }
+        keys = ("iterations", "batch_size", "bending_weight", "instance_steps")
+        built_in = make_config(cls.network, cls.similarity, preset=preset)
+        changed = [
+            f"{k}={getattr(config, k)}" for k in keys if getattr(config, k) != getattr(built_in, k)
+        ]
+        chosen_by = "method (the loss); preset"
+        if changed:
+            chosen_by += f"; the manifest's presets or --set ({', '.join(changed)})"
         return method_summary(
             metric=metric,
             transform=TRANSFORMS[config.network],
-            settings=settings,
-            chosen_by="method",
+            settings={"preset": preset, **{k: getattr(config, k) for k in keys}},
+            chosen_by=chosen_by,
             assumes_one_contrast=config.similarity == "ncc",
         )
 

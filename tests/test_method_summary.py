@@ -109,11 +109,17 @@ def test_ants_syn_keeps_mattes_mi_for_both_contrasts():
 def test_learned_methods_name_their_loss_and_transform():
     ncc = _summary("unet-ncc")
     assert ncc["metric"] == "NCC (global per patch)" and ncc["assumes_one_contrast"] is True
-    assert ncc["transform"] == "dense field (U-Net)" and ncc["chosen_by"] == "method"
+    assert ncc["transform"] == "dense field (U-Net)"
+    assert ncc["chosen_by"] == "method (the loss); preset"
     local = _summary("poolnet-ncc", overrides={"ncc_window": 9, "iterations": 40})
     assert local["metric"] == "NCC (local, window 9 voxels)"
     assert local["transform"] == "B-spline control points (PoolNet)"
     assert local["settings"]["iterations"] == 40
+    assert local["chosen_by"] == (
+        "method (the loss); preset; the manifest's presets or --set (iterations=40)"
+    )
+    manifest = _summary("unet-nmi", presets={"quick": {"instance_steps": 5}})
+    assert manifest["chosen_by"].endswith("(instance_steps=5)")
     nmi = _summary("poolnet-nmi", overrides={"nmi_bins": 16})
     assert nmi["metric"] == "NMI (Parzen, 16 bins, sigma 0.02)"
     assert nmi["assumes_one_contrast"] is False

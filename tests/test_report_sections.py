@@ -162,6 +162,7 @@ def test_method_settings_from_the_methods_summaries_on_a_multi_contrast_dataset(
     assert ncc and set(table.index[table["label"] != ""]) == set(ncc)
     assert all(table.loc[m, "label"].endswith("on a multi-contrast dataset") for m in ncc)
     assert table.loc["unet-nmi", "metric"].startswith("NMI")
+    assert table.loc["identity", "key settings"] == "none"  # a method without settings
     assert table.loc["elastix", "metric"].startswith("AdvancedMattesMutualInformation")
     if "greedy" in table.index:
         assert table.loc["greedy", "metric"] == "NMI"

@@ -33,12 +33,19 @@ def methods_table(ctx: Context) -> pd.DataFrame:
                 "method": method,
                 "metric": summary.get("metric", NOT_SAID),
                 "transform": summary.get("transform", NOT_SAID),
-                "key settings": fmt_mapping(summary.get("settings")) if summary else NOT_SAID,
+                "key settings": _settings_text(summary),
                 "chosen by": summary.get("chosen_by", NOT_SAID),
                 "label": entry.get("label") or "",
             }
         )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def _settings_text(summary: dict) -> str:
+    """A summary's key settings on one line; ``none`` for a method without settings."""
+    if not summary:
+        return NOT_SAID
+    return fmt_mapping(summary.get("settings")) if summary.get("settings") else "none"
 
 
 def build(ctx: Context) -> Section:
