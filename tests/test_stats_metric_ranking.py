@@ -11,11 +11,19 @@ import pandas as pd
 import pytest
 import scikit_posthocs as sp
 from fake_run import make_fake_run
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from benchmark.cli import main
 from benchmark.core.errors import BenchError
-from benchmark.stats.metric_ranking import _holm_rows, dsc30, friedman_posthoc, rank_methods
+from benchmark.stats.metric_ranking import (
+    _holm_rows,
+    _wilcoxon_rows,
+    dsc30,
+    friedman_posthoc,
+    rank_methods,
+)
 from benchmark.stats.multitest import holm
 from benchmark.stats.readers_vs_metrics import readers_vs_metrics
 
@@ -176,3 +184,24 @@ def test_bench_stats_rank_and_compare_say_they_test_cases(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["test_level"] == "case"
     assert main(["stats", "rank", str(run), "--posthoc", "tukey"]) == 2
     assert "'nemenyi', 'conover'; got 'tukey'" in capsys.readouterr().err
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(5, 14))
+def test_resampled_wilcoxon_is_scipys_exact_test_or_normal_approximation_per_row(seed, n):
+    """Bootstrap rows: the exact test where a row has no ties or zeros (what SciPy's default
+    gives such a row), the normal approximation with continuity correction where it has; the
+    observed cases keep SciPy's default."""
+    rng = np.random.default_rng(seed)
+    cases = rng.normal(0.1, 1.0, n)
+    d = cases[rng.integers(0, n, size=(30, n))]  # resamples: repeated cases are ties
+    d[0] = cases  # one row without ties
+    p = _wilcoxon_rows(d, resampled=True)
+    for row, value in zip(d, p, strict=True):
+        a = np.abs(row)
+        tied = len(np.unique(a)) < n or (a == 0).any()
+        method = "asymptotic" if tied else "exact"
+        assert value == pytest.approx(stats.wilcoxon(row, method=method).pvalue, rel=1e-12)
+        if not tied:
+            assert value == pytest.approx(stats.wilcoxon(row).pvalue, rel=1e-12)
+    assert _wilcoxon_rows(d[:1], resampled=False) == pytest.approx(stats.wilcoxon(cases).pvalue)

@@ -17,7 +17,9 @@ Scheme (Learn2Reg-like, but paired and at the case level):
 4. **Stability.** ``n_boot`` bootstrap resamples of the cases (with replacement, seeded; one
    draw for all metrics, a drawn case missing from a metric replaced by a random case of that
    metric) redo steps 2-3; per method the share of resamples in which it keeps its rank, and
-   the 2.5-97.5 % interval of its rank.
+   the 2.5-97.5 % interval of its rank. A resample with tied differences (repeated cases) is
+   tested with the normal approximation instead of SciPy's permutation test
+   (:func:`_wilcoxon_rows`).
 5. **Friedman and post-hoc.** Per metric, Friedman's test on the case x method table and the
    Nemenyi (or Conover) post-hoc test of scikit-posthocs, with each method's average rank within
    cases (1 = best) and Nemenyi's critical difference ``q_alpha sqrt(k (k + 1) / (6 n))``
@@ -97,14 +99,38 @@ def _ranks_from_wins(wins: np.ndarray) -> np.ndarray:
     return 1 + (wins[..., None, :] > wins[..., :, None]).sum(axis=-1)
 
 
-def _significance(values: np.ndarray, sign: float, alpha: float):
-    """Pairwise tests, wins and ranks of ``values`` (shape (B, n, k), oriented later by ``sign``).
+def _wilcoxon_rows(d: np.ndarray, *, resampled: bool) -> np.ndarray:
+    """Two-sided Wilcoxon signed-rank P of each row of ``d`` (differences, shape (r, n)).
+
+    The observed cases (``resampled`` False): SciPy's default (``method="auto"``: exact without
+    ties or zeros, a permutation test with them up to 13 cases, else the normal approximation),
+    as :func:`~benchmark.stats.comparisons.compare_methods` tests. Bootstrap resamples repeat
+    cases, so most rows have ties: there each row without ties or zeros gets the exact test and
+    each one with them the normal approximation (with continuity correction), since SciPy's
+    permutation route for 13 or fewer cases costs 2^n statistics per row (minutes for 200
+    resamples of 12 cases, against milliseconds).
+    """
+    from scipy import stats
+
+    if not resampled:
+        return stats.wilcoxon(d, axis=1).pvalue
+    a = np.sort(np.abs(d), axis=1)
+    tied = (a[:, 1:] == a[:, :-1]).any(axis=1) | (a[:, 0] == 0)
+    p = np.empty(len(d))
+    exact = ~tied & (d.shape[1] <= 50)  # as SciPy's "auto" without ties
+    for rows, method in ((exact, "exact"), (~exact, "asymptotic")):
+        if rows.any():
+            p[rows] = stats.wilcoxon(d[rows], axis=1, method=method).pvalue
+    return p
+
+
+def _significance(values: np.ndarray, sign: float, alpha: float, *, resampled: bool = False):
+    """Pairwise tests, wins and ranks of ``values`` (shape (B, n, k), oriented later by ``sign``;
+    ``resampled``: bootstrap resamples of the cases, :func:`_wilcoxon_rows`).
 
     Returns ``(pairs, p, p_holm, median_diff, ranks)`` with ``p`` etc. of shape (B, n_pairs) and
     ``ranks`` (B, k).
     """
-    from scipy import stats
-
     b, _, k = values.shape
     pairs = [(i, j) for i in range(k) for j in range(i + 1, k)]
     p = np.ones((b, len(pairs)))
@@ -116,7 +142,7 @@ def _significance(values: np.ndarray, sign: float, alpha: float):
         if nonzero.any():
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore")
-                p[nonzero, c] = stats.wilcoxon(d[nonzero], axis=1).pvalue
+                p[nonzero, c] = _wilcoxon_rows(d[nonzero], resampled=resampled)
     p_holm = _holm_rows(p)
     wins = np.zeros((b, k))
     for c, (i, j) in enumerate(pairs):
@@ -505,7 +531,7 @@ def rank_methods(
             idx = np.array([pos.get(c, -1) for c in all_cases])[draws]
             absent = idx < 0
             idx[absent] = rng.integers(0, len(mat), size=int(absent.sum()))
-            boot[mi] = _significance(values[idx], sign, alpha)[4]
+            boot[mi] = _significance(values[idx], sign, alpha, resampled=True)[4]
         stat, pf, mean_ranks, pp, cd = friedman_posthoc(
             mat, higher_is_better=sign > 0, posthoc=posthoc, alpha=alpha
         )
