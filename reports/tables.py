@@ -4,6 +4,8 @@ their layout on A4 pages (headed blocks, split across pages when long).
 
 from __future__ import annotations
 
+import textwrap
+
 import math
 
 import pandas as pd
@@ -148,14 +150,23 @@ def timeline_summary(timeline: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+#: Characters per line of a page's subtitle (7.5 pt on the A4 text width), and its line step.
+SUBTITLE_WIDTH, SUBTITLE_STEP = 150, 0.13
+
+
+def _subtitle_lines(subtitle: str | None) -> list[str]:
+    return textwrap.wrap(subtitle, SUBTITLE_WIDTH) if subtitle else []
+
+
 def _page(title: str, subtitle: str | None) -> Figure:
+    """A page with its title and the subtitle's lines under it (wrapped here, so that the
+    content below can start after the last one)."""
     fig = new_page()
     w, h = fig.get_size_inches()
     fig.text(LEFT / w, 1 - 0.55 / h, title, fontsize=14, weight="bold", va="baseline")
-    if subtitle:
-        fig.text(
-            LEFT / w, 1 - 0.78 / h, subtitle, fontsize=7.5, va="baseline", color="0.3", wrap=True
-        )
+    for i, line in enumerate(_subtitle_lines(subtitle)):
+        fig.text(LEFT / w, 1 - (0.78 + SUBTITLE_STEP * i) / h, line, fontsize=7.5,
+                 va="baseline", color="0.3")
     return fig
 
 
@@ -240,7 +251,8 @@ def table_pages(
     fig = _page(title, subtitle)
     pages.append(fig)
     page_h = fig.get_size_inches()[1]
-    y = TOP + (0.25 if subtitle else 0.0)
+    lines = len(_subtitle_lines(subtitle))
+    y = TOP + (0.25 + SUBTITLE_STEP * (lines - 1) if lines else 0.0)
     if not blocks:
         w = fig.get_size_inches()[0]
         fig.text(LEFT / w, 1 - (y + 0.3) / page_h, "No data.", fontsize=9)
