@@ -10,6 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI included), so that a failure is
+# reproducible and a landing never depends on a lucky draw; HYPOTHESIS_PROFILE=explore draws new
+# ones (run it now and then to look for counterexamples).
+settings.register_profile("reproducible", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 # test helpers importable as plain modules (from acdc_lookalike import make_acdc)
 if str(Path(__file__).parent) not in sys.path:
