@@ -13,9 +13,13 @@ case-level paired test or by the paper's counting) and asserts each claim's verd
   smoothness claims of Figure 4.
 
 A claim measured not to hold on a demo is a strict xfail whose reason gives the numbers of the
-measured run (:data:`NOT_HOLDING`); it fails as soon as the claim holds. Nothing is tuned to make
-a claim hold. Besides the claims, the learned methods whose loss suits the data must beat no
-registration.
+measured run (:data:`NOT_HOLDING`); it fails as soon as the claim holds. A claim whose verdict was
+measured to differ between machines (:data:`VERDICT_VARIES`: the networks' training follows the
+CPU's floating-point kernels, so their numbers differ in the last digits and then more) passes
+when it holds and is an xfail with both measurements when it does not; what both machines showed
+is asserted on its own (:func:`test_demo_acdc_nmi_and_ncc_within_a_hundredth`). Nothing is tuned
+to make a claim hold. Besides the claims, the learned methods whose loss suits the data must beat
+no registration.
 """
 
 from __future__ import annotations
@@ -40,10 +44,6 @@ NOT_HOLDING: dict[tuple[str, str, str], str] = {
         "after registration stays below elastix's: U-Net-NMI 0.110, PoolNet-NMI 0.105, elastix "
         "0.160 (means over 12 studies; run of 2026-12-07); fine-tuned on each pair it holds "
         "(0.166, 0.162, 0.160)",
-    ("demo-acdc", "one pass", "cine-nmi-ncc-on-par"):
-        "the NCC-trained networks end slightly ahead in Dice on one contrast: U-Net 0.8768 (NMI) "
-        "against 0.8827 (NCC), paired Wilcoxon over 8 cases P 0.078; PoolNet 0.8823 against "
-        "0.8890, P 0.039 (run of 2026-12-07)",
     ("demo-acdc", "one pass", "cine-folding-unet-more"):
         "almost no folding with the quick preset's bending weight: mean folding 0 % for U-Net-NMI "
         "and both PoolNets, 0.0014 % for U-Net-NCC, so the U-Nets do not fold 'much more' "
@@ -52,6 +52,20 @@ NOT_HOLDING: dict[tuple[str, str, str], str] = {
         "the NCC-trained U-Net's fields are the least smooth: SD of log |J| U-Net-NMI 0.161, "
         "U-Net-NCC 0.176, PoolNet-NMI 0.135, PoolNet-NCC 0.149 (run of 2026-12-07)",
 }
+
+#: (demo, variant, claim) -> the verdicts measured on different machines, with their numbers. The
+#: claim passes where it holds and is an xfail with this reason where it does not.
+VERDICT_VARIES: dict[tuple[str, str, str], str] = {
+    ("demo-acdc", "one pass", "cine-nmi-ncc-on-par"):
+        "the verdict depends on the machine: on the VM of the first measurement (CPU not "
+        "recorded) the NCC-trained networks ended slightly ahead in Dice (U-Net 0.8768 NMI "
+        "against 0.8827 NCC, paired Wilcoxon over 8 cases P 0.078; PoolNet 0.8823 against "
+        "0.8890, P 0.039); on an AMD EPYC VM (torch CPU capability AVX2) it holds (U-Net 0.8788 "
+        "against 0.8830, P 0.31; PoolNet 0.8865 against 0.8867, P 0.84); same code, both runs "
+        "of 2026-12-07. On both, NMI and NCC within 0.007 mean Dice",
+}
+#: Mean Dice within which NMI- and NCC-trained networks were on par on every machine measured.
+ON_PAR_DICE = 0.01
 
 DCE_CLAIMS = (
     "dce-poolnet-on-par-elastix",
@@ -93,6 +107,9 @@ def run_demo(dataset: str, folder, *, methods: str = "all", settings=()) -> pd.D
 
 def check(claims: pd.DataFrame, demo: str, variant: str, claim: str) -> None:
     row = claims.set_index("claim").loc[claim]
+    varies = VERDICT_VARIES.get((demo, variant, claim))
+    if varies is not None and row["verdict"] == "does not hold":
+        pytest.xfail(f"{claim}: {varies} (this run: {row['numbers']}; {row['test']})")
     why = NOT_HOLDING.get((demo, variant, claim))
     if why is not None:
         assert row["verdict"] == "does not hold", f"{claim} now holds: remove it from NOT_HOLDING"
@@ -156,3 +173,13 @@ def test_the_suited_networks_beat_no_registration(dce, acdc):
         for method in suited:
             assert dice[method] > dice["identity"], method
             assert error[method] < error["identity"], method
+
+
+def test_demo_acdc_nmi_and_ncc_within_a_hundredth(acdc):
+    """What every machine showed of "NMI and NCC on par" on one contrast (its paired test's
+    verdict varies, :data:`VERDICT_VARIES`): per network, the NMI- and NCC-trained mean Dice
+    within :data:`ON_PAR_DICE`."""
+    dice = acdc.attrs["dice"]
+    for network in ("unet", "poolnet"):
+        gap = dice[f"{network}-nmi"] - dice[f"{network}-ncc"]
+        assert abs(gap) < ON_PAR_DICE, f"{network}: NMI - NCC mean Dice {gap:+.4f}"
