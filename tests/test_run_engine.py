@@ -207,6 +207,14 @@ def test_two_dask_workers_give_the_serial_rows_and_seeds_column(manifest, tmp_pa
     run = json.loads((tmp_path / "b" / "run.json").read_text())
     assert run["seeds"] == [0, 1] and "git_commit" in run["provenance"]
     assert run["provenance"]["torch"] and "cuda" in run["provenance"]
+    import torch
+
+    # the CPU's kernels decide the trainings' last digits: recorded beside the versions
+    assert run["provenance"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert run["provenance"]["cpu"] and run["provenance"]["cpu"] != "unknown"
+    if not torch.cuda.is_available():  # each task's record names the CPU too
+        cpu = f"cpu ({run['provenance']['cpu']}, {os.cpu_count()} cores)"
+        assert (costs["device"] == cpu).all(), costs["device"].unique()
     validation = pd.read_csv(tmp_path / "b" / "validation.csv")
     models = validation[["method", "fold", "seed"]].sort_values("seed")
     assert models.values.tolist() == [["unet-nmi", 0, 0], ["unet-nmi", 0, 1]]  # every seed

@@ -26,6 +26,7 @@ from benchmark.core.errors import BenchError
 from benchmark.core.layout import RunLayout
 from benchmark.core.pairs import PAIRS_TABLE_COLUMNS
 from benchmark.runner.scoring import METHOD_CONVENTIONS
+from benchmark.runner.tasks import cpu_model
 from methods.base import contrast_label
 from metrics.catalog import METRIC_CONVENTIONS
 
@@ -47,7 +48,11 @@ def versions() -> dict[str, str]:
 
 def provenance(device: str | None = None) -> dict[str, Any]:
     """Where the numbers come from: the project's git commit (and whether its tree had
-    uncommitted changes), torch, CUDA and cuDNN versions, the GPU model and the host."""
+    uncommitted changes), torch, CUDA and cuDNN versions, the GPU model, the host and its CPU.
+
+    ``cpu_capability`` is the instruction set torch's CPU kernels dispatch to (``AVX2``,
+    ``AVX512``...): trainings on the CPU give the same numbers to the last digit on one machine,
+    not between CPUs whose kernels differ (``docs/conventions.md``, "Reproducibility")."""
     import torch
 
     here = Path(__file__).resolve().parent
@@ -75,6 +80,8 @@ def provenance(device: str | None = None) -> dict[str, Any]:
         else [],
         "host": platform.node(),
         "cpus": os.cpu_count(),
+        "cpu": cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
 
 

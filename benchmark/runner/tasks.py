@@ -49,14 +49,27 @@ def _cuda(device: str | None) -> bool:
     return torch.cuda.is_available()
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`, else
+    the machine type such as ``x86_64``)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("model name") and line.split(":", 1)[1].strip():
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def device_name(device: str | None) -> str:
-    """``cuda:0 (NVIDIA H200)`` or ``cpu (x86_64, 16 cores)``."""
+    """``cuda:0 (NVIDIA H200)`` or ``cpu (AMD EPYC, 16 cores)`` (:func:`cpu_model`)."""
     import torch
 
     if _cuda(device) and torch.cuda.is_available():
         index = torch.device(device or "cuda").index or 0
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    return f"cpu ({platform.machine()}, {os.cpu_count()} cores)"
+    return f"cpu ({cpu_model()}, {os.cpu_count()} cores)"
 
 
 @contextmanager
