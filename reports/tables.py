@@ -4,9 +4,8 @@ their layout on A4 pages (headed blocks, split across pages when long).
 
 from __future__ import annotations
 
-import textwrap
-
 import math
+import textwrap
 
 import pandas as pd
 from matplotlib.figure import Figure

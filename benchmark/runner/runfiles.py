@@ -52,7 +52,8 @@ def provenance(device: str | None = None) -> dict[str, Any]:
 
     ``cpu_capability`` is the instruction set torch's CPU kernels dispatch to (``AVX2``,
     ``AVX512``...): trainings on the CPU give the same numbers to the last digit on one machine,
-    not between CPUs whose kernels differ (``docs/conventions.md``, "Reproducibility")."""
+    not between CPUs whose kernels differ (``docs/conventions.md``, "Randomness and
+    reproducibility")."""
     import torch
 
     here = Path(__file__).resolve().parent

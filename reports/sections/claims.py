@@ -22,6 +22,9 @@ def build(ctx: Context) -> Section:
         + ", ".join(f"{counts[v]} {v}" for v in counts.index) + ".",
         "Comparisons are case-level paired Wilcoxon tests at 0.05; 'on par' holds without a "
         "significant difference against the method (docs/methods.md, \"The paper's claims\").",
+        "A learned method is one training per fold and seed: a verdict that rests on a small "
+        "difference can change with the seed or the machine (docs/conventions.md, \"Randomness "
+        "and reproducibility\"); --seeds repeats the trainings.",
         "",
     ]
     for row in claims.itertuples(index=False):
