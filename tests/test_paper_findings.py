@@ -38,19 +38,22 @@ NOT_HOLDING: dict[tuple[str, str, str], str] = {
     ("demo-dce", "one pass", "dce-poolnet-on-par-elastix"):
         "one pass with the quick budget: PoolNet-NMI 2.41 mm against elastix's 0.55 mm in the "
         "breast (paired Wilcoxon over 12 studies, P < 0.001; run of 2026-12-07, perf/README.md); "
-        "fine-tuned on each pair it holds (0.549 against 0.550 mm, P 0.42)",
+        "fine-tuned on each pair it holds (0.549 against 0.550 mm, P 0.42). On an AMD EPYC VM the "
+        "same: 2.374 against 0.550 mm, P < 0.001; fine-tuned 0.544, P 0.52",
     ("demo-dce", "one pass", "dce-nmi-unet-highest-elastix-lowest"):
         "one pass with the quick budget the networks register less than elastix and their NMI "
         "after registration stays below elastix's: U-Net-NMI 0.110, PoolNet-NMI 0.105, elastix "
         "0.160 (means over 12 studies; run of 2026-12-07); fine-tuned on each pair it holds "
-        "(0.166, 0.162, 0.160)",
+        "(0.166, 0.162, 0.160). On an AMD EPYC VM the same: 0.1095, 0.1061, 0.1604; fine-tuned "
+        "0.1665, 0.1622, 0.1604",
     ("demo-acdc", "one pass", "cine-folding-unet-more"):
         "almost no folding with the quick preset's bending weight: mean folding 0 % for U-Net-NMI "
         "and both PoolNets, 0.0014 % for U-Net-NCC, so the U-Nets do not fold 'much more' "
-        "(run of 2026-12-07)",
+        "(run of 2026-12-07; on an AMD EPYC VM 0 % and 0.0011 %)",
     ("demo-acdc", "one pass", "cine-unet-nmi-least-smooth"):
         "the NCC-trained U-Net's fields are the least smooth: SD of log |J| U-Net-NMI 0.161, "
-        "U-Net-NCC 0.176, PoolNet-NMI 0.135, PoolNet-NCC 0.149 (run of 2026-12-07)",
+        "U-Net-NCC 0.176, PoolNet-NMI 0.135, PoolNet-NCC 0.149 (run of 2026-12-07; on an AMD "
+        "EPYC VM 0.168, 0.174, 0.138, 0.147)",
 }
 
 #: (demo, variant, claim) -> the verdicts measured on different machines, with their numbers. The
