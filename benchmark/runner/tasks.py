@@ -15,6 +15,7 @@ iterations per second.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -49,14 +50,16 @@ def _cuda(device: str | None) -> bool:
     return torch.cuda.is_available()
 
 
+@functools.cache
 def cpu_model() -> str:
     """The CPU's model name (``/proc/cpuinfo`` on Linux, else :func:`platform.processor`, else
-    the machine type such as ``x86_64``)."""
+    the machine type such as ``x86_64``); read once per process (every task's cost names it)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
             for line in info:
-                if line.startswith("model name") and line.split(":", 1)[1].strip():
-                    return line.split(":", 1)[1].strip()
+                key, _, name = line.partition(":")
+                if key.strip() == "model name" and name.strip():
+                    return name.strip()
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
